@@ -1,0 +1,1 @@
+"""Analytics over the stored history: windows, ratios (later: baselines, forecasts)."""

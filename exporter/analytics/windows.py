@@ -1,0 +1,109 @@
+"""Period totals and 30-day ratios per stream, computed from stored rows.
+
+A *stream* is (provider, account, project, model). Every stream with data in the last 30
+complete days or in the current month appears in every window (0 where it had nothing), so
+series do not flap in and out as days roll over.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+
+from exporter.records import TOKEN_TYPES, CostRecord, UsageRecord
+
+Stream = tuple[str, str, str, str]  # provider, account, project, model
+CostKey = tuple[str, str, str, str, str, str]  # stream + cost_type, currency
+TokenKey = tuple[str, str, str, str, str]  # stream + token_type
+
+
+WINDOW_NAMES: tuple[str, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    start: date
+    end: date  # exclusive
+
+
+def windows_for(today: date) -> list[Window]:
+    first = today.replace(day=1)
+    return [
+        Window("today", today, today + timedelta(days=1)),
+        Window("yesterday", today - timedelta(days=1), today),
+        Window("7d", today - timedelta(days=7), today),
+        Window("30d", today - timedelta(days=30), today),
+        Window("month_to_date", first, today + timedelta(days=1)),
+    ]
+
+
+def history_start(today: date) -> date:
+    """The oldest day any window needs."""
+    return min(w.start for w in windows_for(today))
+
+
+@dataclass
+class WindowTotals:
+    cost: dict[str, dict[CostKey, Decimal]] = field(default_factory=dict)
+    tokens: dict[str, dict[TokenKey, int]] = field(default_factory=dict)
+    requests: dict[str, dict[Stream, int]] = field(default_factory=dict)
+    cache_hit_ratio: dict[Stream, float] = field(default_factory=dict)
+    cost_per_1k_tokens: dict[tuple[str, str, str, str, str], Decimal] = field(default_factory=dict)
+    cost_per_request: dict[tuple[str, str, str, str, str], Decimal] = field(default_factory=dict)
+
+
+def _stream(row: UsageRecord | CostRecord) -> Stream:
+    return (row.provider, row.account, row.project, row.model)
+
+
+def compute_windows(today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> WindowTotals:
+    """Totals for every window; ``usage``/``costs`` must cover :func:`history_start` .. today."""
+    wins = windows_for(today)
+    cost_keys = {(*_stream(c), c.cost_type, c.currency) for c in costs}
+    usage_streams = {_stream(u) for u in usage}
+    out = WindowTotals()
+    for w in wins:
+        cost: dict[CostKey, Decimal] = {k: Decimal(0) for k in cost_keys}
+        for c in costs:
+            if w.start <= c.day < w.end:
+                cost[(*_stream(c), c.cost_type, c.currency)] += c.amount
+        tokens: dict[TokenKey, int] = {(*s, t): 0 for s in usage_streams for t in TOKEN_TYPES}
+        requests: dict[Stream, int] = dict.fromkeys(usage_streams, 0)
+        for u in usage:
+            if w.start <= u.day < w.end:
+                s = _stream(u)
+                for t in TOKEN_TYPES:
+                    tokens[(*s, t)] += u.tokens(t)
+                requests[s] += u.requests
+        out.cost[w.name] = cost
+        out.tokens[w.name] = tokens
+        out.requests[w.name] = requests
+
+    # 30-day ratios (complete days only)
+    tok30, req30, cost30 = out.tokens["30d"], out.requests["30d"], out.cost["30d"]
+    for s in usage_streams:
+        cache_read = tok30[(*s, "cache_read")]
+        denominator = cache_read + tok30[(*s, "input")] + tok30[(*s, "cache_write")]
+        if denominator:
+            out.cache_hit_ratio[s] = cache_read / denominator
+    billed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
+    token_billed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
+    for (p, a, proj, m, cost_type, cur), amount in cost30.items():
+        if not m:
+            continue
+        billed[(p, a, proj, m, cur)] += amount
+        if cost_type == "tokens":
+            token_billed[(p, a, proj, m, cur)] += amount
+    for key, amount in token_billed.items():
+        s = key[:4]
+        all_tokens = sum(tok30.get((*s, t), 0) for t in TOKEN_TYPES)
+        if all_tokens:
+            out.cost_per_1k_tokens[key] = amount * 1000 / all_tokens
+    for key, amount in billed.items():
+        n = req30.get(key[:4], 0)
+        if n:
+            out.cost_per_request[key] = amount / n
+    return out

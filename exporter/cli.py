@@ -1,0 +1,252 @@
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll}``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from exporter import __version__
+from exporter.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    Config,
+    ConfigErrors,
+    check,
+    load,
+    parse_listen_address,
+)
+
+log = logging.getLogger("exporter")
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+DEMO_KEY_ENV = "AICOST_DEMO_ADMIN_KEY"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request URL at INFO; ours are enough.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-cost-exporter",
+        description="Prometheus exporter for AI API spend, read from the providers' "
+        "organisation usage and cost APIs.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser, *, listen: bool = True) -> None:
+        p.add_argument(
+            "--log.level",
+            dest="log_level",
+            choices=LOG_LEVELS,
+            default=None,
+            help="log level (default: the config's log_level, else info)",
+        )
+        if listen:
+            p.add_argument(
+                "--web.listen-address",
+                dest="listen_address",
+                default=None,
+                help=f"HOST:PORT to serve /metrics on (default: the config's "
+                f"listen_address, else {DEFAULT_LISTEN_ADDRESS})",
+            )
+
+    run = sub.add_parser(
+        "run",
+        help="run the exporter (poll on a schedule, serve /metrics)",
+        description="Run the exporter: backfill on first start, poll every poll.interval, "
+        "serve /metrics.",
+    )
+    run.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file",
+    )
+    common(run)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run against a built-in simulated OpenAI org (no keys, no network)",
+        description="Start a simulated OpenAI organisation on loopback HTTP (the real "
+        "provider code polls it) with ~90 days of traffic, and serve /metrics.",
+    )
+    demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
+    demo.add_argument(
+        "--storage.path",
+        dest="storage_path",
+        default=None,
+        help="SQLite file (default: a fresh temporary directory)",
+    )
+    common(demo)
+
+    chk = sub.add_parser(
+        "check-config",
+        help="validate a config file and exit (non-zero on errors)",
+        description="Validate a config file: report every error with its YAML path, and "
+        "check that each provider's key can be read (the key itself is never printed).",
+    )
+    chk.add_argument("file", help="path of the YAML config file")
+
+    poll = sub.add_parser(
+        "poll",
+        help="run one poll cycle (backfill included) and exit",
+        description="Poll every configured provider once (backfilling on first use), "
+        "store the result and exit. For cron, debugging and tests.",
+    )
+    poll.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file",
+    )
+    poll.add_argument(
+        "--once",
+        action="store_true",
+        required=True,
+        help="poll once and exit (required; the only mode)",
+    )
+    common(poll, listen=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {
+        "run": cmd_run,
+        "demo": cmd_demo,
+        "check-config": cmd_check_config,
+        "poll": cmd_poll,
+    }[args.command]
+    return handler(args)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return load(path)
+    except ConfigErrors as exc:
+        print(f"error: invalid config {exc.source}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.file)
+    if config is None:
+        return 1
+    problems = check(config)
+    if problems:
+        print(f"error: {args.file}: the config is valid but cannot run:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    names = ", ".join(f"{p.type}/{p.account}" for p in config.providers)
+    print(f"{args.file}: OK ({len(config.providers)} provider(s): {names})")
+    return 0
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    _setup_logging(args.log_level or config.log_level)
+    from exporter.scheduler import Service
+
+    service = Service(config)
+    try:
+        ok = service.poll_once()
+    finally:
+        service.stop()
+    return 0 if ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    _setup_logging(args.log_level or config.log_level)
+    for problem in check(config):
+        log.warning("%s", problem)
+    return serve(config, args.listen_address or config.listen_address)
+
+
+def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
+    """Start the HTTP server first (healthy, not ready), then load the store and poll."""
+    from exporter.scheduler import Service
+    from exporter.server import MetricsServer
+
+    try:
+        host, port = parse_listen_address(listen_address)
+    except ValueError as exc:
+        print(f"error: --web.listen-address: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = MetricsServer((host, port))
+    except OSError as exc:
+        print(f"error: cannot listen on {listen_address}: {exc.strerror}", file=sys.stderr)
+        return 1
+    server.start()
+    log.info("listening on http://%s:%d/metrics", host, server.port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    service = Service(config, env=env)
+    server.source = service
+    service.start()
+    try:
+        stop.wait()
+    finally:
+        log.info("shutting down")
+        service.stop()
+        server.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from exporter.demo.fake_openai import FakeOpenAIServer
+    from exporter.demo.traffic import generate_org
+
+    _setup_logging(args.log_level or "info")
+    from exporter.clock import utc_now
+
+    org = generate_org(today=utc_now().date(), days=args.days, seed=args.seed)
+    storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
+    with FakeOpenAIServer(org) as fake:
+        log.info("demo: simulated OpenAI org on %s (%d days of traffic)", fake.base_url, args.days)
+        config = Config.model_validate(
+            {
+                "storage": {"path": storage},
+                "poll": {"interval": "5m", "backfill_days": args.days},
+                "providers": [
+                    {
+                        "type": "openai",
+                        "name": "openai-demo",
+                        "base_url": fake.base_url,
+                        "api_key_env": DEMO_KEY_ENV,
+                    }
+                ],
+            }
+        )
+        env = {DEMO_KEY_ENV: org.admin_key}
+        return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

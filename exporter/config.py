@@ -1,0 +1,299 @@
+"""YAML configuration -> validated settings.
+
+* Unknown keys are rejected, and **all** problems are reported at once, each with its YAML
+  path (``providers[0].base_url: ...``).
+* Admin keys come only from ``api_key_env`` (the name of an environment variable) or
+  ``api_key_file`` (a path). A key written inline is an error. No error message ever
+  contains a configured value that could be a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
+DEFAULT_STORAGE_PATH = "/var/lib/ai-cost-exporter/history.db"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+
+
+def parse_duration(value: Any) -> float:
+    """``"15m"`` -> 900.0 seconds. Plain numbers are seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError("expected a duration such as 30s, 15m, 1h")
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class StorageConfig(_Strict):
+    path: str = DEFAULT_STORAGE_PATH
+    retention_days: int = Field(400, ge=35, le=3650)
+
+
+class PollConfig(_Strict):
+    interval: Duration = 900.0
+    lookback_days: int = Field(3, ge=0, le=31)
+    backfill_days: int = Field(90, ge=1, le=730)
+    timeout: Duration = 30.0
+    max_attempts: int = Field(4, ge=1, le=10)
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 60.0
+    max_retry_after: Duration = 300.0
+
+
+class FxConfig(_Strict):
+    base_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+
+
+class ProviderConfig(_Strict):
+    type: Literal["openai"]
+    name: str = ""
+    base_url: str = ""
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    # Any attempt to write the key inline lands here and is refused without echoing it.
+    api_key: Any = Field(None, exclude=True, repr=False)
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _no_inline_key(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError(
+                "admin keys may not be written in the config file; "
+                "set api_key_env (name of an environment variable) or api_key_file"
+            )
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), "
+                "not the key itself"
+            )
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _account_name(cls, value: str) -> str:
+        if value and not _ACCOUNT_NAME.match(value):
+            raise ValueError(
+                "must be lower case letters, digits, '.', '_' or '-' (it becomes the "
+                "`account` label)"
+            )
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ProviderConfig:
+        if self.api_key_env is None and self.api_key_file is None:
+            raise ValueError("set api_key_env or api_key_file")
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("set only one of api_key_env and api_key_file")
+        return self
+
+    @property
+    def account(self) -> str:
+        return self.name or self.type
+
+    @property
+    def url(self) -> str:
+        from exporter.providers import DEFAULT_BASE_URLS
+
+        return self.base_url or DEFAULT_BASE_URLS[self.type]
+
+
+class Config(_Strict):
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    currency: str = "USD"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    storage: StorageConfig = StorageConfig()
+    poll: PollConfig = PollConfig()
+    fx: FxConfig = FxConfig()
+    providers: list[ProviderConfig] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{3}", value):
+            raise ValueError("must be an ISO 4217 code such as USD or EUR")
+        if value.upper() != "USD":
+            raise ValueError("only USD is supported until currency conversion (ECB rates) lands")
+        return value.upper()
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _unique_accounts(self) -> Config:
+        seen: set[tuple[str, str]] = set()
+        for p in self.providers:
+            key = (p.type, p.account)
+            if key in seen:
+                raise ValueError(
+                    f"two {p.type} providers share the name {p.account!r}; "
+                    "give each a distinct `name`"
+                )
+            seen.add(key)
+        return self
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("expected HOST:PORT, e.g. 0.0.0.0:9877")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class ConfigErrors(Exception):
+    """All problems found in a config file, one line each."""
+
+    def __init__(self, source: str, errors: list[str]) -> None:
+        self.source = source
+        self.errors = errors
+        super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(errors))
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-after[_one_key_source()]",):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _format(err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif err["type"] == "literal_error" and loc and loc[-1] == "type":
+        message = "unknown provider type; " + message.replace("Input should be", "expected")
+    return f"{_path(loc)}: {message}"
+
+
+def validate(data: Any, source: str = "config") -> Config:
+    """Validate parsed YAML; raise :class:`ConfigErrors` listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigErrors(source, ["(top level): expected a mapping of settings"])
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        # include_input=False: messages never carry the offending value (it may be a key)
+        raise ConfigErrors(
+            source, [_format(e) for e in exc.errors(include_input=False, include_url=False)]
+        ) from None
+
+
+def load(path: str | Path) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors(source, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigErrors(source, [f"{where}{problem}"]) from None
+    return validate(data, source)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A resolved credential. ``repr``/``str`` never show the value."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret(****)"
+
+    __str__ = __repr__
+
+
+def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> Secret:
+    """Read the admin key from the environment or a file; errors never include the key."""
+    environ = os.environ if env is None else env
+    where = f"providers[{provider.account}]"
+    if provider.api_key_env is not None:
+        value = environ.get(provider.api_key_env, "").strip()
+        if not value:
+            raise ValueError(
+                f"{where}: environment variable {provider.api_key_env} is not set or empty"
+            )
+        return Secret(value)
+    assert provider.api_key_file is not None
+    try:
+        value = Path(provider.api_key_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ValueError(
+            f"{where}: cannot read api_key_file {provider.api_key_file}: {exc.strerror}"
+        ) from None
+    if not value:
+        raise ValueError(f"{where}: api_key_file {provider.api_key_file} is empty")
+    return Secret(value)
+
+
+def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
+    """Problems that only show at run time (missing env vars, unreadable key files)."""
+    problems = []
+    if not config.providers:
+        problems.append("providers: no provider configured; nothing would be polled")
+    for provider in config.providers:
+        try:
+            resolve_key(provider, env)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems

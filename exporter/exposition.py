@@ -1,0 +1,165 @@
+"""Snapshot -> pre-rendered ``/metrics`` bytes.
+
+After every poll the scheduler builds a :class:`Snapshot` (plain values) and calls
+:func:`render`, which produces the Prometheus text format and OpenMetrics, each plain and
+gzipped. A scrape only picks one of those byte strings: no I/O, no computation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import platform
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import (
+    CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE,
+)
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from exporter import __version__
+from exporter.analytics.windows import WINDOW_NAMES, WindowTotals
+from exporter.metrics import BY_NAME
+from exporter.records import ProjectRecord
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class ProviderHealth:
+    provider: str
+    account: str
+    up: bool = False
+    last_success: float = 0.0
+    data_complete_through: float = 0.0
+    poll_duration: float = 0.0
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> count
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
+
+
+@dataclass
+class Snapshot:
+    totals: WindowTotals = field(default_factory=WindowTotals)
+    projects: list[ProjectRecord] = field(default_factory=list)
+    health: list[ProviderHealth] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    text: bytes
+    text_gzip: bytes
+    openmetrics: bytes
+    openmetrics_gzip: bytes
+
+    def pick(self, accept: str, accept_encoding: str) -> tuple[bytes, str, bool]:
+        """(body, content type, gzipped) for a scrape's Accept / Accept-Encoding headers."""
+        openmetrics = "application/openmetrics-text" in (accept or "")
+        gz = "gzip" in (accept_encoding or "")
+        if openmetrics:
+            return (self.openmetrics_gzip if gz else self.openmetrics), OPENMETRICS_CONTENT_TYPE, gz
+        return (self.text_gzip if gz else self.text), TEXT_CONTENT_TYPE, gz
+
+
+def _gauge(name: str) -> GaugeMetricFamily:
+    d = BY_NAME[name]
+    return GaugeMetricFamily(name, d.help, labels=list(d.labels))
+
+
+def _counter(name: str) -> CounterMetricFamily:
+    d = BY_NAME[name]
+    return CounterMetricFamily(name, d.help, labels=list(d.labels))
+
+
+def _num(value: Decimal | int | float) -> float:
+    return float(value)
+
+
+def families(snapshot: Snapshot) -> Iterator[Metric]:
+    """The metric families of a snapshot, in catalogue order."""
+    t = snapshot.totals
+    for window in WINDOW_NAMES:
+        fam = _gauge(f"aicost_cost_{window}")
+        for key, amount in sorted(t.cost.get(window, {}).items()):
+            fam.add_metric(list(key), _num(amount))
+        yield fam
+    for window in WINDOW_NAMES:
+        fam = _gauge(f"aicost_tokens_{window}")
+        for key, n in sorted(t.tokens.get(window, {}).items()):
+            fam.add_metric(list(key), n)
+        yield fam
+    for window in WINDOW_NAMES:
+        fam = _gauge(f"aicost_requests_{window}")
+        for key, n in sorted(t.requests.get(window, {}).items()):
+            fam.add_metric(list(key), n)
+        yield fam
+    for name, values in (
+        ("aicost_cache_hit_ratio", t.cache_hit_ratio),
+        ("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens),
+        ("aicost_cost_per_request", t.cost_per_request),
+    ):
+        fam = _gauge(name)
+        for key, v in sorted(values.items()):
+            fam.add_metric(list(key), _num(v))
+        yield fam
+
+    info = _gauge("aicost_project_info")
+    for p in snapshot.projects:
+        info.add_metric([p.provider, p.account, p.project, p.name], 1)
+    yield info
+
+    health = sorted(snapshot.health, key=lambda h: (h.provider, h.account))
+    for name, attr in (
+        ("aicost_up", "up"),
+        ("aicost_last_success_timestamp_seconds", "last_success"),
+        ("aicost_data_complete_through_timestamp_seconds", "data_complete_through"),
+        ("aicost_poll_duration_seconds", "poll_duration"),
+    ):
+        fam = _gauge(name)
+        for h in health:
+            fam.add_metric([h.provider, h.account], float(getattr(h, attr)))
+        yield fam
+    errors = _counter("aicost_poll_errors_total")
+    requests = _counter("aicost_api_requests_total")
+    for h in health:
+        for reason, n in sorted(h.errors.items()):
+            errors.add_metric([h.provider, h.account, reason], n)
+        for (endpoint, code), n in sorted(h.requests.items()):
+            requests.add_metric([h.provider, h.account, endpoint, code], n)
+    yield errors
+    yield requests
+
+    build = _gauge("aicost_build_info")
+    build.add_metric([__version__, platform.python_version()], 1)
+    yield build
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        return families(self._snapshot)
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # no collect() at registration time
+
+
+def render(snapshot: Snapshot) -> Rendered:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshot))
+    text = generate_latest(registry)
+    om = generate_openmetrics(registry)
+    return Rendered(
+        text=text,
+        text_gzip=gzip.compress(text, compresslevel=6, mtime=0),
+        openmetrics=om,
+        openmetrics_gzip=gzip.compress(om, compresslevel=6, mtime=0),
+    )

@@ -1,0 +1,139 @@
+"""The metric catalogue: every metric the exporter can expose, in one place.
+
+``docs/metrics.md`` is checked against this table by ``tests/test_docs.py``; the exposition
+only emits metrics listed here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STREAM = ("provider", "account", "project", "model")
+PROVIDER = ("provider", "account")
+
+POLLED = "Refreshed after each poll from the SQLite history, not at scrape time."
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    name: str
+    type: str  # gauge | counter | info
+    labels: tuple[str, ...]
+    help: str
+
+
+WINDOWS: dict[str, str] = {
+    "today": "so far in the current UTC day (partial; the provider revises it)",
+    "yesterday": "of the last complete UTC day",
+    "7d": "of the last 7 complete UTC days",
+    "30d": "of the last 30 complete UTC days",
+    "month_to_date": "from the 1st of the current UTC month through now",
+}
+
+
+def _windows() -> list[MetricDef]:
+    out = []
+    for window, phrase in WINDOWS.items():
+        out.append(
+            MetricDef(
+                f"aicost_cost_{window}",
+                "gauge",
+                (*STREAM, "cost_type", "currency"),
+                f"Billed cost {phrase}, from the provider's cost API. {POLLED}",
+            )
+        )
+    for window, phrase in WINDOWS.items():
+        out.append(
+            MetricDef(
+                f"aicost_tokens_{window}",
+                "gauge",
+                (*STREAM, "token_type"),
+                f"Tokens {phrase}; token_type input (uncached), output, cache_read, "
+                f"cache_write add up to all tokens. {POLLED}",
+            )
+        )
+    for window, phrase in WINDOWS.items():
+        out.append(
+            MetricDef(
+                f"aicost_requests_{window}",
+                "gauge",
+                STREAM,
+                f"API requests {phrase}. {POLLED}",
+            )
+        )
+    return out
+
+
+CATALOGUE: list[MetricDef] = [
+    *_windows(),
+    MetricDef(
+        "aicost_cache_hit_ratio",
+        "gauge",
+        STREAM,
+        "Last 30 complete days: cache_read / (input + cache_read + cache_write) tokens. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_cost_per_1k_tokens",
+        "gauge",
+        (*STREAM, "currency"),
+        "Last 30 complete days: billed token cost / tokens x 1000 (effective rate). " + POLLED,
+    ),
+    MetricDef(
+        "aicost_cost_per_request",
+        "gauge",
+        (*STREAM, "currency"),
+        "Last 30 complete days: billed cost / requests. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_project_info",
+        "gauge",
+        ("provider", "account", "project", "project_name"),
+        "Always 1; names and attribution of a project/workspace, for group_left joins. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_up",
+        "gauge",
+        PROVIDER,
+        "1 if the last poll of this provider account succeeded, else 0.",
+    ),
+    MetricDef(
+        "aicost_last_success_timestamp_seconds",
+        "gauge",
+        PROVIDER,
+        "Unix time at which the last successful poll ended (0 if none yet).",
+    ),
+    MetricDef(
+        "aicost_data_complete_through_timestamp_seconds",
+        "gauge",
+        PROVIDER,
+        "Watermark: all UTC days before this Unix time were read after they closed "
+        "(start of the current UTC day at the last successful poll).",
+    ),
+    MetricDef(
+        "aicost_poll_duration_seconds",
+        "gauge",
+        PROVIDER,
+        "Duration of the last poll of this provider account, successful or not.",
+    ),
+    MetricDef(
+        "aicost_poll_errors_total",
+        "counter",
+        (*PROVIDER, "reason"),
+        "Failed polls by reason: auth, rate_limit, upstream, timeout, parse, config.",
+    ),
+    MetricDef(
+        "aicost_api_requests_total",
+        "counter",
+        (*PROVIDER, "endpoint", "code"),
+        "HTTP requests made to provider APIs, by endpoint and HTTP status "
+        "(code=timeout or error when no response arrived).",
+    ),
+    MetricDef(
+        "aicost_build_info",
+        "gauge",
+        ("version", "python_version"),
+        "Always 1; the exporter's version.",
+    ),
+]
+
+BY_NAME: dict[str, MetricDef] = {m.name: m for m in CATALOGUE}

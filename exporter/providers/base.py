@@ -1,0 +1,277 @@
+"""What every provider shares: typed errors, the provider protocol, and the HTTP helper.
+
+A provider only translates its HTTP API into :mod:`exporter.records`. It gets an injected
+``httpx.Client`` (tests and the demo point it at a fake server on loopback), never touches
+SQLite or metrics, and raises the typed errors below; the scheduler maps ``reason`` to the
+``aicost_poll_errors_total{reason}`` label.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any, ClassVar, Protocol
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+)
+
+from exporter.records import FetchResult
+
+log = logging.getLogger(__name__)
+
+
+class ProviderError(Exception):
+    """Base of all provider failures. ``reason`` is the metric label value."""
+
+    reason: ClassVar[str] = "upstream"
+    retryable: ClassVar[bool] = False
+
+
+class AuthError(ProviderError):
+    reason = "auth"
+
+
+class RateLimitError(ProviderError):
+    reason = "rate_limit"
+    retryable = True
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamError(ProviderError):
+    reason = "upstream"
+    retryable = True
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ProviderTimeout(ProviderError):
+    reason = "timeout"
+    retryable = True
+
+
+class ParseError(ProviderError):
+    reason = "parse"
+
+
+class ConfigError(ProviderError):
+    """The provider cannot run with its configuration (e.g. the key file is unreadable)."""
+
+    reason = "config"
+
+
+ERROR_REASONS: tuple[str, ...] = ("auth", "rate_limit", "upstream", "timeout", "parse", "config")
+
+# Called once per HTTP exchange with (endpoint, code); code is the HTTP status as a string,
+# or "timeout" / "error" when no response arrived.
+RequestObserver = Callable[[str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries inside one poll: 429 honours Retry-After, 5xx/timeouts back off with jitter."""
+
+    max_attempts: int = 4
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    max_retry_after: float = 300.0  # a longer Retry-After fails the poll; next cycle retries
+    sleep: Callable[[float], None] | None = None  # injected in tests; default time.sleep
+
+    def wait_for(self, attempt: int, error: BaseException | None) -> float:
+        if isinstance(error, RateLimitError) and error.retry_after is not None:
+            return error.retry_after
+        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)  # full jitter
+
+
+class Provider(Protocol):
+    """A provider module's class. Registered by type in :data:`exporter.providers.REGISTRY`."""
+
+    type: ClassVar[str]
+
+    def fetch(self, start: date, end: date) -> FetchResult:
+        """Read the UTC days ``[start, end)``; raise a :class:`ProviderError` on failure."""
+        ...
+
+
+class ApiClient:
+    """JSON-over-HTTP with typed errors, request accounting and retries.
+
+    ``headers`` carry the credentials; they are never logged nor put in an error message.
+    Numbers in bodies are parsed as :class:`~decimal.Decimal`, so money stays exact.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+        error_message: Callable[[Any], str] | None = None,
+    ) -> None:
+        self._client = client
+        self._base = base_url.rstrip("/")
+        self._headers = dict(headers)
+        self._retry = retry or RetryPolicy()
+        self._observe = observer or (lambda endpoint, code: None)
+        self._error_message = error_message or _default_error_message
+
+    def request_json(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+    ) -> Any:
+        policy = self._retry
+
+        def should_retry(exc: BaseException) -> bool:
+            if not isinstance(exc, ProviderError) or not exc.retryable:
+                return False
+            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+                return exc.retry_after <= policy.max_retry_after
+            return True
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            seconds = policy.wait_for(state.attempt_number, exc)
+            log.warning(
+                "%s %s failed (%s), retrying in %.1fs (attempt %d of %d)",
+                method,
+                endpoint,
+                exc,
+                seconds,
+                state.attempt_number,
+                policy.max_attempts,
+            )
+            return seconds
+
+        retrying = Retrying(
+            retry=retry_if_exception(should_retry),
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=wait,
+            reraise=True,
+            **({"sleep": policy.sleep} if policy.sleep else {}),
+        )
+        return retrying(self._once, method, endpoint, path, params, body)
+
+    def get_json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return self.request_json("GET", endpoint, path, params)
+
+    def _once(
+        self,
+        method: str,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        body: Any,
+    ) -> Any:
+        url = self._base + path
+        try:
+            response = self._client.request(
+                method, url, params=params, json=body, headers=self._headers
+            )
+        except httpx.TimeoutException as exc:
+            self._observe(endpoint, "timeout")
+            raise ProviderTimeout(
+                f"{endpoint}: no response in time ({type(exc).__name__})"
+            ) from None
+        except httpx.HTTPError as exc:
+            self._observe(endpoint, "error")
+            raise UpstreamError(f"{endpoint}: {type(exc).__name__}: cannot reach the API") from None
+        self._observe(endpoint, str(response.status_code))
+        status = response.status_code
+        if status >= 400:
+            detail = self._error_message(_safe_json(response))
+            where = f"{endpoint}: HTTP {status}"
+            message = f"{where}: {detail}" if detail else where
+            if status in (401, 403):
+                raise AuthError(message + " (check the admin key and its scopes)")
+            if status == 429:
+                raise RateLimitError(message, _retry_after(response.headers.get("retry-after")))
+            if status >= 500:
+                raise UpstreamError(message, status)
+            raise UpstreamError(message, status)
+        try:
+            return json.loads(response.content, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"{endpoint}: response is not valid JSON ({exc})") from None
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None
+
+
+def _default_error_message(body: Any) -> str:
+    """The provider's own message from an error body, e.g. ``{"error": {"message": ...}}``."""
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:300]
+        if isinstance(err, str):
+            return err[:300]
+    return ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+    return max(seconds, 0.0)
+
+
+def as_decimal(value: Any, what: str) -> Decimal:
+    """A money or count field that may be a JSON number or a numeric string."""
+    if isinstance(value, bool) or value is None:
+        raise ParseError(f"{what}: expected a number, got {type(value).__name__}")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except ArithmeticError:
+            raise ParseError(f"{what}: {value[:40]!r} is not a number") from None
+    else:
+        raise ParseError(f"{what}: expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ParseError(f"{what}: not a finite number")
+    return result
+
+
+def as_count(value: Any, what: str, *, default: int | None = None) -> int:
+    """A token or request count: an integer (or integral number/string); ``None`` -> default."""
+    if value is None:
+        if default is None:
+            raise ParseError(f"{what}: missing")
+        return default
+    number = as_decimal(value, what)
+    if number != number.to_integral_value() or number < 0:
+        raise ParseError(f"{what}: expected a non-negative integer, got {number}")
+    return int(number)

@@ -1,0 +1,181 @@
+"""The normalised record model every provider translates its API into.
+
+A provider turns one polled window of its organisation API into a :class:`FetchResult`:
+usage rows (volumes), cost rows (money, exact :class:`~decimal.Decimal`), and the names of
+projects and API keys. Nothing else crosses from a provider into the rest of the exporter.
+
+Token types are disjoint and add up to all tokens of a row:
+
+* ``input``       uncached input tokens
+* ``output``      output tokens
+* ``cache_read``  input tokens served from a prompt cache
+* ``cache_write`` input tokens written to a prompt cache
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from decimal import Decimal
+
+TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
+
+# Cost types: ``tokens`` is model usage; the others are agentic tools and services, which
+# carry no model (``model=""``).
+COST_TYPES: tuple[str, ...] = ("tokens", "web_search", "code_execution", "file_search", "other")
+
+# How a cost row got its model:
+#   line_item      the provider named the model on the cost line (the normal case)
+#   requests_split the provider gave the cost per project only; it was split over the
+#                  project's models in proportion to their requests that day (fallback)
+#   unattributed   no model could be found (tool and service costs, or no usage to split by)
+ATTRIBUTIONS: tuple[str, ...] = ("line_item", "requests_split", "unattributed")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    """Volume for one (day, project, model, fine-grain dimensions, source) combination."""
+
+    provider: str
+    account: str
+    day: date
+    project: str
+    model: str
+    source: str  # the provider's usage family, e.g. "completions", "embeddings"
+    api_key: str = ""  # "" when the provider did not attribute the row to a key
+    batch: str = ""  # "true" | "false" | "" (unknown)
+    service_tier: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    requests: int = 0
+    units: int = 0  # non-token volume (images, characters, seconds), see ``unit``
+    unit: str = ""
+
+    def key(self) -> tuple[object, ...]:
+        return (
+            self.provider,
+            self.account,
+            self.day,
+            self.project,
+            self.model,
+            self.source,
+            self.api_key,
+            self.batch,
+            self.service_tier,
+            self.unit,
+        )
+
+    def tokens(self, token_type: str) -> int:
+        return int(getattr(self, f"{token_type}_tokens"))
+
+    def merged(self, other: UsageRecord) -> UsageRecord:
+        return replace(
+            self,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            requests=self.requests + other.requests,
+            units=self.units + other.units,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CostRecord:
+    """Billed money for one (day, project, cost line) combination, in the provider's currency."""
+
+    provider: str
+    account: str
+    day: date
+    project: str
+    model: str  # "" for tool and service costs
+    cost_type: str  # one of COST_TYPES
+    amount: Decimal  # exact, in major units of ``currency`` (dollars, not cents)
+    currency: str = "USD"  # ISO 4217, upper case
+    line_item: str = ""  # the provider's own label for the line, kept verbatim
+    token_type: str = ""  # one of TOKEN_TYPES when the line is priced per token type
+    api_key: str = ""
+    service_tier: str = ""
+    attribution: str = "line_item"  # one of ATTRIBUTIONS
+
+    def key(self) -> tuple[object, ...]:
+        return (
+            self.provider,
+            self.account,
+            self.day,
+            self.project,
+            self.line_item,
+            self.model,
+            self.api_key,
+            self.service_tier,
+        )
+
+    def merged(self, other: CostRecord) -> CostRecord:
+        if other.currency != self.currency:
+            raise ValueError("cannot merge cost rows in different currencies")
+        return replace(self, amount=self.amount + other.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    """A project / workspace and its display name (for ``aicost_project_info``)."""
+
+    provider: str
+    account: str
+    project: str
+    name: str
+    status: str = "active"
+    created_at: datetime | None = None
+    archived_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """An API key's identity and activity, kept for inactive-key detection."""
+
+    provider: str
+    account: str
+    key_id: str
+    project: str
+    name: str
+    status: str = "active"
+    owner_type: str = ""
+    created_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class FetchResult:
+    """Everything a provider read for the UTC days ``[start, end)``.
+
+    The store replaces all usage and cost rows of those days for the account with these,
+    so a revision upstream (a value going up or down, a row disappearing) is mirrored.
+    """
+
+    start: date
+    end: date
+    usage: list[UsageRecord] = field(default_factory=list)
+    costs: list[CostRecord] = field(default_factory=list)
+    projects: list[ProjectRecord] = field(default_factory=list)
+    api_keys: list[ApiKeyRecord] = field(default_factory=list)
+
+
+def merge_usage(rows: Iterable[UsageRecord]) -> list[UsageRecord]:
+    """Sum rows that share a natural key (a provider may split one key over several results)."""
+    merged: dict[tuple[object, ...], UsageRecord] = {}
+    for row in rows:
+        k = row.key()
+        merged[k] = merged[k].merged(row) if k in merged else row
+    return list(merged.values())
+
+
+def merge_costs(rows: Iterable[CostRecord]) -> list[CostRecord]:
+    """Sum cost rows that share a natural key."""
+    merged: dict[tuple[object, ...], CostRecord] = {}
+    for row in rows:
+        k = row.key()
+        merged[k] = merged[k].merged(row) if k in merged else row
+    return list(merged.values())

@@ -1,0 +1,30 @@
+"""Shared test helpers (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def promtool() -> str:
+    """Path of promtool; skipped locally when missing, a failure when CI requires it."""
+    path = shutil.which("promtool")
+    if path:
+        return path
+    if os.environ.get("AICOST_REQUIRE_PROMTOOL") == "1":
+        pytest.fail("promtool is required (scripts/test installs Debian's prometheus)")
+    pytest.skip("promtool not installed")
+    raise AssertionError("unreachable")
+
+
+def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text -> {(name, labels): value} using the client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out

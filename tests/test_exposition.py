@@ -1,0 +1,121 @@
+"""Exposition: golden file, promtool check metrics, OpenMetrics, gzip."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import platform
+import subprocess
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from exporter.analytics.windows import compute_windows
+from exporter.exposition import ProviderHealth, Snapshot, render
+from exporter.metrics import CATALOGUE
+from exporter.records import CostRecord, ProjectRecord, UsageRecord
+from tests.helpers import parse_exposition, promtool
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
+TODAY = date(2026, 3, 2)
+
+
+def seeded_snapshot() -> Snapshot:
+    usage = [
+        UsageRecord("openai", "main", date(2026, 3, 1), "proj_a", "gpt-4o-2024-08-06",
+                    "completions", api_key="key_1", batch="false", input_tokens=1000,
+                    output_tokens=200, cache_read_tokens=500, cache_write_tokens=0, requests=10),
+        UsageRecord("openai", "main", TODAY, "proj_a", "gpt-4o-2024-08-06", "completions",
+                    api_key="key_1", batch="true", input_tokens=300, output_tokens=50,
+                    requests=2),
+        UsageRecord("openai", "main", date(2026, 2, 27), "proj_b", "text-embedding-3-small",
+                    "embeddings", input_tokens=9000, requests=3),
+    ]  # fmt: skip
+    costs = [
+        CostRecord("openai", "main", date(2026, 3, 1), "proj_a", "gpt-4o-2024-08-06", "tokens",
+                   Decimal("0.0125"), line_item="gpt-4o-2024-08-06, input", token_type="input"),
+        CostRecord("openai", "main", date(2026, 3, 1), "proj_a", "gpt-4o-2024-08-06", "tokens",
+                   Decimal("0.002"), line_item="gpt-4o-2024-08-06, output",
+                   token_type="output"),
+        CostRecord("openai", "main", TODAY, "proj_a", "", "web_search", Decimal("0.03"),
+                   line_item="web search tool calls", attribution="unattributed"),
+        CostRecord("openai", "main", date(2026, 2, 27), "proj_b", "text-embedding-3-small",
+                   "tokens", Decimal("0.00018"), line_item="text-embedding-3-small, input"),
+    ]  # fmt: skip
+    health = ProviderHealth(
+        "openai", "main", up=True, last_success=1772409600.0,
+        data_complete_through=1772409600.0, poll_duration=1.5,
+        errors={"auth": 0, "rate_limit": 1, "upstream": 0, "timeout": 0, "parse": 0, "config": 0},
+        requests={("costs", "200"): 2, ("costs", "429"): 1},
+    )  # fmt: skip
+    return Snapshot(
+        totals=compute_windows(TODAY, usage, costs),
+        projects=[
+            ProjectRecord(
+                "openai", "main", "proj_a", "Search", created_at=datetime(2025, 1, 1, tzinfo=UTC)
+            ),
+            ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
+        ],
+        health=[health],
+    )
+
+
+def normalise(text: str) -> str:
+    return text.replace(f'python_version="{platform.python_version()}"', 'python_version="X"')
+
+
+def test_golden_exposition() -> None:
+    text = normalise(render(seeded_snapshot()).text.decode())
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "exposition changed; rerun with UPDATE_GOLDEN=1 and review"
+
+
+def test_values_trace_back_to_rows() -> None:
+    samples = parse_exposition(render(seeded_snapshot()).text.decode())
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, frozenset(labels.items()))]
+
+    stream = {"provider": "openai", "account": "main", "project": "proj_a",
+              "model": "gpt-4o-2024-08-06"}  # fmt: skip
+    assert value("aicost_cost_yesterday", **stream, cost_type="tokens", currency="USD") == 0.0145
+    assert (
+        value("aicost_cost_month_to_date", **stream, cost_type="tokens", currency="USD") == 0.0145
+    )
+    assert value("aicost_tokens_today", **stream, token_type="input") == 300
+    assert value("aicost_requests_month_to_date", **stream) == 12
+    assert value("aicost_project_info", provider="openai", account="main", project="proj_b",
+                 project_name='Data "pipeline"') == 1  # fmt: skip
+    assert value("aicost_poll_errors_total", provider="openai", account="main",
+                 reason="rate_limit") == 1  # fmt: skip
+
+
+def test_every_catalogue_metric_is_exposed_with_help_saying_it_is_polled() -> None:
+    text = render(seeded_snapshot()).text.decode()
+    for metric in CATALOGUE:
+        assert f"# HELP {metric.name}" in text or f"# HELP {metric.name}_total" in text
+    for line in text.splitlines():
+        if line.startswith(("# HELP aicost_cost_", "# HELP aicost_tokens_")):
+            assert "not at scrape time" in line
+
+
+def test_promtool_check_metrics_accepts_the_exposition(tmp_path: Path) -> None:
+    tool = promtool()
+    body = render(seeded_snapshot()).text
+    proc = subprocess.run([tool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()
+
+
+def test_openmetrics_and_gzip_variants() -> None:
+    rendered = render(seeded_snapshot())
+    body, ctype, gz = rendered.pick("application/openmetrics-text; version=1.0.0", "")
+    assert ctype.startswith("application/openmetrics-text") and not gz
+    assert body.endswith(b"# EOF\n")
+    names = {f.name for f in om_parse(body.decode())}
+    assert "aicost_poll_errors" in names and "aicost_cost_today" in names
+    body, ctype, gz = rendered.pick("text/plain", "gzip, deflate")
+    assert gz and ctype.startswith("text/plain")
+    assert gzip.decompress(body) == rendered.text
