@@ -1,0 +1,1 @@
+"""Fake provider organisations and servers for tests and the demo (nothing here is real)."""
