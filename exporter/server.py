@@ -26,6 +26,7 @@ class Source(Protocol):
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
     server_version = f"ai-cost-exporter/{__version__}"
 
     def do_GET(self) -> None:

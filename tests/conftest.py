@@ -1,0 +1,76 @@
+"""Fixtures: a fixed clock, a fake OpenAI org on loopback, and configs pointing at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.config import Config, validate
+from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.traffic import generate_org
+
+TODAY = date(2026, 3, 18)  # a Wednesday in mid-month
+NOW = datetime(2026, 3, 18, 13, 30, tzinfo=UTC)
+KEY_ENV = "AICOST_TEST_OPENAI_KEY"
+
+
+def fixed_clock() -> datetime:
+    return NOW
+
+
+@pytest.fixture(scope="session")
+def base_org() -> FakeOpenAIOrg:
+    return generate_org(today=TODAY, days=60, seed=3)
+
+
+@pytest.fixture
+def org(base_org: FakeOpenAIOrg) -> FakeOpenAIOrg:
+    """A fresh copy per test, so tests may revise it."""
+    return FakeOpenAIOrg(
+        admin_key=base_org.admin_key,
+        projects=list(base_org.projects),
+        api_keys=dict(base_org.api_keys),
+        usage=list(base_org.usage),
+        costs=list(base_org.costs),
+    )
+
+
+@pytest.fixture
+def fake(org: FakeOpenAIOrg) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(org, now=fixed_clock) as server:
+        yield server
+
+
+def make_config(tmp_path: Path, base_url: str, **overrides: Any) -> Config:
+    poll = {
+        "backfill_days": 45,
+        "lookback_days": 3,
+        "timeout": "1s",
+        "max_attempts": 3,
+        "backoff_initial": "10ms",
+        "backoff_max": "50ms",
+        **overrides.pop("poll", {}),
+    }
+    data = {
+        "storage": {"path": str(tmp_path / "history.db")},
+        "poll": poll,
+        "providers": [
+            {"type": "openai", "name": "main", "base_url": base_url, "api_key_env": KEY_ENV}
+        ],
+        **overrides,
+    }
+    return validate(data)
+
+
+@pytest.fixture
+def config(tmp_path: Path, fake: FakeOpenAIServer) -> Config:
+    return make_config(tmp_path, fake.base_url)
+
+
+@pytest.fixture
+def env(org: FakeOpenAIOrg) -> dict[str, str]:
+    return {KEY_ENV: org.admin_key}

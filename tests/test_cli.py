@@ -1,0 +1,85 @@
+"""The command line, run as a real process: --help, check-config, poll --once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.demo.fake_openai import FakeOpenAIServer
+from tests.conftest import KEY_ENV
+
+FAKE_SECRET = "not-a-real-key-for-cli-tests-42"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["run", "demo", "check-config", "poll"])
+def test_help_for_every_command(command: str) -> None:
+    proc = cli(command, "--help")
+    assert proc.returncode == 0 and "usage: ai-cost-exporter " + command in proc.stdout
+
+
+def test_check_config_reports_every_error_and_exits_non_zero(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"currency": "usd dollars", "poll": {"intervall": "5m"},
+             "providers": [{"type": "openai", "api_key": FAKE_SECRET}]}
+        )
+    )  # fmt: skip
+    proc = cli("check-config", str(path))
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[1:] == [
+        "  currency: must be an ISO 4217 code such as USD or EUR",
+        "  poll.intervall: unknown key",
+        "  providers[0].api_key: admin keys may not be written in the config file; "
+        "set api_key_env (name of an environment variable) or api_key_file",
+    ]
+    assert FAKE_SECRET not in proc.stdout + proc.stderr
+
+
+def test_check_config_resolves_keys_without_printing_them(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump({"providers": [{"type": "openai", "api_key_env": KEY_ENV}]}))
+    missing = cli("check-config", str(path), env={KEY_ENV: ""})
+    assert missing.returncode == 1 and f"{KEY_ENV} is not set" in missing.stderr
+    ok = cli("check-config", str(path), env={KEY_ENV: FAKE_SECRET})
+    assert ok.returncode == 0 and "OK (1 provider(s): openai/openai)" in ok.stdout
+    assert FAKE_SECRET not in ok.stdout + ok.stderr + missing.stdout + missing.stderr
+
+
+def test_example_config_passes_check_config() -> None:
+    example = Path(__file__).parent.parent / "config.example.yaml"
+    proc = cli("check-config", str(example), env={"OPENAI_ADMIN_KEY": FAKE_SECRET})
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_poll_once_backfills_stores_and_exits(fake: FakeOpenAIServer, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    db = tmp_path / "h.db"
+    path.write_text(
+        yaml.safe_dump(
+            {"storage": {"path": str(db)}, "poll": {"backfill_days": 10},
+             "providers": [{"type": "openai", "base_url": fake.base_url, "api_key_env": KEY_ENV}]}
+        )
+    )  # fmt: skip
+    proc = cli("poll", "--config", str(path), "--once", env={KEY_ENV: fake.org.admin_key})
+    assert proc.returncode == 0, proc.stderr
+    assert "[backfill]" in proc.stderr and fake.org.admin_key not in proc.stderr
+    from exporter.store import Store
+
+    store = Store(db)
+    assert store.provider_state("openai", "openai")["backfilled_from"] is not None
+    store.close()
+    failing = cli("poll", "--config", str(path), "--once", env={KEY_ENV: "wrong-key"})
+    assert failing.returncode == 1 and "reason=auth" in failing.stderr

@@ -1,0 +1,130 @@
+"""Poll cycles: backfill then lookback, revisions, failures that change nothing, retries."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from exporter.demo.fake_openai import FakeOpenAIServer, Fault
+from exporter.scheduler import Service
+from tests.conftest import NOW, TODAY, fixed_clock
+from tests.helpers import parse_exposition
+
+
+def stored(service: Service) -> tuple[list[str], list[str]]:
+    start, end = TODAY - timedelta(days=400), TODAY + timedelta(days=1)
+    return (
+        sorted(map(repr, service.store.costs_between(start, end))),
+        sorted(map(repr, service.store.usage_between(start, end))),
+    )
+
+
+def sample(service: Service, name: str, **labels: str) -> float:
+    return parse_exposition(service.rendered.text.decode())[(name, frozenset(labels.items()))]
+
+
+HEALTH = {"provider": "openai", "account": "main"}
+
+
+def test_first_poll_backfills_then_polls_only_the_lookback_window(
+    fake: FakeOpenAIServer, config, env
+) -> None:
+    service = Service(config, clock=fixed_clock, env=env)
+    assert service.poll_once()
+    first = next(r for r in fake.requests if r.path.endswith("/costs"))
+    backfill_start = (NOW - timedelta(days=45)).replace(hour=0, minute=0)
+    assert int(dict(first.query)["start_time"]) == int(backfill_start.timestamp())
+    fake.clear_requests()
+    assert service.poll_once()
+    again = next(r for r in fake.requests if r.path.endswith("/costs"))
+    start = int(dict(again.query)["start_time"])
+    assert start == int((NOW - timedelta(days=3)).replace(hour=0, minute=0).timestamp())
+    assert sample(service, "aicost_up", **HEALTH) == 1
+    assert sample(service, "aicost_data_complete_through_timestamp_seconds", **HEALTH) == (
+        NOW.replace(hour=0, minute=0).timestamp()
+    )
+    service.stop()
+
+
+def test_revisions_up_and_down_are_mirrored_without_double_counting(
+    fake: FakeOpenAIServer, config, env
+) -> None:
+    service = Service(config, clock=fixed_clock, env=env)
+    assert service.poll_once()
+    before = fake.org.cost_total(TODAY - timedelta(days=45), TODAY + timedelta(days=1))
+    with fake.lock:
+        fake.org.scale_day(TODAY, Decimal("1.5"))
+        fake.org.scale_day(TODAY - timedelta(days=1), Decimal("0.5"))
+    for _ in range(3):  # repeated overlapping polls
+        assert service.poll_once()
+    after = fake.org.cost_total(TODAY - timedelta(days=45), TODAY + timedelta(days=1))
+    assert after != before
+    got = sum(
+        (
+            c.amount
+            for c in service.store.costs_between(
+                TODAY - timedelta(days=45), TODAY + timedelta(days=1)
+            )
+        ),
+        Decimal(0),
+    )
+    assert got == after
+    service.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault("/costs", status=500, times=10), "upstream"),
+        (Fault("/costs", delay=1.5, times=10), "timeout"),
+        (Fault("/costs", truncate=True), "parse"),
+        (Fault("/usage/embeddings", status=401), "auth"),
+        (Fault("/costs", status=429, retry_after="3600"), "rate_limit"),
+    ],
+)
+def test_a_failed_poll_changes_no_stored_row_and_is_counted(
+    fake: FakeOpenAIServer, config, env, fault: Fault, reason: str, caplog
+) -> None:
+    service = Service(config, clock=fixed_clock, env=env)
+    assert service.poll_once()
+    with fake.lock:
+        fake.org.scale_day(TODAY, Decimal("2"))
+    before = stored(service)
+    fake.inject(fault)
+    with caplog.at_level(logging.ERROR):
+        assert not service.poll_once()
+    assert stored(service) == before
+    assert sample(service, "aicost_up", **HEALTH) == 0
+    assert sample(service, "aicost_poll_errors_total", **HEALTH, reason=reason) == 1
+    assert f"reason={reason}" in caplog.text and fake.org.admin_key not in caplog.text
+    fake.faults.clear()
+    assert service.poll_once()  # retried next cycle
+    assert stored(service) != before
+    assert sample(service, "aicost_up", **HEALTH) == 1
+    service.stop()
+
+
+def test_429_honours_retry_after_and_5xx_retries_within_one_poll(
+    fake: FakeOpenAIServer, config, env
+) -> None:
+    service = Service(config, clock=fixed_clock, env=env)
+    fake.inject(Fault("/costs", status=429, retry_after="1"))
+    fake.inject(Fault("/usage/completions", status=503))
+    assert service.poll_once()
+    codes = {(r[0], r[1]) for r in service.pollers[0].health.requests if r[1] in ("429", "503")}
+    assert codes == {("costs", "429"), ("usage/completions", "503")}
+    assert sample(service, "aicost_api_requests_total", **HEALTH, endpoint="costs", code="429") == 1
+    costs_calls = [r for r in fake.requests if r.path.endswith("/costs")]
+    assert len(costs_calls) == 3  # 429, then two pages of 31 buckets
+    service.stop()
+
+
+def test_missing_key_is_a_config_error_not_a_crash(fake: FakeOpenAIServer, config) -> None:
+    service = Service(config, clock=fixed_clock, env={})
+    assert not service.poll_once()
+    assert sample(service, "aicost_poll_errors_total", **HEALTH, reason="config") == 1
+    assert fake.requests == []
+    service.stop()
