@@ -1,0 +1,25 @@
+# ai-cost-exporter: slim Python, non-root, config and data volumes.
+#   docker build -t ai-cost-exporter .
+#   docker run -p 9877:9877 -e OPENAI_ADMIN_KEY \
+#     -v $PWD/config.yaml:/etc/ai-cost-exporter/config.yaml:ro \
+#     -v aicost-data:/var/lib/ai-cost-exporter ai-cost-exporter
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY exporter ./exporter
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /var/lib/ai-cost-exporter --shell /usr/sbin/nologin aicost \
+ && mkdir -p /etc/ai-cost-exporter /var/lib/ai-cost-exporter \
+ && chown aicost /var/lib/ai-cost-exporter
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY config.example.yaml /etc/ai-cost-exporter/config.yaml
+USER 10001
+VOLUME ["/var/lib/ai-cost-exporter"]
+EXPOSE 9877
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9877/-/healthy', timeout=4).status == 200 else 1)"]
+ENTRYPOINT ["ai-cost-exporter"]
+CMD ["run", "--config", "/etc/ai-cost-exporter/config.yaml"]
