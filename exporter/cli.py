@@ -24,7 +24,6 @@ from exporter.config import (
 log = logging.getLogger("exporter")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
-DEMO_KEY_ENV = "AICOST_DEMO_ADMIN_KEY"
 
 
 def _setup_logging(level: str) -> None:
@@ -220,31 +219,23 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from exporter.demo.fake_openai import FakeOpenAIServer
-    from exporter.demo.traffic import generate_org
+    from exporter.clock import utc_now
+    from exporter.demo.orgs import running_demo
 
     _setup_logging(args.log_level or "info")
-    from exporter.clock import utc_now
-
-    org = generate_org(today=utc_now().date(), days=args.days, seed=args.seed)
     storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
-    with FakeOpenAIServer(org) as fake:
-        log.info("demo: simulated OpenAI org on %s (%d days of traffic)", fake.base_url, args.days)
+    with running_demo(utc_now().date(), args.days, args.seed) as orgs:
+        env: dict[str, str] = {}
+        for org in orgs:
+            log.info("demo: %s (%d days of traffic)", org.description, args.days)
+            env.update(org.env)
         config = Config.model_validate(
             {
                 "storage": {"path": storage},
                 "poll": {"interval": "5m", "backfill_days": args.days},
-                "providers": [
-                    {
-                        "type": "openai",
-                        "name": "openai-demo",
-                        "base_url": fake.base_url,
-                        "api_key_env": DEMO_KEY_ENV,
-                    }
-                ],
+                "providers": [org.provider for org in orgs],
             }
         )
-        env = {DEMO_KEY_ENV: org.admin_key}
         return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
 
 

@@ -78,7 +78,9 @@ class FxConfig(_Strict):
 
 
 class ProviderConfig(_Strict):
-    type: Literal["openai"]
+    """Settings every provider shares. Each provider type subclasses it with its ``type``."""
+
+    type: str
     name: str = ""
     base_url: str = ""
     api_key_env: str | None = None
@@ -142,6 +144,19 @@ class ProviderConfig(_Strict):
         return self.base_url or DEFAULT_BASE_URLS[self.type]
 
 
+class OpenAIConfig(ProviderConfig):
+    type: Literal["openai"]
+
+
+# One entry per provider type: the `type` tag selects the model (unknown keys of that
+# provider are then rejected). Add a provider's config model to both lines.
+AnyProviderConfig = Annotated[
+    OpenAIConfig,
+    Field(discriminator="type"),
+]
+PROVIDER_TYPES: tuple[str, ...] = ("openai",)
+
+
 class Config(_Strict):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     currency: str = "USD"
@@ -149,7 +164,7 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     poll: PollConfig = PollConfig()
     fx: FxConfig = FxConfig()
-    providers: list[ProviderConfig] = Field(default_factory=list)
+    providers: list[AnyProviderConfig] = Field(default_factory=list)
 
     @field_validator("currency")
     @classmethod
@@ -209,15 +224,27 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 
 def _format(err: dict[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(
+        p
+        for i, p in enumerate(err["loc"])
+        if not (isinstance(p, str) and p.startswith("function-"))
+        and not _is_union_tag(err["loc"], i)
+    )
     message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if err["type"] == "extra_forbidden":
         message = "unknown key"
-    elif err["type"] == "literal_error" and loc and loc[-1] == "type":
-        message = "unknown provider type; " + message.replace("Input should be", "expected")
+    elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "type")
+        expected = ", ".join(repr(t) for t in PROVIDER_TYPES)
+        message = f"unknown or missing provider type; expected one of {expected}"
     return f"{_path(loc)}: {message}"
+
+
+def _is_union_tag(loc: tuple[int | str, ...], i: int) -> bool:
+    """``providers.0.openai.base_url``: the ``openai`` is pydantic's union tag, not a key."""
+    return i >= 2 and loc[i - 2] == "providers" and isinstance(loc[i - 1], int)
 
 
 def validate(data: Any, source: str = "config") -> Config:

@@ -44,7 +44,7 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.interval: expected a duration such as 30s, 15m, 1h",
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
-        "providers[1].type: unknown provider type; expected 'openai'",
+        "providers[1].type: unknown or missing provider type; expected one of 'openai'",
         "listen_adress: unknown key",
     ]
 
@@ -121,3 +121,15 @@ def test_resolve_key_from_env_and_file_never_shows_the_value(tmp_path: Path) -> 
 def test_example_config_is_valid() -> None:
     config = load(Path(__file__).parent.parent / "config.example.yaml")
     assert config.providers, "the example should show a provider block"
+
+
+def test_provider_types_match_the_registry() -> None:
+    from exporter.config import PROVIDER_TYPES
+    from exporter.providers import DEFAULT_BASE_URLS, REGISTRY
+
+    assert set(PROVIDER_TYPES) == set(REGISTRY)
+    assert set(REGISTRY) <= set(DEFAULT_BASE_URLS)
+    assert errors_of({"providers": [{"api_key_env": "K"}]}) == [
+        "providers[0].type: unknown or missing provider type; expected one of "
+        + ", ".join(repr(t) for t in PROVIDER_TYPES)
+    ]

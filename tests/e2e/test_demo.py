@@ -1,0 +1,41 @@
+"""README command 1: the demo serves real numbers with no keys and no network."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.process import ExporterProcess
+from tests.helpers import parse_exposition
+
+pytestmark = pytest.mark.e2e
+
+
+def all_up(text: str) -> bool:
+    ups = [v for (name, _), v in parse_exposition(text).items() if name == "aicost_up"]
+    return bool(ups) and all(v == 1.0 for v in ups)
+
+
+def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> None:
+    audit = tmp_path / "connects.log"
+    demo = ExporterProcess(
+        ["demo", "--days", "30", "--storage.path", str(tmp_path / "demo.db")],
+        {"AICOST_AUDIT_CONNECT_LOG": str(audit)},
+        tmp_path / "demo.log",
+    )
+    try:
+        demo.wait_for(lambda: all_up(demo.metrics()), "the demo's first poll")
+        samples = parse_exposition(demo.metrics())
+        mtd = {
+            dict(labels)["provider"]: value
+            for (name, labels), value in samples.items()
+            if name == "aicost_cost_month_to_date" and value > 0
+        }
+        assert "openai" in mtd
+        assert "<a href='/metrics'>" in demo.get("/").text
+    finally:
+        demo.stop()
+    hosts = {ast.literal_eval(line)[0] for line in audit.read_text().splitlines()}
+    assert hosts == {"127.0.0.1"}
