@@ -33,6 +33,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_TEAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
 def parse_duration(value: Any) -> float:
@@ -148,13 +149,30 @@ class OpenAIConfig(ProviderConfig):
     type: Literal["openai"]
 
 
+class XAIConfig(ProviderConfig):
+    """xAI Management API: billing paths take the team id (xAI Console -> team settings)."""
+
+    type: Literal["xai"]
+    team_id: str
+
+    @field_validator("team_id")
+    @classmethod
+    def _team_id(cls, value: str) -> str:
+        if not _TEAM_ID.match(value):
+            raise ValueError(
+                "must be the xAI team id (letters, digits, '-' and '_'), as shown in the "
+                "xAI Console team settings"
+            )
+        return value
+
+
 # One entry per provider type: the `type` tag selects the model (unknown keys of that
 # provider are then rejected). Add a provider's config model to both lines.
 AnyProviderConfig = Annotated[
-    OpenAIConfig,
+    OpenAIConfig | XAIConfig,
     Field(discriminator="type"),
 ]
-PROVIDER_TYPES: tuple[str, ...] = ("openai",)
+PROVIDER_TYPES: tuple[str, ...] = ("openai", "xai")
 
 
 class Config(_Strict):

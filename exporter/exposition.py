@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import gzip
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -26,6 +27,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
+from exporter.analytics.billing import BillingGauges
 from exporter.analytics.windows import WINDOW_NAMES, WindowTotals
 from exporter.metrics import BY_NAME
 from exporter.records import ProjectRecord
@@ -50,6 +52,7 @@ class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
     projects: list[ProjectRecord] = field(default_factory=list)
     health: list[ProviderHealth] = field(default_factory=list)
+    billing: BillingGauges = field(default_factory=BillingGauges)
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,17 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for key, n in sorted(t.requests.get(window, {}).items()):
             fam.add_metric(list(key), n)
         yield fam
-    for name, values in (
+    b = snapshot.billing
+    keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
         ("aicost_cache_hit_ratio", t.cache_hit_ratio),
         ("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens),
         ("aicost_cost_per_request", t.cost_per_request),
-    ):
+        ("aicost_prepaid_balance", b.prepaid_balance),
+        ("aicost_spending_limit", b.spending_limit),
+        ("aicost_invoice_preview", b.invoice_preview),
+        ("aicost_invoice_preview_gap", b.invoice_preview_gap),
+    )
+    for name, values in keyed:
         fam = _gauge(name)
         for key, v in sorted(values.items()):
             fam.add_metric(list(key), _num(v))

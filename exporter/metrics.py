@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 STREAM = ("provider", "account", "project", "model")
 PROVIDER = ("provider", "account")
+BILLING = ("provider", "account", "currency")
 
 POLLED = "Refreshed after each poll from the SQLite history, not at scrape time."
 
@@ -83,6 +84,34 @@ CATALOGUE: list[MetricDef] = [
         "gauge",
         (*STREAM, "currency"),
         "Last 30 complete days: billed cost / requests. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_prepaid_balance",
+        "gauge",
+        BILLING,
+        "Prepaid credit still available, as the provider reports it (xAI: the prepaid ledger "
+        "less this billing period's credits used). Absent when the account has none. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_spending_limit",
+        "gauge",
+        BILLING,
+        "Effective spending limit of the current billing period, as the provider reports it. "
+        "Absent when the account has none. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_invoice_preview",
+        "gauge",
+        BILLING,
+        "Running total of the current billing period's invoice preview (xAI: the sum of its "
+        "line items, before VAT and prepaid credits). " + POLLED,
+    ),
+    MetricDef(
+        "aicost_invoice_preview_gap",
+        "gauge",
+        BILLING,
+        "Invoice preview total minus the daily costs stored for the same billing period; "
+        "near 0 when the daily data is complete. " + POLLED,
     ),
     MetricDef(
         "aicost_project_info",

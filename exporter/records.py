@@ -1,8 +1,9 @@
 """The normalised record model every provider translates its API into.
 
 A provider turns one polled window of its organisation API into a :class:`FetchResult`:
-usage rows (volumes), cost rows (money, exact :class:`~decimal.Decimal`), and the names of
-projects and API keys. Nothing else crosses from a provider into the rest of the exporter.
+usage rows (volumes), cost rows (money, exact :class:`~decimal.Decimal`), the names of
+projects and API keys, and (where the provider has them) billing-state values such as a
+prepaid balance. Nothing else crosses from a provider into the rest of the exporter.
 
 Token types are disjoint and add up to all tokens of a row:
 
@@ -31,6 +32,12 @@ COST_TYPES: tuple[str, ...] = ("tokens", "web_search", "code_execution", "file_s
 #                  project's models in proportion to their requests that day (fallback)
 #   unattributed   no model could be found (tool and service costs, or no usage to split by)
 ATTRIBUTIONS: tuple[str, ...] = ("line_item", "requests_split", "unattributed")
+
+# Billing-state values a provider may report (latest value per account and kind):
+#   prepaid_balance  prepaid credit still available
+#   spending_limit   the effective monthly spending limit of the current billing period
+#   invoice_preview  running total of the current billing period's invoice
+BILLING_KINDS: tuple[str, ...] = ("prepaid_balance", "spending_limit", "invoice_preview")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +154,31 @@ class ApiKeyRecord:
     last_used_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class BillingRecord:
+    """One billing-state value of an account, as observed by the latest successful poll.
+
+    Unlike usage and cost rows these are not per day: each poll replaces the account's
+    whole set, so a value the provider stops reporting (a team without prepaid credit)
+    disappears instead of going stale.
+    """
+
+    provider: str
+    account: str
+    kind: str  # one of BILLING_KINDS
+    amount: Decimal  # exact, in major units of ``currency``
+    currency: str = "USD"
+    period: str = ""  # billing period it belongs to, "YYYY-MM"; "" when not period-bound
+    observed_at: datetime | None = None  # set by the poller (providers never read the clock)
+
+
 @dataclass(slots=True)
 class FetchResult:
     """Everything a provider read for the UTC days ``[start, end)``.
 
     The store replaces all usage and cost rows of those days for the account with these,
-    so a revision upstream (a value going up or down, a row disappearing) is mirrored.
+    so a revision upstream (a value going up or down, a row disappearing) is mirrored; the
+    account's billing-state rows are replaced by ``billing`` as a whole.
     """
 
     start: date
@@ -161,6 +187,7 @@ class FetchResult:
     costs: list[CostRecord] = field(default_factory=list)
     projects: list[ProjectRecord] = field(default_factory=list)
     api_keys: list[ApiKeyRecord] = field(default_factory=list)
+    billing: list[BillingRecord] = field(default_factory=list)
 
 
 def merge_usage(rows: Iterable[UsageRecord]) -> list[UsageRecord]:

@@ -15,12 +15,14 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from exporter.analytics.billing import compute_billing, earliest_period_start
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
@@ -111,6 +113,7 @@ class Poller:
             start, end, backfill = self.window(today)
             try:
                 result = self._provider().fetch(start, end)
+                result.billing = [replace(b, observed_at=now) for b in result.billing]
                 self._store.replace_window(self.type, self.account, result)
             except ProviderError as exc:
                 self._failed(exc.reason, str(exc))
@@ -128,13 +131,14 @@ class Poller:
             self.health.last_success = finished.timestamp()
             self.health.data_complete_through = complete_through.timestamp()
             log.info(
-                "%s/%s: polled %s..%s (%d usage rows, %d cost rows)%s",
+                "%s/%s: polled %s..%s (%d usage rows, %d cost rows, %d billing values)%s",
                 self.type,
                 self.account,
                 start,
                 end - timedelta(days=1),
                 len(result.usage),
                 len(result.costs),
+                len(result.billing),
                 " [backfill]" if backfill else "",
             )
             return True
@@ -182,12 +186,15 @@ class Service:
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
         start = history_start(today)
+        billing = self.store.billing()
+        cost_start = min(start, earliest_period_start(billing) or start)
         usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(start, today + timedelta(days=1))
+        costs = self.store.costs_between(cost_start, today + timedelta(days=1))
         return Snapshot(
-            totals=compute_windows(today, usage, costs),
+            totals=compute_windows(today, usage, [c for c in costs if c.day >= start]),
             projects=self.store.projects(),
             health=self.health(),
+            billing=compute_billing(billing, costs),
         )
 
     def refresh(self) -> Rendered:

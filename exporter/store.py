@@ -9,6 +9,8 @@
   re-polled bucket therefore overwrites (values may go up or down, rows may vanish), and
   overlapping polls never double count. A failed poll never reaches the store.
 * Money is stored as exact decimal text, never as a float.
+* Billing state (prepaid balance, spending limit, invoice preview) keeps only the latest
+  value per (provider, account, kind); each successful poll replaces the account's set.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import sqlite_utils
 
 from exporter.records import (
     ApiKeyRecord,
+    BillingRecord,
     CostRecord,
     FetchResult,
     ProjectRecord,
@@ -126,8 +129,25 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_billing_state(db: sqlite_utils.Database) -> None:
+    db["billing_state"].create(
+        {
+            "provider": str,
+            "account": str,
+            "kind": str,
+            "amount": str,
+            "currency": str,
+            "period": str,
+            "observed_at": str,
+        },
+        pk=("provider", "account", "kind"),
+        not_null={"provider", "account", "kind", "amount", "currency", "period"},
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("003_billing_state", _m003_billing_state),
 ]
 
 
@@ -185,6 +205,8 @@ class Store:
                 raise ValueError("a record belongs to another provider account")
             if not result.start <= row.day < result.end:
                 raise ValueError(f"a record for {row.day} lies outside the polled window")
+        if any((b.provider, b.account) != (provider, account) for b in result.billing):
+            raise ValueError("a billing record belongs to another provider account")
         start, end = result.start.isoformat(), result.end.isoformat()
         now = datetime.now(UTC).isoformat()
         with self._transaction() as conn:
@@ -208,6 +230,11 @@ class Store:
                 [_plain(k) | {"updated_at": now} for k in result.api_keys],
                 replace=True,
             )
+            conn.execute(
+                "DELETE FROM billing_state WHERE provider = ? AND account = ?",
+                (provider, account),
+            )
+            _insert(conn, "billing_state", [_billing_row(b, now) for b in result.billing])
 
     def record_success(
         self,
@@ -297,6 +324,21 @@ class Store:
             for r in rows
         ]
 
+    def billing(self) -> list[BillingRecord]:
+        """The latest billing-state value of every account and kind."""
+        with self._lock:
+            rows = list(
+                self.db.query("SELECT * FROM billing_state ORDER BY provider, account, kind")
+            )
+        return [
+            BillingRecord(
+                **{k: v for k, v in r.items() if k not in ("amount", "observed_at")},
+                amount=Decimal(r["amount"]),
+                observed_at=_dt(r["observed_at"]),
+            )
+            for r in rows
+        ]
+
     def days_with_data(self, provider: str, account: str) -> int:
         with self._lock:
             row = self.db.execute(
@@ -343,6 +385,13 @@ def _usage_row(u: UsageRecord) -> dict[str, Any]:
 def _cost_row(c: CostRecord) -> dict[str, Any]:
     row = _plain(c)
     row["amount"] = format(c.amount, "f")
+    return row
+
+
+def _billing_row(b: BillingRecord, now: str) -> dict[str, Any]:
+    row = _plain(b)
+    row["amount"] = format(b.amount, "f")
+    row["observed_at"] = row["observed_at"] or now
     return row
 
 

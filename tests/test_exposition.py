@@ -12,10 +12,11 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
+from exporter.analytics.billing import compute_billing
 from exporter.analytics.windows import compute_windows
 from exporter.exposition import ProviderHealth, Snapshot, render
 from exporter.metrics import CATALOGUE
-from exporter.records import CostRecord, ProjectRecord, UsageRecord
+from exporter.records import BillingRecord, CostRecord, ProjectRecord, UsageRecord
 from tests.helpers import parse_exposition, promtool
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
@@ -43,7 +44,14 @@ def seeded_snapshot() -> Snapshot:
                    line_item="web search tool calls", attribution="unattributed"),
         CostRecord("openai", "main", date(2026, 2, 27), "proj_b", "text-embedding-3-small",
                    "tokens", Decimal("0.00018"), line_item="text-embedding-3-small, input"),
+        CostRecord("xai", "team", date(2026, 3, 1), "team-1", "grok-4-0709", "tokens",
+                   Decimal("1.234"), line_item="grok-4-0709, Prompt", token_type="input"),
     ]  # fmt: skip
+    billing = [
+        BillingRecord("xai", "team", "invoice_preview", Decimal("1.25"), period="2026-03"),
+        BillingRecord("xai", "team", "prepaid_balance", Decimal("42.5")),
+        BillingRecord("xai", "team", "spending_limit", Decimal("100"), period="2026-03"),
+    ]
     health = ProviderHealth(
         "openai", "main", up=True, last_success=1772409600.0,
         data_complete_through=1772409600.0, poll_duration=1.5,
@@ -59,6 +67,7 @@ def seeded_snapshot() -> Snapshot:
             ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
         ],
         health=[health],
+        billing=compute_billing(billing, costs),
     )
 
 
@@ -91,6 +100,11 @@ def test_values_trace_back_to_rows() -> None:
                  project_name='Data "pipeline"') == 1  # fmt: skip
     assert value("aicost_poll_errors_total", provider="openai", account="main",
                  reason="rate_limit") == 1  # fmt: skip
+    team = {"provider": "xai", "account": "team", "currency": "USD"}
+    assert value("aicost_invoice_preview", **team) == 1.25
+    assert value("aicost_invoice_preview_gap", **team) == 0.016  # 1.25 - 1.234
+    assert value("aicost_prepaid_balance", **team) == 42.5
+    assert value("aicost_spending_limit", **team) == 100
 
 
 def test_every_catalogue_metric_is_exposed_with_help_saying_it_is_polled() -> None:

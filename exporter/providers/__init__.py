@@ -8,9 +8,11 @@ its entry below, a fake server, tests, a config example block and a docs row
 from __future__ import annotations
 
 from exporter.providers.openai import OpenAIProvider
+from exporter.providers.xai import XAIProvider
 
 REGISTRY = {
     "openai": OpenAIProvider,
+    "xai": XAIProvider,
 }
 
 DEFAULT_BASE_URLS = {

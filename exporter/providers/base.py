@@ -59,6 +59,13 @@ class UpstreamError(ProviderError):
         self.status = status
 
 
+class ClientError(UpstreamError):
+    """A 4xx other than 401/403/429: the request itself was refused, so a retry inside the
+    poll would get the same answer. Counted as ``upstream`` like any other refusal."""
+
+    retryable = False
+
+
 class ProviderTimeout(ProviderError):
     reason = "timeout"
     retryable = True
@@ -208,7 +215,7 @@ class ApiClient:
                 raise RateLimitError(message, _retry_after(response.headers.get("retry-after")))
             if status >= 500:
                 raise UpstreamError(message, status)
-            raise UpstreamError(message, status)
+            raise ClientError(message, status)
         try:
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:

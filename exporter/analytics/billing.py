@@ -1,0 +1,77 @@
+"""Billing-state gauges: prepaid balance, spending limit, invoice preview and its gap.
+
+Pure functions over stored rows. The gap cross-checks the two ways a provider reports the
+same money: the invoice preview's running total of a billing period minus the daily costs
+stored for that period (same provider, account and currency). Near zero when the daily
+data is complete; a provider's rounding, late revisions or a gap in the history show up
+as a difference.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from exporter.records import BillingRecord, CostRecord
+
+BillingKey = tuple[str, str, str]  # provider, account, currency
+
+_PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+@dataclass
+class BillingGauges:
+    prepaid_balance: dict[BillingKey, Decimal] = field(default_factory=dict)
+    spending_limit: dict[BillingKey, Decimal] = field(default_factory=dict)
+    invoice_preview: dict[BillingKey, Decimal] = field(default_factory=dict)
+    invoice_preview_gap: dict[BillingKey, Decimal] = field(default_factory=dict)
+
+
+def period_bounds(period: str) -> tuple[date, date] | None:
+    """``"2026-03"`` -> (2026-03-01, 2026-04-01); None for "" or anything else."""
+    match = _PERIOD.match(period)
+    if not match or not 1 <= int(match.group(2)) <= 12:
+        return None
+    year, month = int(match.group(1)), int(match.group(2))
+    first = date(year, month, 1)
+    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return first, following
+
+
+def earliest_period_start(billing: list[BillingRecord]) -> date | None:
+    """The first day of the oldest billing period any invoice preview refers to."""
+    starts = [
+        bounds[0]
+        for b in billing
+        if b.kind == "invoice_preview" and (bounds := period_bounds(b.period))
+    ]
+    return min(starts, default=None)
+
+
+def compute_billing(billing: list[BillingRecord], costs: list[CostRecord]) -> BillingGauges:
+    """Gauges for every stored billing value; ``costs`` must cover every preview's period."""
+    out = BillingGauges()
+    for b in billing:
+        key = (b.provider, b.account, b.currency)
+        if b.kind == "prepaid_balance":
+            out.prepaid_balance[key] = b.amount
+        elif b.kind == "spending_limit":
+            out.spending_limit[key] = b.amount
+        elif b.kind == "invoice_preview":
+            out.invoice_preview[key] = b.amount
+            bounds = period_bounds(b.period)
+            if bounds is None:
+                continue  # no period, nothing to compare with
+            first, following = bounds
+            daily = sum(
+                (
+                    c.amount
+                    for c in costs
+                    if (c.provider, c.account, c.currency) == key and first <= c.day < following
+                ),
+                Decimal(0),
+            )
+            out.invoice_preview_gap[key] = b.amount - daily
+    return out
