@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.fake_xai import FakeXaiServer, generate_team
 from exporter.demo.traffic import generate_org
 
 
@@ -42,7 +43,23 @@ def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg
     )
 
 
-DEMO_ORGS: list[Starter] = [start_openai]
+def start_xai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    team = generate_team(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeXaiServer(team))
+    return DemoOrg(
+        provider={
+            "type": "xai",
+            "name": "xai-demo",
+            "base_url": server.base_url,
+            "api_key_env": "AICOST_DEMO_XAI_KEY",
+            "team_id": team.team_id,
+        },
+        env={"AICOST_DEMO_XAI_KEY": team.management_key},
+        description=f"simulated xAI team (two Grok models) on {server.base_url}",
+    )
+
+
+DEMO_ORGS: list[Starter] = [start_openai, start_xai]
 
 
 @contextmanager

@@ -226,9 +226,8 @@ class XAIProvider:
             for p_no, point in enumerate(points):
                 pwhere = f"{swhere}.dataPoints[{p_no}]"
                 parsed = _point(point, pwhere, start, end)
-                if parsed is not None:
-                    day, amount = parsed
-                    yield _Point(day, model, unit, amount)
+                if parsed is not None and parsed[1] != 0:  # an empty day stores no row
+                    yield _Point(parsed[0], model, unit, parsed[1])
 
     def _unit(self, label: str) -> UnitType:
         unit = classify_unit(label)
