@@ -186,7 +186,8 @@ class Service:
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
         start = history_start(today)
-        billing = self.store.billing()
+        configured = {(p.type, p.account) for p in self.pollers}
+        billing = [b for b in self.store.billing() if (b.provider, b.account) in configured]
         cost_start = min(start, earliest_period_start(billing) or start)
         usage = self.store.usage_between(start, today + timedelta(days=1))
         costs = self.store.costs_between(cost_start, today + timedelta(days=1))

@@ -345,6 +345,18 @@ def test_values_a_team_stops_reporting_disappear_on_the_next_poll(
     assert gauge(svc, "aicost_spending_limit", **TEAM) == 5000.0
 
 
+def test_billing_of_an_account_no_longer_configured_is_not_exposed(
+    fake: FakeXaiServer, tmp_path: Path
+) -> None:
+    svc = service(tmp_path, fake)
+    assert svc.poll_once()
+    svc.stop()
+    _services.remove(svc)
+    renamed = service(tmp_path, fake, name="grok-2")  # same history, other account
+    names = {name for name, _ in samples(renamed)}
+    assert "aicost_cost_30d" in names and "aicost_prepaid_balance" not in names
+
+
 def test_the_spending_limit_falls_back_to_the_spending_limits_endpoint(
     fake: FakeXaiServer,
 ) -> None:

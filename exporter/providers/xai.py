@@ -225,9 +225,15 @@ class XAIProvider:
                 raise ParseError(f"{swhere}.dataPoints: expected a list")
             for p_no, point in enumerate(points):
                 pwhere = f"{swhere}.dataPoints[{p_no}]"
-                parsed = _point(point, pwhere, start, end)
-                if parsed is not None and parsed[1] != 0:  # an empty day stores no row
-                    yield _Point(parsed[0], model, unit, parsed[1])
+                day, amount = _point(point, pwhere, start, end)
+                if amount is None:
+                    log.warning(
+                        "xai/%s: %s has no value; the point is skipped (not counted as 0)",
+                        self.account,
+                        pwhere,
+                    )
+                elif amount != 0:  # an empty day stores no row
+                    yield _Point(day, model, unit, amount)
 
     def _unit(self, label: str) -> UnitType:
         unit = classify_unit(label)
@@ -281,9 +287,10 @@ class XAIProvider:
         out: list[BillingRecord] = []
         used = Decimal(0)
         has_limit = False
+        tag = f"xai/{self.account}"
         preview = self._optional("invoice/preview", "/postpaid/invoice/preview")
         if preview is not None:
-            where = "invoice/preview"
+            where = f"{tag} invoice/preview"
             period = _period(preview.get("billingCycle"), where)
             core = preview.get("coreInvoice")
             if isinstance(core, dict):
@@ -292,7 +299,7 @@ class XAIProvider:
                     out.append(self._state("invoice_preview", total, period))
                 used = _optional_cents(core, "prepaidCreditsUsed", where) or Decimal(0)
             else:
-                log.warning("xai/%s: %s has no coreInvoice; no running total", self.account, where)
+                log.warning("%s has no coreInvoice; no running total", where)
             limit = _optional_cents(preview, "effectiveSpendingLimit", where)
             if limit is not None:
                 out.append(self._state("spending_limit", limit, period))
@@ -302,12 +309,12 @@ class XAIProvider:
             if limits is not None:
                 inner = limits.get("spendingLimits", limits)
                 if isinstance(inner, dict):
-                    limit = _optional_cents(inner, "effectiveSl", "spending-limits")
+                    limit = _optional_cents(inner, "effectiveSl", f"{tag} spending-limits")
                     if limit is not None:
                         out.append(self._state("spending_limit", limit, ""))
         ledger = self._optional("prepaid/balance", "/prepaid/balance")
         if ledger is not None:
-            total = _optional_cents(ledger, "total", "prepaid/balance")
+            total = _optional_cents(ledger, "total", f"{tag} prepaid/balance")
             if total is not None:
                 # The ledger books purchases as negative amounts and a period's spend only
                 # when the period closes: what is left now is -total minus this period's use.
@@ -359,7 +366,8 @@ def _labels(series: dict[str, Any], where: str) -> tuple[str, str]:
     return labels[0], labels[1]
 
 
-def _point(point: Any, where: str, start: date, end: date) -> tuple[date, Decimal] | None:
+def _point(point: Any, where: str, start: date, end: date) -> tuple[date, Decimal | None]:
+    """(day, value) of a data point; the value is None when the point carries none."""
     if not isinstance(point, dict):
         raise ParseError(f"{where}: expected an object")
     day = _day(point.get("timestamp"), f"{where}.timestamp")
@@ -369,8 +377,7 @@ def _point(point: Any, where: str, start: date, end: date) -> tuple[date, Decima
     if not isinstance(values, list):
         raise ParseError(f"{where}.values: expected a list")
     if not values or values[0] is None:
-        log.warning("%s: no value; the point is skipped (not counted as 0)", where)
-        return None
+        return day, None
     return day, _number(values[0], f"{where}.values[0]")
 
 
@@ -401,12 +408,12 @@ def _number(value: Any, where: str) -> Decimal:
 def _optional_cents(obj: dict[str, Any], name: str, where: str) -> Decimal | None:
     """A USD-cents field in dollars, or None (with a warning) when missing or malformed."""
     if obj.get(name) is None:
-        log.warning("xai: %s.%s is missing; that value is left out", where, name)
+        log.warning("%s.%s is missing; that value is left out", where, name)
         return None
     try:
         return _number(obj[name], f"{where}.{name}") / CENT
     except ParseError as exc:
-        log.warning("xai: %s; that value is left out", exc)
+        log.warning("%s; that value is left out", exc)
         return None
 
 
@@ -414,13 +421,13 @@ def _lines_total(core: dict[str, Any], where: str) -> Decimal | None:
     """Sum of the preview's line amounts (cents) in dollars; None if a line is malformed."""
     lines = core.get("lines", [])  # proto3 JSON omits an empty list
     if not isinstance(lines, list):
-        log.warning("xai: %s.coreInvoice.lines is not a list; no running total", where)
+        log.warning("%s.coreInvoice.lines is not a list; no running total", where)
         return None
     total = Decimal(0)
     for n, line in enumerate(lines):
         lwhere = f"{where}.coreInvoice.lines[{n}]"
         if not isinstance(line, dict):
-            log.warning("xai: %s is not an object; no running total", lwhere)
+            log.warning("%s is not an object; no running total", lwhere)
             return None
         amount = _optional_cents(line, "amount", lwhere)
         if amount is None:
@@ -434,9 +441,7 @@ def _period(cycle: Any, where: str) -> str:
         year, month = (str(cycle.get(k, "")) for k in ("year", "month"))
         if year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
             return f"{int(year):04d}-{int(month):02d}"
-    log.warning(
-        "xai: %s.billingCycle is missing or malformed; the invoice gap is not computed", where
-    )
+    log.warning("%s.billingCycle is missing or malformed; the invoice gap is not computed", where)
     return ""
 
 
