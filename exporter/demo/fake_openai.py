@@ -32,7 +32,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from exporter.demo.loopback import Fault as Fault  # re-exported: tests import it from here
-from exporter.demo.loopback import LoopbackServer, Response, decimal_text, json_response
+from exporter.demo.loopback import (
+    LoopbackServer,
+    Response,
+    decimal_text,
+    json_response,
+    retry_after_headers,
+)
 
 DAY_SECONDS = 86_400
 AMOUNT_QUANTUM = Decimal("0.00000001")
@@ -502,7 +508,7 @@ def _error_type(status: int) -> tuple[str, str | None]:
     return "invalid_request_error", None
 
 
-class FakeOpenAIServer(LoopbackServer):
+class FakeOpenAIServer(LoopbackServer[FakeOpenAIOrg]):
     """Serves a :class:`FakeOpenAIOrg` over HTTP on loopback (``127.0.0.1`` by default).
 
     Use as a context manager; point clients at :attr:`base_url`. ``now`` (UTC) is the clock
@@ -512,32 +518,20 @@ class FakeOpenAIServer(LoopbackServer):
     server_version = "FakeOpenAI/1.0"
     base_path = "/v1"
 
-    def __init__(
-        self,
-        org: FakeOpenAIOrg,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(host, port, now)
-        self._org = org
-
     @property
     def org(self) -> FakeOpenAIOrg:
-        return self._org
+        return self.truth
 
     @org.setter
     def org(self, org: FakeOpenAIOrg) -> None:
-        with self.lock:
-            self._org = org
+        self.truth = org
 
     def _fault_error(self, fault: Fault) -> Response:
         status = fault.status or 500
         type_, code = _error_type(status)
         message = "Rate limit reached." if status == 429 else "The fake server had an error."
         error = ApiError(status, message, type_=type_, code=code)
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-        return json_response(status, error.body(), headers)
+        return json_response(status, error.body(), retry_after_headers(fault))
 
     def _answer(
         self,
@@ -559,7 +553,7 @@ class FakeOpenAIServer(LoopbackServer):
     def _authorize(self, header: str | None) -> None:
         scheme, _, token = (header or "").partition(" ")
         token = token.strip()
-        if scheme.lower() == "bearer" and token == self._org.admin_key:
+        if scheme.lower() == "bearer" and token == self.org.admin_key:
             return
         if scheme.lower() == "bearer" and token.startswith(PROJECT_KEY_PREFIX):
             raise ApiError(
@@ -600,12 +594,12 @@ class FakeOpenAIServer(LoopbackServer):
         batch = query.boolean("batch") if endpoint == "completions" else None
         rows = _by_day(
             r
-            for r in self._org.usage
+            for r in self.org.usage
             if r.endpoint == endpoint
             and _matches(r, filters)
             and (batch is None or r.batch == batch)
         )
-        new_fields = self._org.new_fields
+        new_fields = self.org.new_fields
 
         def bucket(start: int, _stop: int) -> dict[str, Any]:
             day_rows = rows.get(_bucket_day(start), [])
@@ -620,8 +614,8 @@ class FakeOpenAIServer(LoopbackServer):
         window = _window(query, self._now(), COST_LIMITS)
         group_by = _group_by(query, COST_DIMS)
         filters = _filters(query, _COST_FILTERS)
-        rows = _by_day(r for r in self._org.costs if _matches(r, filters))
-        as_strings = self._org.amounts_as_strings
+        rows = _by_day(r for r in self.org.costs if _matches(r, filters))
+        as_strings = self.org.amounts_as_strings
 
         def bucket(start: int, _stop: int) -> dict[str, Any]:
             day_rows = rows.get(_bucket_day(start), [])
@@ -633,15 +627,15 @@ class FakeOpenAIServer(LoopbackServer):
         include_archived = bool(query.boolean("include_archived"))
         projects = [
             p
-            for p in self._org.projects
+            for p in self.org.projects
             if include_archived or (p.get("archived_at") is None and p.get("status") != "archived")
         ]
         return _list_page(projects, query)
 
     def _api_keys(self, project_id: str, query: Query) -> dict[str, Any]:
-        if project_id not in self._org.project_ids() and project_id not in self._org.api_keys:
+        if project_id not in self.org.project_ids() and project_id not in self.org.api_keys:
             raise ApiError(404, f"No such project: {project_id}.", param="project_id")
-        keys = self._org.api_keys.get(project_id, [])
+        keys = self.org.api_keys.get(project_id, [])
         access = query.one("owner_project_access")
         if access not in (None, "", "any", "active", "inactive"):
             raise _bad(f"Invalid owner_project_access {access!r}.", "owner_project_access")

@@ -35,7 +35,14 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.loopback import Fault, LoopbackServer, Response, decimal_text, json_response
+from exporter.demo.loopback import (
+    Fault,
+    LoopbackServer,
+    Response,
+    decimal_text,
+    json_response,
+    retry_after_headers,
+)
 
 DEFAULT_TEAM_ID = "team-fake-0001"
 DEFAULT_MANAGEMENT_KEY = "fake-management-key-for-tests"  # deliberately not key-shaped
@@ -365,35 +372,23 @@ def prepaid_balance(team: FakeXaiTeam, today: date) -> dict[str, Any]:
 # --------------------------------------------------------------------------- server
 
 
-class FakeXaiServer(LoopbackServer):
+class FakeXaiServer(LoopbackServer[FakeXaiTeam]):
     """Serves a :class:`FakeXaiTeam` on loopback; ``base_url`` is the management API root."""
 
     server_version = "FakeXAI/1.0"
 
-    def __init__(
-        self,
-        team: FakeXaiTeam,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(host, port, now)
-        self._team = team
-
     @property
     def team(self) -> FakeXaiTeam:
-        return self._team
+        return self.truth
 
     @team.setter
     def team(self, team: FakeXaiTeam) -> None:
-        with self.lock:
-            self._team = team
+        self.truth = team
 
     def _fault_error(self, fault: Fault) -> Response:
         status = fault.status or 500
         message = "Too many requests." if status == 429 else "The fake server had an error."
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-        return ApiError(status, message, headers).response()
+        return ApiError(status, message, retry_after_headers(fault)).response()
 
     def _answer(
         self,
@@ -414,14 +409,14 @@ class FakeXaiServer(LoopbackServer):
         scheme, _, token = (header or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "Missing management key (fake).")
-        if token.strip() != self._team.management_key:
+        if token.strip() != self.team.management_key:
             raise ApiError(401, "Invalid management key (fake).")
 
     def _route(self, method: str, path: str, body: bytes) -> dict[str, Any]:
         parts = path.rstrip("/").split("/")
         if parts[:4] != ["", "v1", "billing", "teams"] or len(parts) < 6:
             raise ApiError(404, f"Not found: {path} (fake xAI management API).")
-        team = self._team
+        team = self.team
         if parts[4] != team.team_id:
             raise ApiError(404, f"Team {parts[4]} not found.")
         rest = tuple(parts[5:])
@@ -439,28 +434,28 @@ class FakeXaiServer(LoopbackServer):
         return answer()
 
     def _usage_query(self, body: bytes) -> _Query:
-        return parse_usage_request(body, self._team.tokens_supported)
+        return parse_usage_request(body, self.team.tokens_supported)
 
     def _today(self) -> date:
         return self._now().astimezone(UTC).date()
 
     def _missing(self, what: str) -> ApiError:
-        return ApiError(self._team.missing_status, f"Team has no {what} billing (fake).")
+        return ApiError(self.team.missing_status, f"Team has no {what} billing (fake).")
 
     def _preview(self) -> dict[str, Any]:
-        if not self._team.postpaid:
+        if not self.team.postpaid:
             raise self._missing("postpaid")
-        return invoice_preview(self._team, self._today())
+        return invoice_preview(self.team, self._today())
 
     def _limits(self) -> dict[str, Any]:
-        if not self._team.postpaid:
+        if not self.team.postpaid:
             raise self._missing("postpaid")
-        return spending_limits(self._team)
+        return spending_limits(self.team)
 
     def _balance(self) -> dict[str, Any]:
-        if not self._team.prepaid:
+        if not self.team.prepaid:
             raise self._missing("prepaid")
-        return prepaid_balance(self._team, self._today())
+        return prepaid_balance(self.team, self._today())
 
 
 # --------------------------------------------------------------------------- generated team

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Generic, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 
@@ -97,12 +97,20 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def retry_after_headers(fault: Fault) -> dict[str, str]:
+    """The ``Retry-After`` header an injected error carries, if any."""
+    return {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+
+
+Truth = TypeVar("Truth")
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
-    fake: LoopbackServer
+    fake: LoopbackServer[Any]
 
-    def __init__(self, address: tuple[str, int], fake: LoopbackServer) -> None:
+    def __init__(self, address: tuple[str, int], fake: LoopbackServer[Any]) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.fake = fake
         self.open_sockets: set[socket.socket] = set()
@@ -173,11 +181,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests and the demo read :attr:`LoopbackServer.requests` instead."""
 
 
-class LoopbackServer:
-    """A fake API on loopback (``127.0.0.1`` by default). Use as a context manager.
+class LoopbackServer(Generic[Truth]):
+    """A fake API serving ``truth`` (the fake organisation) on loopback (``127.0.0.1`` by
+    default). Use as a context manager.
 
     ``now`` (UTC) is the fake's clock. :attr:`base_path` is appended to :attr:`base_url`
-    (e.g. ``/v1`` for OpenAI, whose paths start below it).
+    (e.g. ``/v1`` for OpenAI, whose paths start below it). Tests swap :attr:`truth` (or
+    edit it under :attr:`lock`) to simulate revisions.
     """
 
     server_version: ClassVar[str] = "Fake/1.0"
@@ -185,10 +195,12 @@ class LoopbackServer:
 
     def __init__(
         self,
+        truth: Truth,
         host: str = "127.0.0.1",
         port: int = 0,
         now: Callable[[], datetime] | None = None,
     ) -> None:
+        self._truth = truth
         self.lock = threading.RLock()
         self.host = host
         self._requested_port = port
@@ -250,6 +262,15 @@ class LoopbackServer:
         return f"http://{host}:{self.port}{self.base_path}"
 
     # -- state shared with tests
+
+    @property
+    def truth(self) -> Truth:
+        return self._truth
+
+    @truth.setter
+    def truth(self, truth: Truth) -> None:
+        with self.lock:
+            self._truth = truth
 
     @property
     def requests(self) -> list[RecordedRequest]:
