@@ -148,13 +148,17 @@ class OpenAIConfig(ProviderConfig):
     type: Literal["openai"]
 
 
+class AnthropicConfig(ProviderConfig):
+    type: Literal["anthropic"]
+
+
 # One entry per provider type: the `type` tag selects the model (unknown keys of that
 # provider are then rejected). Add a provider's config model to both lines.
 AnyProviderConfig = Annotated[
-    OpenAIConfig,
+    OpenAIConfig | AnthropicConfig,
     Field(discriminator="type"),
 ]
-PROVIDER_TYPES: tuple[str, ...] = ("openai",)
+PROVIDER_TYPES: tuple[str, ...] = ("openai", "anthropic")
 
 
 class Config(_Strict):

@@ -44,7 +44,7 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.interval: expected a duration such as 30s, 15m, 1h",
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
-        "providers[1].type: unknown or missing provider type; expected one of 'openai'",
+        "providers[1].type: unknown or missing provider type; expected one of 'openai', 'anthropic'",
         "listen_adress: unknown key",
     ]
 
@@ -133,3 +133,13 @@ def test_provider_types_match_the_registry() -> None:
         "providers[0].type: unknown or missing provider type; expected one of "
         + ", ".join(repr(t) for t in PROVIDER_TYPES)
     ]
+
+
+def test_anthropic_block_defaults_to_the_public_api_and_rejects_unknown_keys() -> None:
+    config = validate({"providers": [{"type": "anthropic", "api_key_env": "ANTHROPIC_ADMIN_KEY"}]})
+    provider = config.providers[0]
+    assert (provider.type, provider.account) == ("anthropic", "anthropic")
+    assert provider.url == "https://api.anthropic.com"
+    assert errors_of(
+        {"providers": [{"type": "anthropic", "api_key_env": "K", "workspace": "x"}]}
+    ) == ["providers[0].workspace: unknown key"]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from exporter.demo.anthropic_traffic import generate_anthropic_org
+from exporter.demo.fake_anthropic import FakeAnthropicServer
 from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 
@@ -42,7 +44,22 @@ def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg
     )
 
 
-DEMO_ORGS: list[Starter] = [start_openai]
+def start_anthropic(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    org = generate_anthropic_org(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeAnthropicServer(org))
+    return DemoOrg(
+        provider={
+            "type": "anthropic",
+            "name": "anthropic-demo",
+            "base_url": server.base_url,
+            "api_key_env": "AICOST_DEMO_ANTHROPIC_KEY",
+        },
+        env={"AICOST_DEMO_ANTHROPIC_KEY": org.admin_key},
+        description=f"simulated Anthropic org on {server.base_url}",
+    )
+
+
+DEMO_ORGS: list[Starter] = [start_openai, start_anthropic]
 
 
 @contextmanager
