@@ -44,7 +44,8 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.interval: expected a duration such as 30s, 15m, 1h",
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
-        "providers[1].type: unknown or missing provider type; expected one of 'openai', 'anthropic'",
+        "providers[1].type: unknown or missing provider type; "
+        "expected one of 'openai', 'anthropic'",
         "listen_adress: unknown key",
     ]
 
