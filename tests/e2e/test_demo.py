@@ -34,6 +34,13 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
             if name == "aicost_cost_month_to_date" and value > 0
         }
         assert "openai" in mtd
+        assert "anthropic" in mtd
+        info = {
+            dict(labels)["project_name"]
+            for (name, labels), _ in samples.items()
+            if name == "aicost_project_info" and dict(labels)["provider"] == "anthropic"
+        }
+        assert "Default workspace" in info
         assert "<a href='/metrics'>" in demo.get("/").text
     finally:
         demo.stop()
