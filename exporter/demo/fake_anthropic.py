@@ -56,6 +56,7 @@ from exporter.demo.fake_http import (
     list_page,
     matches,
     page_start,
+    scale_int,
     sort_key,
 )
 
@@ -115,10 +116,6 @@ _USAGE_INT_FIELDS: tuple[str, ...] = (
 )
 
 
-def _scale_int(value: int, factor: Decimal) -> int:
-    return int((Decimal(value) * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
 @dataclass
 class FakeAnthropicOrg:
     """A fake organisation: workspaces, API keys, and day-grain usage and cost truth."""
@@ -137,7 +134,7 @@ class FakeAnthropicOrg:
         if factor < 0:
             raise ValueError("factor must be >= 0")
         self.usage = [
-            replace(r, **{n: _scale_int(getattr(r, n), factor) for n in _USAGE_INT_FIELDS})
+            replace(r, **{n: scale_int(getattr(r, n), factor) for n in _USAGE_INT_FIELDS})
             if r.day == day
             else r
             for r in self.usage

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
@@ -150,6 +150,11 @@ class Query:
         if raw.lower() in ("false", "0"):
             return False
         raise bad_request(f"Invalid '{name}': expected true or false, got {raw!r}.", name)
+
+
+def scale_int(value: int, factor: Decimal) -> int:
+    """A count revised by ``factor``, rounded half-even (for ``scale_day`` revisions)."""
+    return int((Decimal(value) * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def group_by(query: Query, allowed: tuple[str, ...]) -> set[str]:

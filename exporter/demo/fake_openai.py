@@ -49,6 +49,7 @@ from exporter.demo.fake_http import (
     list_page,
     matches,
     page_start,
+    scale_int,
     sort_key,
 )
 
@@ -131,13 +132,9 @@ _USAGE_INT_FIELDS: tuple[str, ...] = (
 )
 
 
-def _scale_int(value: int, factor: Decimal) -> int:
-    return int((Decimal(value) * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
 def _scale_usage_row(row: UsageRow, factor: Decimal) -> UsageRow:
     scaled = replace(
-        row, **{name: _scale_int(getattr(row, name), factor) for name in _USAGE_INT_FIELDS}
+        row, **{name: scale_int(getattr(row, name), factor) for name in _USAGE_INT_FIELDS}
     )
     # Rounding must not break the invariant cached + cache_write <= input.
     scaled.input_cached_tokens = min(scaled.input_cached_tokens, scaled.input_tokens)
@@ -151,7 +148,7 @@ def _scale_cost_row(row: CostRow, factor: Decimal) -> CostRow:
     quantity = row.quantity
     if quantity is not None:
         if quantity == quantity.to_integral_value():
-            quantity = Decimal(_scale_int(int(quantity), factor))
+            quantity = Decimal(scale_int(int(quantity), factor))
         else:
             quantity = (quantity * factor).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
     amount = (row.amount * factor).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)

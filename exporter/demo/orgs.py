@@ -29,34 +29,30 @@ class DemoOrg:
 Starter = Callable[[ExitStack, date, int, int], DemoOrg]
 
 
+def _demo_org(kind: str, label: str, base_url: str, admin_key: str) -> DemoOrg:
+    env_name = f"AICOST_DEMO_{kind.upper()}_KEY"
+    return DemoOrg(
+        provider={
+            "type": kind,
+            "name": f"{kind}-demo",
+            "base_url": base_url,
+            "api_key_env": env_name,
+        },
+        env={env_name: admin_key},
+        description=f"simulated {label} org on {base_url}",
+    )
+
+
 def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
     org = generate_org(today=today, days=days, seed=seed)
     server = stack.enter_context(FakeOpenAIServer(org))
-    return DemoOrg(
-        provider={
-            "type": "openai",
-            "name": "openai-demo",
-            "base_url": server.base_url,
-            "api_key_env": "AICOST_DEMO_OPENAI_KEY",
-        },
-        env={"AICOST_DEMO_OPENAI_KEY": org.admin_key},
-        description=f"simulated OpenAI org on {server.base_url}",
-    )
+    return _demo_org("openai", "OpenAI", server.base_url, org.admin_key)
 
 
 def start_anthropic(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
     org = generate_anthropic_org(today=today, days=days, seed=seed)
     server = stack.enter_context(FakeAnthropicServer(org))
-    return DemoOrg(
-        provider={
-            "type": "anthropic",
-            "name": "anthropic-demo",
-            "base_url": server.base_url,
-            "api_key_env": "AICOST_DEMO_ANTHROPIC_KEY",
-        },
-        env={"AICOST_DEMO_ANTHROPIC_KEY": org.admin_key},
-        description=f"simulated Anthropic org on {server.base_url}",
-    )
+    return _demo_org("anthropic", "Anthropic", server.base_url, org.admin_key)
 
 
 DEMO_ORGS: list[Starter] = [start_openai, start_anthropic]

@@ -34,14 +34,10 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
-import httpx
-
-from exporter.config import ProviderConfig, Secret
+from exporter.config import Secret
 from exporter.providers.base import (
-    ApiClient,
+    HttpProvider,
     ParseError,
-    RequestObserver,
-    RetryPolicy,
     as_count,
     cents,
     json_field,
@@ -91,33 +87,11 @@ def token_type_of(value: str) -> str:
     return ""
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     type: ClassVar[str] = "anthropic"
-    usage_page_size: ClassVar[int] = 31  # max for 1d buckets
-    cost_page_size: ClassVar[int] = 31
-    list_page_size: ClassVar[int] = 100
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        page_size: int | None = None,
-    ) -> None:
-        self.account = config.account
-        self._api = ApiClient(
-            client,
-            config.url,
-            {"x-api-key": api_key.value, "anthropic-version": API_VERSION},
-            retry=retry,
-            observer=observer,
-        )
-        self._usage_limit = page_size or self.usage_page_size
-        self._cost_limit = page_size or self.cost_page_size
-        self._list_limit = page_size or self.list_page_size
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"x-api-key": api_key.value, "anthropic-version": API_VERSION}
 
     # -- public -------------------------------------------------------------------------
 
@@ -277,21 +251,17 @@ class AnthropicProvider:
         self, endpoint: str, path: str, params: dict[str, Any], start: date, end: date
     ) -> Iterator[tuple[date, dict[str, Any], str]]:
         """Walk ``next_page`` cursors; yield (bucket day, result, location for errors)."""
-        for page, where in self._api.pages(endpoint, path, params):
-            data = json_field(page, "data", list, where)
-            for b_no, bucket in enumerate(data):
-                bwhere = f"{where} data[{b_no}]"
-                text = json_field(bucket, "starting_at", str, bwhere)
-                starting_at = _rfc3339(text, f"{bwhere}.starting_at")
-                assert starting_at is not None
-                day = starting_at.date()
-                if not start <= day < end:
-                    raise ParseError(f"{bwhere}.starting_at: {day} is outside {start}..{end}")
-                results = json_field(bucket, "results", list, bwhere)
-                for r_no, result in enumerate(results):
-                    if not isinstance(result, dict):
-                        raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
-                    yield day, result, f"{bwhere}.results[{r_no}]"
+
+        def day_of(bucket: Any, where: str) -> date:
+            text = json_field(bucket, "starting_at", str, where)
+            starting_at = _rfc3339(text, f"{where}.starting_at")
+            assert starting_at is not None
+            day = starting_at.date()
+            if not start <= day < end:
+                raise ParseError(f"{where}.starting_at: {day} is outside {start}..{end}")
+            return day
+
+        return self._api.bucket_results(endpoint, path, params, day_of)
 
 
 def _window(start: date, end: date) -> dict[str, str]:

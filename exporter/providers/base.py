@@ -25,6 +25,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from exporter.config import ProviderConfig, Secret
 from exporter.records import FetchResult
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,41 @@ class Provider(Protocol):
     def fetch(self, start: date, end: date) -> FetchResult:
         """Read the UTC days ``[start, end)``; raise a :class:`ProviderError` on failure."""
         ...
+
+
+class HttpProvider:
+    """What the HTTP providers share: the constructor contract and an :class:`ApiClient`.
+
+    A subclass sets ``type`` and :meth:`auth_headers`; ``page_size`` (tests) overrides every
+    page size at once.
+    """
+
+    type: ClassVar[str]
+    usage_page_size: ClassVar[int] = 31  # the max for 1d buckets at OpenAI and Anthropic
+    cost_page_size: ClassVar[int] = 31
+    list_page_size: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.Client,
+        api_key: Secret,
+        *,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        self.account = config.account
+        self._api = ApiClient(
+            client, config.url, self.auth_headers(api_key), retry=retry, observer=observer
+        )
+        self._usage_limit = page_size or self.usage_page_size
+        self._cost_limit = page_size or self.cost_page_size
+        self._list_limit = page_size or self.list_page_size
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        """The request headers that carry the credential (never logged)."""
+        raise NotImplementedError
 
 
 class ApiClient:
@@ -201,6 +237,29 @@ class ApiClient:
                 raise ParseError(f"{where}: next_page repeats a cursor already followed")
             seen.add(cursor)
         raise ParseError(f"{endpoint}: more than {MAX_PAGES} pages")
+
+    def bucket_results(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any],
+        day_of: Callable[[Any, str], date],
+    ) -> Iterator[tuple[date, dict[str, Any], str]]:
+        """Walk pages of time buckets (``data[].results[]``, the usage and cost report shape).
+
+        Yields (bucket day, result, location for errors); ``day_of(bucket, where)`` reads a
+        bucket's day in the provider's own time format.
+        """
+        for page, where in self.pages(endpoint, path, params):
+            data = json_field(page, "data", list, where)
+            for b_no, bucket in enumerate(data):
+                bwhere = f"{where} data[{b_no}]"
+                day = day_of(bucket, bwhere)
+                results = json_field(bucket, "results", list, bwhere)
+                for r_no, result in enumerate(results):
+                    if not isinstance(result, dict):
+                        raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
+                    yield day, result, f"{bwhere}.results[{r_no}]"
 
     def list_items(
         self, endpoint: str, path: str, params: Mapping[str, Any], after_param: str = "after"

@@ -28,15 +28,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import httpx
-
 from exporter.clock import midnight_ts
-from exporter.config import ProviderConfig, Secret
+from exporter.config import Secret
 from exporter.providers.base import (
-    ApiClient,
+    HttpProvider,
     ParseError,
-    RequestObserver,
-    RetryPolicy,
     as_count,
     as_decimal,
     json_field,
@@ -121,32 +117,11 @@ def parse_line_item(text: str) -> LineItem:
     return LineItem(model, "tokens", token_type, tier)
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     type: ClassVar[str] = "openai"
-    usage_page_size: ClassVar[int] = 31  # max for 1d buckets
-    cost_page_size: ClassVar[int] = 31
-    list_page_size: ClassVar[int] = 100
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        page_size: int | None = None,
-    ) -> None:
-        self.account = config.account
-        self._api = ApiClient(
-            client,
-            config.url,
-            {"Authorization": f"Bearer {api_key.value}"},
-            retry=retry,
-            observer=observer,
-        )
-        self._usage_limit = page_size or self.usage_page_size
-        self._cost_limit = page_size or self.cost_page_size
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key.value}"}
 
     # -- public -------------------------------------------------------------------------
 
@@ -331,17 +306,7 @@ class OpenAIProvider:
         self, endpoint: str, path: str, params: dict[str, Any]
     ) -> Iterator[tuple[date, dict[str, Any], str]]:
         """Walk ``next_page`` cursors; yield (bucket day, result, location for errors)."""
-        for page, where in self._api.pages(endpoint, path, params):
-            data = json_field(page, "data", list, where)
-            for b_no, bucket in enumerate(data):
-                bwhere = f"{where} data[{b_no}]"
-                start_time = json_field(bucket, "start_time", int, bwhere)
-                results = json_field(bucket, "results", list, bwhere)
-                day = datetime.fromtimestamp(int(start_time), UTC).date()
-                for r_no, result in enumerate(results):
-                    if not isinstance(result, dict):
-                        raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
-                    yield day, result, f"{bwhere}.results[{r_no}]"
+        return self._api.bucket_results(endpoint, path, params, _bucket_day)
 
     def _list(self, endpoint: str, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Walk ``after=<last_id>`` list paging."""
@@ -381,6 +346,11 @@ def split_by_requests(cost: CostRecord, usage: list[UsageRecord]) -> list[CostRe
         for m in models
         if weights[m] > 0
     ]
+
+
+def _bucket_day(bucket: Any, where: str) -> date:
+    start_time = json_field(bucket, "start_time", int, where)
+    return datetime.fromtimestamp(int(start_time), UTC).date()
 
 
 def _window(start: date, end: date) -> dict[str, int]:
