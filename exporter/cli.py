@@ -80,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run against a built-in simulated OpenAI org (no keys, no network)",
-        description="Start a simulated OpenAI organisation on loopback HTTP (the real "
-        "provider code polls it) with ~90 days of traffic, and serve /metrics.",
+        help="run against built-in simulated OpenAI and Anthropic orgs (no keys, no network)",
+        description="Start simulated OpenAI and Anthropic organisations on loopback HTTP (the "
+        "real provider code polls them) with ~90 days of traffic, and serve /metrics.",
     )
     demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
