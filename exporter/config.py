@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -75,6 +76,78 @@ class PollConfig(_Strict):
 
 class FxConfig(_Strict):
     base_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+
+
+class BatchRuleConfig(_Strict):
+    """Steady synchronous traffic on a batch-capable model (see docs/recommendations.md)."""
+
+    min_active_days: int = Field(20, ge=1, le=30)
+    max_variation: float = Field(0.5, gt=0)
+
+
+class DowngradeRuleConfig(_Strict):
+    min_days: int = Field(7, ge=1, le=30)
+
+
+class CrossProviderRuleConfig(_Strict):
+    min_route_share: float = Field(0.05, ge=0, lt=1)
+
+
+class InactiveKeysConfig(_Strict):
+    min_prior_spend: Decimal = Field(Decimal(10), ge=0)
+    max_recent_share: float = Field(0.01, ge=0, lt=1)
+
+
+RECOMMENDATION_KINDS: tuple[str, ...] = (
+    "batch",
+    "model_downgrade",
+    "cross_provider",
+    "inactive_key",
+)
+
+
+class Dismissal(_Strict):
+    """Stop publishing the recommendations it matches; every field given must be equal."""
+
+    recommendation: Literal["batch", "model_downgrade", "cross_provider", "inactive_key"]
+    reason: str = Field(min_length=1)
+    provider: str | None = None
+    account: str | None = None
+    project: str | None = None
+    model: str | None = None
+    target: str | None = None
+    api_key: str | None = None
+
+
+class RecommendationsConfig(_Strict):
+    enabled: bool = True
+    min_monthly_saving: Decimal = Field(Decimal(1), ge=0)
+    max_series: int = Field(50, ge=1, le=10_000)
+    batch: BatchRuleConfig = BatchRuleConfig()
+    model_downgrade: DowngradeRuleConfig = DowngradeRuleConfig()
+    cross_provider: CrossProviderRuleConfig = CrossProviderRuleConfig()
+    inactive_keys: InactiveKeysConfig = InactiveKeysConfig()
+    # Overrides of the packaged maps in exporter/data/ (see docs/recommendations.md).
+    alternatives: dict[str, dict[str, str]] = Field(default_factory=dict)
+    equivalence: dict[str, dict[str, str | list[str]] | None] = Field(default_factory=dict)
+    batch_models: dict[str, list[str]] = Field(default_factory=dict)
+    dismissed: list[Dismissal] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> RecommendationsConfig:
+        from exporter.pricing import PROVIDERS, load_maps
+
+        used = set(self.alternatives) | set(self.batch_models)
+        for routes in self.equivalence.values():
+            used |= set(routes or {})
+        unknown = sorted(used - set(PROVIDERS))
+        if unknown:
+            raise ValueError(
+                f"unknown provider id(s) {', '.join(unknown)}; expected one of "
+                + ", ".join(PROVIDERS)
+            )
+        load_maps(self.alternatives, self.equivalence, self.batch_models)  # conflicts
+        return self
 
 
 class ProviderConfig(_Strict):
@@ -164,6 +237,7 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     poll: PollConfig = PollConfig()
     fx: FxConfig = FxConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
     providers: list[AnyProviderConfig] = Field(default_factory=list)
 
     @field_validator("currency")
