@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -26,6 +26,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from exporter.pricing import ModelMaps
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
 DEFAULT_STORAGE_PATH = "/var/lib/ai-cost-exporter/history.db"
@@ -135,7 +138,7 @@ class RecommendationsConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_providers(self) -> RecommendationsConfig:
-        from exporter.pricing import PROVIDERS, load_maps
+        from exporter.pricing import PROVIDERS
 
         used = set(self.alternatives) | set(self.batch_models)
         for routes in self.equivalence.values():
@@ -146,8 +149,14 @@ class RecommendationsConfig(_Strict):
                 f"unknown provider id(s) {', '.join(unknown)}; expected one of "
                 + ", ".join(PROVIDERS)
             )
-        load_maps(self.alternatives, self.equivalence, self.batch_models)  # conflicts
+        self.maps()  # raises on conflicting equivalence groups
         return self
+
+    def maps(self) -> ModelMaps:
+        """The packaged model maps with this config's overrides applied."""
+        from exporter.pricing import load_maps
+
+        return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
 class ProviderConfig(_Strict):

@@ -33,7 +33,7 @@ from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
 from exporter.exposition import ProviderHealth, Rendered, Snapshot, render
-from exporter.pricing import Catalogue, ModelMaps, load_maps
+from exporter.pricing import Catalogue, ModelMaps
 from exporter.providers import REGISTRY
 from exporter.providers.base import (
     ERROR_REASONS,
@@ -201,8 +201,7 @@ class Service:
         self.clock = clock
         self.store = Store(config.storage.path)
         self.catalogue = Catalogue()
-        rec = config.recommendations
-        self.maps = load_maps(rec.alternatives, rec.equivalence, rec.batch_models)
+        self.maps = config.recommendations.maps()
         self.pollers = [
             Poller(config, p, self.store, clock=clock, transport=transport, env=env)
             for p in config.providers

@@ -128,7 +128,8 @@ def _billed_tokens(costs: Iterable[CostRecord], period: Period) -> dict[Stream, 
     return out
 
 
-def _money(value: Decimal) -> str:
+def cents(value: Decimal) -> str:
+    """Money as a decimal string rounded to the cent (for evidence and formulas)."""
     return f"{value.quantize(Decimal('0.01'))}"
 
 
@@ -203,13 +204,12 @@ def batch_recommendations(
             ("active_days", f"{len(active)}/{MONTH_DAYS}"),
             ("daily_variation", f"{variation:.3f}"),
             *((f"sync_tokens.{t}", str(n)) for t, n in sync_tokens.items()),
-            ("billed_token_cost", _money(bill)),
+            ("billed_token_cost", cents(bill)),
             ("sync_share_by_priced_volume", f"{share:.4f}"),
-            ("sync_cost_30d", _money(sync_cost)),
+            ("sync_cost_30d", cents(sync_cost)),
         )
         formula = (
-            f"{BATCH_DISCOUNT} x ({_money(bill)} billed x {share:.4f} sync share) "
-            f"= {_money(saving)}"
+            f"{BATCH_DISCOUNT} x ({cents(bill)} billed x {share:.4f} sync share) = {cents(saving)}"
         )
         out.append(
             Recommendation(
@@ -258,7 +258,7 @@ def downgrade_recommendations(
             evidence.append((f"tokens.{t}", str(sum(r.tokens(t) for r in rows))))
             if now is not None and alt is not None:
                 evidence.append((f"price_per_mtok.{t}", f"{now.of(t)} -> {alt.of(t)} (on {last})"))
-        formula = " + ".join(f"{t} {_money(v)}" for t, v in by_type.items())
+        formula = " + ".join(f"{t} {cents(v)}" for t, v in by_type.items())
         out.append(
             Recommendation(
                 "model_downgrade",
@@ -269,7 +269,7 @@ def downgrade_recommendations(
                 alternative,
                 saving,
                 tuple(evidence),
-                f"{formula} = {_money(saving)}",
+                f"{formula} = {cents(saving)}",
             )
         )
     return out
@@ -354,7 +354,7 @@ def cross_provider_recommendations(
                 ("window", period.label()),
                 ("group", group),
                 ("tokens", str(r.tokens)),
-                ("billed_token_cost", _money(r.cost)),
+                ("billed_token_cost", cents(r.cost)),
                 ("rate_per_mtok", f"{(r.cost / r.tokens * MTOK):.4f}"),
                 ("route_rate_per_mtok", f"{(meaningful[provider].rate * MTOK):.4f}"),
                 (f"{cheapest}_rate_per_mtok", f"{(rate * MTOK):.4f}"),
@@ -364,8 +364,7 @@ def cross_provider_recommendations(
                 ),
             )
             formula = (
-                f"{_money(r.cost)} - {r.tokens} tokens x {(rate * MTOK):.4f}/MTok "
-                f"= {_money(saving)}"
+                f"{cents(r.cost)} - {r.tokens} tokens x {(rate * MTOK):.4f}/MTok = {cents(saving)}"
             )
             out.append(
                 Recommendation(
@@ -442,14 +441,14 @@ def inactive_key_recommendations(
         exposure = rate * MONTH_DAYS
         project = record.project if record is not None else _top(projects[key])
         evidence = (
-            ("spend_days_31_60", _money(before)),
+            ("spend_days_31_60", cents(before)),
             ("days_31_60_with_history", str(days)),
-            ("spend_last_30_days", _money(since)),
+            ("spend_last_30_days", cents(since)),
             ("last_usage_day", str(last_day.get(key, ""))),
             ("last_used_at", _iso(last_used)),
             ("action", "rotate or revoke"),
         )
-        formula = f"{_money(before)} / {days} days x {MONTH_DAYS} = {_money(exposure)}"
+        formula = f"{cents(before)} / {days} days x {MONTH_DAYS} = {cents(exposure)}"
         out.append(
             Recommendation(
                 INACTIVE_KEY,
