@@ -309,7 +309,8 @@ class ModelMaps:
         return included
 
 
-def _data(name: str) -> Any:
+def packaged_map(name: str) -> Any:
+    """A YAML map shipped in exporter/data/ (parsed, without overrides)."""
     text = resources.files("exporter").joinpath("data", name).read_text(encoding="utf-8")
     return yaml.safe_load(text) or {}
 
@@ -330,11 +331,11 @@ def load_maps(
     that name, ``None`` removes it. ``batch_models``: provider -> patterns (replaces).
     """
     alt: dict[tuple[str, str], str] = {}
-    for source in (_data("alternatives.yaml"), alternatives or {}):
+    for source in (packaged_map("alternatives.yaml"), alternatives or {}):
         for provider, entries in source.items():
             for family, target in (entries or {}).items():
                 alt[(provider, model_family(family))] = target or ""
-    group_defs: dict[str, Mapping[str, Any]] = dict(_data("equivalence.yaml"))
+    group_defs: dict[str, Mapping[str, Any]] = dict(packaged_map("equivalence.yaml"))
     for name, routes in (equivalence or {}).items():
         if routes is None:
             group_defs.pop(name, None)
@@ -351,6 +352,6 @@ def load_maps(
                         f"and {name!r}"
                     )
                 groups[key] = name
-    batch = {p: tuple(v or ()) for p, v in _data("batch.yaml").items()}
+    batch = {p: tuple(v or ()) for p, v in packaged_map("batch.yaml").items()}
     batch.update({p: tuple(v) for p, v in (batch_models or {}).items()})
     return ModelMaps(alternatives=alt, groups=groups, batch=batch)
