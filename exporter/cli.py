@@ -223,7 +223,8 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
     rec = config.recommendations
     store = Store(path)
     try:
-        findings = find_recommendations(store, config, today, Catalogue(), rec.maps())
+        catalogue = Catalogue(currency=config.currency)
+        findings = find_recommendations(store, config, today, catalogue, rec.maps())
         first_seen = store.recommendation_first_seen()
     finally:
         store.close()

@@ -14,8 +14,8 @@ which the exporter never does; we also read the bundled data module rather than
 changes our prices. No network is touched at run time or in tests.
 
 **Units.** Catalogue prices are USD. ``convert`` turns a USD amount of a day into the
-accounting currency (identity while the accounting currency is USD; the FX module supplies
-the ECB rate once it lands).
+accounting currency (identity for USD; any other ``currency`` without a converter is an
+error, never a silent 1.0 rate; the FX module supplies the ECB rate once it lands).
 
 **Maps.** :class:`ModelMaps` holds the alternatives map (model -> cheaper model), the
 cross-provider equivalence map (one model on several routes) and the batch-capable model
@@ -193,8 +193,14 @@ class Catalogue:
         self,
         providers: Sequence[gp.Provider] | None = None,
         *,
+        currency: str = "USD",
         convert: Converter | None = None,
     ) -> None:
+        if convert is None and currency != "USD":
+            raise ValueError(
+                f"catalogue prices are USD; pricing in {currency} needs a USD->{currency} "
+                "converter (convert=)"
+            )
         if providers is None:
             from genai_prices.data import providers as bundled
 

@@ -200,7 +200,7 @@ class Service:
         self.config = config
         self.clock = clock
         self.store = Store(config.storage.path)
-        self.catalogue = Catalogue()
+        self.catalogue = Catalogue(currency=config.currency)
         self.maps = config.recommendations.maps()
         self.pollers = [
             Poller(config, p, self.store, clock=clock, transport=transport, env=env)

@@ -176,7 +176,9 @@ def test_prices_are_read_offline_from_the_bundled_catalogue(monkeypatch) -> None
 
 
 def test_a_currency_converter_is_applied_to_every_price() -> None:
-    cat = Catalogue(convert=lambda _day, usd: usd * 2)
+    with pytest.raises(ValueError, match="needs a USD->EUR converter"):
+        Catalogue(currency="EUR")
+    cat = Catalogue(currency="EUR", convert=lambda _day, usd: usd * 2)
     prices = cat.prices("openai", "gpt-4o", DAY)
     assert prices is not None and (prices.input, prices.cache_write) == (Decimal(5), Decimal(5))
 
