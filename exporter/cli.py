@@ -1,4 +1,4 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations}``."""
 
 from __future__ import annotations
 
@@ -122,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll once and exit (required; the only mode)",
     )
     common(poll, listen=False)
+
+    recs = sub.add_parser(
+        "recommendations",
+        help="print savings recommendations from the stored history and exit",
+        description="Compute the savings recommendations (batch, cheaper model, cheaper "
+        "provider route, inactive API keys) from the SQLite history, without polling, and "
+        "print each with its evidence and formula.",
+    )
+    recs.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file (its storage.path is read)",
+    )
+    recs.add_argument(
+        "--format",
+        dest="format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    common(recs, listen=False)
     return parser
 
 
@@ -132,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": cmd_demo,
         "check-config": cmd_check_config,
         "poll": cmd_poll,
+        "recommendations": cmd_recommendations,
     }[args.command]
     return handler(args)
 
@@ -174,6 +198,45 @@ def cmd_poll(args: argparse.Namespace) -> int:
     finally:
         service.stop()
     return 0 if ok else 1
+
+
+def cmd_recommendations(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    _setup_logging(args.log_level or config.log_level)
+    from exporter.clock import utc_now
+    from exporter.pricing import Catalogue
+    from exporter.report import as_dicts, to_json, to_table
+    from exporter.scheduler import find_recommendations
+    from exporter.store import Store
+
+    path = config.storage.path
+    if not Path(path).is_file():
+        print(
+            f"error: no history at {path}; run `ai-cost-exporter poll --config "
+            f"{args.config} --once` (or the exporter) first",
+            file=sys.stderr,
+        )
+        return 1
+    today = utc_now().date()
+    rec = config.recommendations
+    store = Store(path)
+    try:
+        catalogue = Catalogue(currency=config.currency)
+        findings = find_recommendations(store, config, today, catalogue, rec.maps())
+        first_seen = store.recommendation_first_seen()
+    finally:
+        store.close()
+    rows = as_dicts(
+        findings.recommendations,
+        currency=config.currency,
+        first_seen=first_seen,
+        dismissed=rec.dismissed,
+    )
+    render = to_json if args.format == "json" else to_table
+    sys.stdout.write(render(rows, today=today, currency=config.currency))
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

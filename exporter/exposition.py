@@ -26,6 +26,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
+from exporter.analytics.recommendations import RecommendationMetrics
 from exporter.analytics.windows import WINDOW_NAMES, WindowTotals
 from exporter.metrics import BY_NAME
 from exporter.records import ProjectRecord
@@ -50,6 +51,7 @@ class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
     projects: list[ProjectRecord] = field(default_factory=list)
     health: list[ProviderHealth] = field(default_factory=list)
+    recommendations: RecommendationMetrics = field(default_factory=RecommendationMetrics)
 
 
 @dataclass(frozen=True)
@@ -100,10 +102,15 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for key, n in sorted(t.requests.get(window, {}).items()):
             fam.add_metric(list(key), n)
         yield fam
+    recs = snapshot.recommendations
     for name, values in (
         ("aicost_cache_hit_ratio", t.cache_hit_ratio),
         ("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens),
         ("aicost_cost_per_request", t.cost_per_request),
+        ("aicost_cache_savings_30d", recs.cache_savings),
+        ("aicost_savings_monthly", recs.savings),
+        ("aicost_inactive_key_exposure_monthly", recs.key_exposure),
+        ("aicost_recommendation_first_seen_timestamp_seconds", recs.first_seen),
     ):
         fam = _gauge(name)
         for key, v in sorted(values.items()):

@@ -85,6 +85,35 @@ CATALOGUE: list[MetricDef] = [
         "Last 30 complete days: billed cost / requests. " + POLLED,
     ),
     MetricDef(
+        "aicost_cache_savings_30d",
+        "gauge",
+        (*STREAM, "currency"),
+        "Last 30 complete days: prompt-cache savings realised, cache_read tokens x (input - "
+        "cache read list price). " + POLLED,
+    ),
+    MetricDef(
+        "aicost_savings_monthly",
+        "gauge",
+        (*STREAM, "recommendation", "target", "currency"),
+        "Projected saving per 30 days if the recommendation (batch, model_downgrade, "
+        "cross_provider) is applied; target is the cheaper model, route or batch. Series "
+        'beyond recommendations.max_series are summed into labels "other". ' + POLLED,
+    ),
+    MetricDef(
+        "aicost_inactive_key_exposure_monthly",
+        "gauge",
+        ("provider", "account", "project", "api_key", "api_key_name", "currency"),
+        "Spend per 30 days a quiet-but-valid API key would resume at (its days 31-60 daily "
+        "rate x 30); rotate or revoke it. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_recommendation_first_seen_timestamp_seconds",
+        "gauge",
+        (*STREAM, "api_key", "recommendation", "target"),
+        "Unix time (UTC midnight) of the day a published recommendation was first seen "
+        "(kept in SQLite). " + POLLED,
+    ),
+    MetricDef(
         "aicost_project_info",
         "gauge",
         ("provider", "account", "project", "project_name"),

@@ -21,10 +21,19 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from exporter.analytics.recommendations import (
+    Findings,
+    RecommendationMetrics,
+    compute_recommendations,
+    dismissal_for,
+    publish,
+    recommendations_start,
+)
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
 from exporter.exposition import ProviderHealth, Rendered, Snapshot, render
+from exporter.pricing import Catalogue, ModelMaps
 from exporter.providers import REGISTRY
 from exporter.providers.base import (
     ERROR_REASONS,
@@ -33,6 +42,7 @@ from exporter.providers.base import (
     ProviderError,
     RetryPolicy,
 )
+from exporter.records import CostRecord, UsageRecord
 from exporter.store import Store, retention_cutoff
 
 log = logging.getLogger(__name__)
@@ -154,6 +164,28 @@ class Poller:
         )
 
 
+def find_recommendations(
+    store: Store,
+    config: Config,
+    today: date,
+    catalogue: Catalogue,
+    maps: ModelMaps,
+    history: tuple[list[UsageRecord], list[CostRecord]] | None = None,
+) -> Findings:
+    """Every recommendation the stored history supports on ``today`` (reads, never writes).
+
+    ``history``: usage and cost rows already read from ``recommendations_start(today)``.
+    """
+    if history is None:
+        end = today + timedelta(days=1)
+        start = recommendations_start(today)
+        history = (store.usage_between(start, end), store.costs_between(start, end))
+    usage, costs = history
+    return compute_recommendations(
+        today, usage, costs, store.api_keys(), catalogue, maps, config.recommendations
+    )
+
+
 class Service:
     """The running exporter: store, pollers, and the pre-rendered exposition."""
 
@@ -168,6 +200,8 @@ class Service:
         self.config = config
         self.clock = clock
         self.store = Store(config.storage.path)
+        self.catalogue = Catalogue(currency=config.currency)
+        self.maps = config.recommendations.maps()
         self.pollers = [
             Poller(config, p, self.store, clock=clock, transport=transport, env=env)
             for p in config.providers
@@ -182,12 +216,39 @@ class Service:
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
         start = history_start(today)
-        usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(start, today + timedelta(days=1))
+        end = today + timedelta(days=1)
+        oldest = min(start, recommendations_start(today))
+        usage = self.store.usage_between(oldest, end)
+        costs = self.store.costs_between(oldest, end)
         return Snapshot(
-            totals=compute_windows(today, usage, costs),
+            totals=compute_windows(
+                today, [u for u in usage if u.day >= start], [c for c in costs if c.day >= start]
+            ),
             projects=self.store.projects(),
             health=self.health(),
+            recommendations=self._recommendations(today, usage, costs),
+        )
+
+    def _recommendations(
+        self, today: date, usage: list[UsageRecord], costs: list[CostRecord]
+    ) -> RecommendationMetrics:
+        """Compute, record first-seen dates of the non-dismissed ones, and publish."""
+        cfg = self.config.recommendations
+        findings = find_recommendations(
+            self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
+        )
+        live = [
+            r.identity()
+            for r in findings.recommendations
+            if dismissal_for(r, cfg.dismissed) is None
+        ]
+        first_seen = self.store.note_recommendations(live, today)
+        return publish(
+            findings,
+            currency=self.config.currency,
+            dismissed=cfg.dismissed,
+            first_seen=first_seen,
+            max_series=cfg.max_series,
         )
 
     def refresh(self) -> Rendered:

@@ -126,9 +126,32 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_recommendations(db: sqlite_utils.Database) -> None:
+    """When each recommendation (batch, downgrade, route, inactive key) was first seen."""
+    db["recommendations"].create(
+        {
+            "id": str,
+            "kind": str,
+            "provider": str,
+            "account": str,
+            "project": str,
+            "model": str,
+            "api_key": str,
+            "target": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"id", "kind", "first_seen", "last_seen"},
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("006_recommendations", _m006_recommendations),
 ]
+
+RECOMMENDATION_FIELDS = ("kind", "provider", "account", "project", "model", "api_key", "target")
 
 
 class Store:
@@ -234,6 +257,36 @@ class Store:
                     backfilled_from.isoformat() if backfilled_from else None,
                 ),
             )
+
+    def note_recommendations(self, seen: list[dict[str, str]], day: date) -> dict[str, date]:
+        """Record that these recommendations hold on ``day``; return every first-seen date.
+
+        Each dict has ``id`` and :data:`RECOMMENDATION_FIELDS`. A new id is first seen on
+        ``day``; a known one keeps its first-seen date (``last_seen`` moves on).
+        """
+        rows = [
+            (
+                r["id"],
+                *(r.get(f, "") for f in RECOMMENDATION_FIELDS),
+                day.isoformat(),
+                day.isoformat(),
+            )
+            for r in seen
+        ]
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO recommendations (id, kind, provider, account, project, model, "
+                "api_key, target, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                rows,
+            )
+        return self.recommendation_first_seen()
+
+    def recommendation_first_seen(self) -> dict[str, date]:
+        """First-seen date of every recommendation ever recorded, by id."""
+        with self._lock:
+            rows = self.db.execute("SELECT id, first_seen FROM recommendations").fetchall()
+        return {rid: date.fromisoformat(first) for rid, first in rows}
 
     def prune(self, before: date) -> int:
         """Retention: delete usage and cost rows of days before ``before``."""
