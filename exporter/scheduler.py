@@ -6,6 +6,9 @@
 * A failed poll writes nothing, is counted by reason, and is retried next cycle. Inside a
   poll, 429s honour Retry-After and 5xx/timeouts back off with jitter (see
   :class:`~exporter.providers.base.RetryPolicy`).
+* Costs are converted to the accounting currency as they are written (the poll's rows
+  land converted), and the FX conversion step re-runs after every poll and every FX
+  refresh (hourly by default, and at start), before the snapshot is rendered.
 * After every poll the snapshot is recomputed from SQLite and ``/metrics`` re-rendered.
 """
 
@@ -25,6 +28,7 @@ from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
 from exporter.exposition import ProviderHealth, Rendered, Snapshot, render
+from exporter.fx import FxService
 from exporter.providers import REGISTRY
 from exporter.providers.base import (
     ERROR_REASONS,
@@ -33,7 +37,7 @@ from exporter.providers.base import (
     ProviderError,
     RetryPolicy,
 )
-from exporter.store import Store, retention_cutoff
+from exporter.store import CostAnnotator, Store, retention_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ class Poller:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        annotate: CostAnnotator | None = None,
     ) -> None:
         self.type = provider_config.type
         self.account = provider_config.account
@@ -58,6 +63,7 @@ class Poller:
         self._store = store
         self._clock = clock
         self._env = env
+        self._annotate = annotate
         self._lock = threading.Lock()
         self._client = httpx.Client(
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
@@ -111,7 +117,7 @@ class Poller:
             start, end, backfill = self.window(today)
             try:
                 result = self._provider().fetch(start, end)
-                self._store.replace_window(self.type, self.account, result)
+                self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
                 self._failed(exc.reason, str(exc))
                 return False
@@ -164,16 +170,28 @@ class Service:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        fx_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.store = Store(config.storage.path)
+        self.fx = FxService(config, self.store, clock=clock, transport=fx_transport)
         self.pollers = [
-            Poller(config, p, self.store, clock=clock, transport=transport, env=env)
+            Poller(
+                config,
+                p,
+                self.store,
+                clock=clock,
+                transport=transport,
+                env=env,
+                annotate=self.fx.columns,
+            )
             for p in config.providers
         ]
         self._render_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
+        self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
 
     def health(self) -> list[ProviderHealth]:
@@ -183,11 +201,14 @@ class Service:
         today = self.clock().date()
         start = history_start(today)
         usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(start, today + timedelta(days=1))
+        costs, withheld = self.store.converted_costs_between(
+            start, today + timedelta(days=1), self.config.currency
+        )
         return Snapshot(
-            totals=compute_windows(today, usage, costs),
+            totals=compute_windows(today, usage, costs, withheld),
             projects=self.store.projects(),
             health=self.health(),
+            fx=self.fx.state(today),
         )
 
     def refresh(self) -> Rendered:
@@ -200,12 +221,19 @@ class Service:
         ok = True
         for poller in self.pollers:
             ok = poller.poll() and ok
+        self.fx_refresh()
         self.prune()
-        self.refresh()
         return ok
 
     def _poll_job(self, poller: Poller) -> None:
         poller.poll()
+        self.fx.convert_stored()
+        self.refresh()
+
+    def fx_refresh(self) -> None:
+        """Fetch the ECB rates the stored costs need, re-convert, re-render."""
+        changed = self.fx.refresh_rates()
+        self.fx.convert_stored(since=changed)
         self.refresh()
 
     def prune(self) -> None:
@@ -229,6 +257,15 @@ class Service:
                 misfire_grace_time=int(interval),
                 id=f"poll:{poller.type}:{poller.account}",
             )
+        scheduler.add_job(
+            self.fx_refresh,
+            "interval",
+            seconds=self.config.fx.refresh_interval,
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+            id="fx",
+        )
         scheduler.add_job(self.prune, "interval", hours=24, id="retention")
         scheduler.start()
         self._scheduler = scheduler
@@ -239,4 +276,5 @@ class Service:
             self._scheduler = None
         for poller in self.pollers:
             poller.close()
+        self.fx.close()
         self.store.close()
