@@ -236,6 +236,9 @@ def cmd_fx(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --currency/--base: {exc}", file=sys.stderr)
         return 2
+    if args.config and not Path(config.storage.path).exists():
+        print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
+        return 1
     store = Store(config.storage.path if args.config else ":memory:")
     fx = FxService(config, store)
     status = 0

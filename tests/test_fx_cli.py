@@ -91,3 +91,11 @@ def test_fx_without_a_rate_is_an_error() -> None:
     bad = cli("fx", "--date", date(2024, 1, 2).isoformat(), "--currency", "XAU")
     assert bad.returncode == 2 and "XAU has no ECB reference rate" in bad.stderr
     assert cli("fx", "--help").returncode == 0
+
+
+def test_fx_does_not_create_a_history_that_is_not_there(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"storage": {"path": str(tmp_path / "none.db")}}))
+    proc = cli("fx", "--date", "2024-06-28", "--config", str(path), "--costs")
+    assert proc.returncode == 1 and "no history at" in proc.stderr
+    assert not (tmp_path / "none.db").exists()
