@@ -29,6 +29,7 @@ from pydantic import (
 
 if TYPE_CHECKING:
     from exporter.pricing import ModelMaps
+from exporter.ecb import supported_currencies
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
 DEFAULT_STORAGE_PATH = "/var/lib/ai-cost-exporter/history.db"
@@ -79,6 +80,14 @@ class PollConfig(_Strict):
 
 class FxConfig(_Strict):
     base_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+    refresh_interval: Duration = 3600.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
 
 
 class BatchRuleConfig(_Strict):
@@ -256,11 +265,7 @@ class Config(_Strict):
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]{3}", value):
-            raise ValueError("must be an ISO 4217 code such as USD or EUR")
-        if value.upper() != "USD":
-            raise ValueError("only USD is supported until currency conversion (ECB rates) lands")
-        return value.upper()
+        return currency_code(value)
 
     @field_validator("listen_address")
     @classmethod
@@ -280,6 +285,19 @@ class Config(_Strict):
                 )
             seen.add(key)
         return self
+
+
+def currency_code(value: str) -> str:
+    """An upper-case ISO 4217 code the ECB publishes a rate for (or EUR); else ValueError."""
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise ValueError("must be an ISO 4217 code such as USD or EUR")
+    supported = supported_currencies()
+    if value.upper() not in supported:
+        raise ValueError(
+            f"{value.upper()} has no ECB reference rate; use EUR or one of "
+            + ", ".join(sorted(supported - {"EUR"}))
+        )
+    return value.upper()
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

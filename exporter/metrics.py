@@ -158,6 +158,34 @@ CATALOGUE: list[MetricDef] = [
         "(code=timeout or error when no response arrived).",
     ),
     MetricDef(
+        "aicost_fx_rate",
+        "gauge",
+        ("base", "quote", "source"),
+        "Rate applied to costs of the current UTC day: units of quote (the accounting "
+        "currency) per unit of base (the billing currency); ECB reference rates crossed "
+        "through EUR. source: ecb-daily, ecb-hist-90d, ecb-hist, bundled, identity. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_fx_rate_date_timestamp_seconds",
+        "gauge",
+        ("base", "quote"),
+        "Unix time of the UTC midnight of the ECB day aicost_fx_rate is of: older than today "
+        "on weekends, holidays, before the 16:00 CET publication and during ECB outages.",
+    ),
+    MetricDef(
+        "aicost_fx_unconverted_costs",
+        "gauge",
+        ("base", "quote", "reason"),
+        "Stored cost records without a usable rate (reason no_rate, stale, pending): kept "
+        "unconverted, and every money series whose window contains one is withheld.",
+    ),
+    MetricDef(
+        "aicost_fx_refresh_errors_total",
+        "counter",
+        ("reason",),
+        "Failed ECB rate downloads by reason: upstream, timeout, parse (cached rates are used).",
+    ),
+    MetricDef(
         "aicost_build_info",
         "gauge",
         ("version", "python_version"),

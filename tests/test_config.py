@@ -144,3 +144,22 @@ def test_anthropic_block_defaults_to_the_public_api_and_rejects_unknown_keys() -
     assert errors_of(
         {"providers": [{"type": "anthropic", "api_key_env": "K", "workspace": "x"}]}
     ) == ["providers[0].workspace: unknown key"]
+
+
+def test_currency_must_be_one_the_ecb_publishes() -> None:
+    assert validate({"currency": "eur"}).currency == "EUR"
+    assert validate({"currency": "GBP"}).currency == "GBP"
+    (error,) = errors_of({"currency": "XAU"})
+    assert error.startswith("currency: XAU has no ECB reference rate; use EUR or one of AUD")
+    assert errors_of({"currency": "euro"}) == [
+        "currency: must be an ISO 4217 code such as USD or EUR"
+    ]
+    assert errors_of({"currency": "CYP"})  # quoted in 1999, not any more
+
+
+def test_fx_settings() -> None:
+    fx = validate({"fx": {"base_url": "http://127.0.0.1:8/ecb/", "refresh_interval": "30m"}}).fx
+    assert (fx.base_url, fx.refresh_interval) == ("http://127.0.0.1:8/ecb", 1800)
+    assert errors_of({"fx": {"base_url": "ftp://x"}}) == [
+        "fx.base_url: must be an http:// or https:// URL"
+    ]
