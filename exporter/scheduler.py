@@ -6,6 +6,11 @@
 * A failed poll writes nothing, is counted by reason, and is retried next cycle. Inside a
   poll, 429s honour Retry-After and 5xx/timeouts back off with jitter (see
   :class:`~exporter.providers.base.RetryPolicy`).
+* Costs are converted to the accounting currency as they are written (the poll's rows
+  land converted), and the FX conversion step re-runs after every poll and every FX
+  refresh (hourly by default, and at start), before the snapshot is rendered.
+* Billing state (prepaid balance, spending limit, invoice preview) is converted at the
+  rate of the day it was observed; a value without a rate is withheld with a warning.
 * After every poll the snapshot is recomputed from SQLite and ``/metrics`` re-rendered.
 """
 
@@ -17,16 +22,27 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from exporter.analytics.billing import compute_billing, earliest_period_start
+from exporter.analytics.billing import BillingGauges, compute_billing, earliest_period_start
+from exporter.analytics.recommendations import (
+    Findings,
+    RecommendationMetrics,
+    compute_recommendations,
+    dismissal_for,
+    publish,
+    recommendations_start,
+)
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
 from exporter.exposition import ProviderHealth, Rendered, Snapshot, render
+from exporter.fx import FxError, FxService
+from exporter.pricing import Catalogue, Converter, ModelMaps
 from exporter.providers import REGISTRY
 from exporter.providers.base import (
     ERROR_REASONS,
@@ -35,7 +51,8 @@ from exporter.providers.base import (
     ProviderError,
     RetryPolicy,
 )
-from exporter.store import Store, retention_cutoff
+from exporter.records import BillingRecord, CostRecord, UsageRecord
+from exporter.store import CostAnnotator, Store, retention_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +69,7 @@ class Poller:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        annotate: CostAnnotator | None = None,
     ) -> None:
         self.type = provider_config.type
         self.account = provider_config.account
@@ -60,6 +78,7 @@ class Poller:
         self._store = store
         self._clock = clock
         self._env = env
+        self._annotate = annotate
         self._lock = threading.Lock()
         self._client = httpx.Client(
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
@@ -114,7 +133,7 @@ class Poller:
             try:
                 result = self._provider().fetch(start, end)
                 result.billing = [replace(b, observed_at=now) for b in result.billing]
-                self._store.replace_window(self.type, self.account, result)
+                self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
                 self._failed(exc.reason, str(exc))
                 return False
@@ -158,6 +177,40 @@ class Poller:
         )
 
 
+def usd_converter(fx: FxService, currency: str) -> Converter | None:
+    """Catalogue prices are USD: convert an amount of a day at that day's ECB rate."""
+    if currency == "USD":
+        return None
+
+    def convert(day: date, amount: Decimal) -> Decimal:
+        return amount * fx.rate("USD", currency, day).value
+
+    return convert
+
+
+def find_recommendations(
+    store: Store,
+    config: Config,
+    today: date,
+    catalogue: Catalogue,
+    maps: ModelMaps,
+    history: tuple[list[UsageRecord], list[CostRecord]] | None = None,
+) -> Findings:
+    """Every recommendation the stored history supports on ``today`` (reads, never writes).
+
+    ``history``: usage and cost rows already read from ``recommendations_start(today)``.
+    """
+    if history is None:
+        end = today + timedelta(days=1)
+        start = recommendations_start(today)
+        converted, _withheld = store.converted_costs_between(start, end, config.currency)
+        history = (store.usage_between(start, end), converted)
+    usage, costs = history
+    return compute_recommendations(
+        today, usage, costs, store.api_keys(), catalogue, maps, config.recommendations
+    )
+
+
 class Service:
     """The running exporter: store, pollers, and the pre-rendered exposition."""
 
@@ -168,34 +221,120 @@ class Service:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        fx_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.store = Store(config.storage.path)
+        self.fx = FxService(config, self.store, clock=clock, transport=fx_transport)
+        self.catalogue = Catalogue(
+            currency=config.currency, convert=usd_converter(self.fx, config.currency)
+        )
+        self.maps = config.recommendations.maps()
         self.pollers = [
-            Poller(config, p, self.store, clock=clock, transport=transport, env=env)
+            Poller(
+                config,
+                p,
+                self.store,
+                clock=clock,
+                transport=transport,
+                env=env,
+                annotate=self.fx.columns,
+            )
             for p in config.providers
         ]
         self._render_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
+        # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
+        self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
 
     def health(self) -> list[ProviderHealth]:
         return [p.health for p in self.pollers]
 
     def snapshot(self) -> Snapshot:
+        # Health first, as a copy: a poll finishing while the history is read must not show
+        # up=1 beside data read before its rows were stored (pollers run concurrently).
+        health = [
+            replace(h, errors=dict(h.errors), requests=dict(h.requests)) for h in self.health()
+        ]
         today = self.clock().date()
         start = history_start(today)
-        configured = {(p.type, p.account) for p in self.pollers}
-        billing = [b for b in self.store.billing() if (b.provider, b.account) in configured]
-        cost_start = min(start, earliest_period_start(billing) or start)
-        usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(cost_start, today + timedelta(days=1))
+        end = today + timedelta(days=1)
+        oldest = min(start, recommendations_start(today))
+        usage = self.store.usage_between(oldest, end)
+        costs, withheld = self.store.converted_costs_between(oldest, end, self.config.currency)
         return Snapshot(
-            totals=compute_windows(today, usage, [c for c in costs if c.day >= start]),
+            totals=compute_windows(
+                today,
+                [u for u in usage if u.day >= start],
+                [c for c in costs if c.day >= start],
+                [w for w in withheld if w.day >= start],
+            ),
             projects=self.store.projects(),
-            health=self.health(),
-            billing=compute_billing(billing, costs),
+            health=health,
+            fx=self.fx.state(today),
+            recommendations=self._recommendations(today, usage, costs),
+            billing=self._billing(today),
+        )
+
+    def _billing(self, today: date) -> BillingGauges:
+        """Billing state of the configured accounts, in the accounting currency.
+
+        Each value is converted at the ECB rate of the day it was observed; one without a
+        rate is withheld (logged once per value and day), never exposed in its source
+        currency under the accounting currency's label. The invoice gap is taken against
+        the source amounts of the period's daily costs, then converted (see
+        :mod:`exporter.analytics.billing`).
+        """
+        configured = {(p.type, p.account) for p in self.pollers}
+        currency = self.config.currency
+        rated: list[tuple[BillingRecord, Decimal]] = []
+        for b in self.store.billing():
+            if (b.provider, b.account) not in configured:
+                continue
+            day = b.observed_at.date() if b.observed_at else today
+            try:
+                rated.append((b, self.fx.rate(b.currency, currency, day).value))
+            except FxError as exc:
+                if (noted := (b.provider, b.account, b.kind, day)) not in self._billing_withheld:
+                    self._billing_withheld.add(noted)
+                    log.warning(
+                        "%s/%s: %s withheld: no %s->%s rate for %s (%s): %s",
+                        b.provider, b.account, b.kind, b.currency, currency, day,
+                        exc.reason, exc,
+                    )  # fmt: skip
+        period_start = earliest_period_start([b for b, _ in rated])
+        if period_start is None:
+            return compute_billing(rated, [], currency)
+        source_costs = self.store.costs_between(period_start, today + timedelta(days=1))
+        return compute_billing(rated, source_costs, currency)
+
+    def _recommendations(
+        self, today: date, usage: list[UsageRecord], costs: list[CostRecord]
+    ) -> RecommendationMetrics:
+        """Compute, record first-seen dates of the non-dismissed ones, and publish."""
+        cfg = self.config.recommendations
+        try:
+            findings = find_recommendations(
+                self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
+            )
+        except FxError as exc:
+            log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
+            return RecommendationMetrics()
+        live = [
+            r.identity()
+            for r in findings.recommendations
+            if dismissal_for(r, cfg.dismissed) is None
+        ]
+        first_seen = self.store.note_recommendations(live, today)
+        return publish(
+            findings,
+            currency=self.config.currency,
+            dismissed=cfg.dismissed,
+            first_seen=first_seen,
+            max_series=cfg.max_series,
         )
 
     def refresh(self) -> Rendered:
@@ -208,12 +347,19 @@ class Service:
         ok = True
         for poller in self.pollers:
             ok = poller.poll() and ok
+        self.fx_refresh()
         self.prune()
-        self.refresh()
         return ok
 
     def _poll_job(self, poller: Poller) -> None:
         poller.poll()
+        self.fx.convert_stored()
+        self.refresh()
+
+    def fx_refresh(self) -> None:
+        """Fetch the ECB rates the stored costs need, re-convert, re-render."""
+        changed = self.fx.refresh_rates()
+        self.fx.convert_stored(since=changed)
         self.refresh()
 
     def prune(self) -> None:
@@ -237,6 +383,15 @@ class Service:
                 misfire_grace_time=int(interval),
                 id=f"poll:{poller.type}:{poller.account}",
             )
+        scheduler.add_job(
+            self.fx_refresh,
+            "interval",
+            seconds=self.config.fx.refresh_interval,
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+            id="fx",
+        )
         scheduler.add_job(self.prune, "interval", hours=24, id="retention")
         scheduler.start()
         self._scheduler = scheduler
@@ -247,4 +402,5 @@ class Service:
             self._scheduler = None
         for poller in self.pollers:
             poller.close()
+        self.fx.close()
         self.store.close()

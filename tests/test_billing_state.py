@@ -82,7 +82,7 @@ def test_the_gap_is_the_preview_minus_that_periods_daily_costs_of_the_same_accou
         cost(date(2026, 2, 2), "1", account="other"),
         cost(date(2026, 2, 2), "1", currency="EUR"),
     ]
-    gauges = compute_billing(billing, costs)
+    gauges = compute_billing([(b, Decimal(1)) for b in billing], costs, "USD")
     assert gauges.invoice_preview_gap == {("xai", "team", "USD"): Decimal("0.001")}
     assert gauges.invoice_preview == {
         ("xai", "team", "USD"): Decimal("10.00"),
@@ -92,3 +92,18 @@ def test_the_gap_is_the_preview_minus_that_periods_daily_costs_of_the_same_accou
     assert gauges.spending_limit == {}
     assert earliest_period_start(billing) == date(2026, 2, 1)
     assert earliest_period_start([state("prepaid_balance", "1")]) is None
+
+
+def test_billing_is_converted_at_its_rate_and_the_gap_is_taken_before_conversion() -> None:
+    """The gap compares the preview with the daily costs' source (USD) amounts, then
+    converts at the preview's rate: own-day rates of the daily costs never leak into it."""
+    rate = Decimal("0.9")
+    billing = [
+        (state("invoice_preview", "10.00", period="2026-02"), rate),
+        (state("spending_limit", "100"), rate),
+    ]
+    costs = [cost(date(2026, 2, 1), "4"), cost(date(2026, 2, 20), "5.5")]
+    gauges = compute_billing(billing, costs, "EUR")
+    assert gauges.invoice_preview == {("xai", "team", "EUR"): Decimal("9.000")}
+    assert gauges.invoice_preview_gap == {("xai", "team", "EUR"): Decimal("0.450")}
+    assert gauges.spending_limit == {("xai", "team", "EUR"): Decimal("90.0")}

@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from exporter.analytics.billing import compute_billing
 from exporter.analytics.windows import compute_windows
-from exporter.exposition import ProviderHealth, Snapshot, render
+from exporter.exposition import FxRateSample, FxState, ProviderHealth, Snapshot, render
 from exporter.metrics import CATALOGUE
 from exporter.records import BillingRecord, CostRecord, ProjectRecord, UsageRecord
 from tests.helpers import parse_exposition, promtool
@@ -67,7 +67,12 @@ def seeded_snapshot() -> Snapshot:
             ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
         ],
         health=[health],
-        billing=compute_billing(billing, costs),
+        fx=FxState(
+            rates=[FxRateSample("USD", "USD", "identity", Decimal(1), TODAY)],
+            unconverted={("EUR", "USD", "no_rate"): 0, ("EUR", "USD", "stale"): 2},
+            refresh_errors={"parse": 0, "timeout": 1, "upstream": 0},
+        ),
+        billing=compute_billing([(b, Decimal(1)) for b in billing], costs, "USD"),
     )
 
 

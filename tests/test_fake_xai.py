@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.demo.fake_http import Fault
 from exporter.demo.fake_xai import (
     GROK_3_MINI,
     GROK_4,
@@ -20,7 +21,6 @@ from exporter.demo.fake_xai import (
     XaiUsageRow,
     generate_team,
 )
-from exporter.demo.loopback import Fault
 
 D1 = date(2026, 1, 1)
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)

@@ -17,8 +17,8 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.config import Config, ConfigErrors, Secret, validate
+from exporter.demo.fake_http import Fault
 from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
-from exporter.demo.loopback import Fault
 from exporter.providers.base import AuthError, ParseError, RetryPolicy
 from exporter.providers.xai import XAIProvider, classify_unit
 from exporter.records import FetchResult
@@ -244,7 +244,7 @@ def test_requests_carry_the_analytics_body_and_the_management_bearer(
 def test_short_ranges_give_the_same_records(fake: FakeXaiServer) -> None:
     whole = provider(fake).fetch(START, END)
     fake.clear_requests()
-    ranged = provider(fake, range_days=4).fetch(START, END)
+    ranged = provider(fake, page_size=4).fetch(START, END)
     assert records(ranged) == records(whole)
     assert len(usage_bodies(fake)) == 2 * 12  # 46 days in ranges of 4
 
@@ -443,8 +443,8 @@ def point_page(**point: Any) -> bytes:
     [
         (Fault("/usage", truncate=True), "not valid JSON"),
         (Fault("/usage", body=b'["not", "an", "object"]'), "expected a JSON object"),
-        (Fault("/usage", body=b'{"timeSeries": {"a": 1}}'), "timeSeries: expected a list"),
-        (Fault("/usage", body=b'{"limitReached": "maybe"}'), "limitReached: expected true"),
+        (Fault("/usage", body=b'{"timeSeries": {"a": 1}}'), "timeSeries: expected list"),
+        (Fault("/usage", body=b'{"limitReached": "maybe"}'), "limitReached: expected bool"),
         (Fault("/usage", body=b'{"timeSeries": [{"groupLabels": ["grok-4"]}]}'),
          "groupLabels: expected 2 strings"),
         (Fault("/usage", body=point_page(timestamp="2026-02-10T07:00:00Z")),

@@ -5,11 +5,18 @@ same money: the invoice preview's running total of a billing period minus the da
 stored for that period (same provider, account and currency). Near zero when the daily
 data is complete; a provider's rounding, late revisions or a gap in the history show up
 as a difference.
+
+Money is exposed in the accounting currency: each billing value is converted at the rate
+of the day it was observed (the caller looks the rate up; a value without a rate is left
+out). The gap is taken in the billing value's own currency, against the source amounts of
+the daily costs, and only then converted at the preview's rate, so that the daily costs'
+own-day rates never show up as a difference.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -50,28 +57,35 @@ def earliest_period_start(billing: list[BillingRecord]) -> date | None:
     return min(starts, default=None)
 
 
-def compute_billing(billing: list[BillingRecord], costs: list[CostRecord]) -> BillingGauges:
-    """Gauges for every stored billing value; ``costs`` must cover every preview's period."""
+def compute_billing(
+    billing: Iterable[tuple[BillingRecord, Decimal]], costs: list[CostRecord], currency: str
+) -> BillingGauges:
+    """Gauges in ``currency`` for every ``(billing value, rate)``.
+
+    ``rate``: units of ``currency`` per unit of the value's own currency on the day it was
+    observed. ``costs`` are source rows (as billed) and must cover every preview's period.
+    """
     out = BillingGauges()
-    for b in billing:
-        key = (b.provider, b.account, b.currency)
+    for b, rate in billing:
+        key = (b.provider, b.account, currency)
         if b.kind == "prepaid_balance":
-            out.prepaid_balance[key] = b.amount
+            out.prepaid_balance[key] = b.amount * rate
         elif b.kind == "spending_limit":
-            out.spending_limit[key] = b.amount
+            out.spending_limit[key] = b.amount * rate
         elif b.kind == "invoice_preview":
-            out.invoice_preview[key] = b.amount
+            out.invoice_preview[key] = b.amount * rate
             bounds = period_bounds(b.period)
             if bounds is None:
                 continue  # no period, nothing to compare with
             first, following = bounds
+            source = (b.provider, b.account, b.currency)
             daily = sum(
                 (
                     c.amount
                     for c in costs
-                    if (c.provider, c.account, c.currency) == key and first <= c.day < following
+                    if (c.provider, c.account, c.currency) == source and first <= c.day < following
                 ),
                 Decimal(0),
             )
-            out.invoice_preview_gap[key] = b.amount - daily
+            out.invoice_preview_gap[key] = (b.amount - daily) * rate
     return out

@@ -18,7 +18,7 @@ What is faked (reference ``provider-apis.md`` §3 and ``docs/providers/xai.md``)
 * Bearer management-key check (401), unknown team (404), gRPC-gateway style error bodies
   (``{"code", "message", "details"}``), value encodings (numbers, numeric strings or
   ``{"val"}`` wrappers), proto3 omission of empty fields, and the injectable faults of
-  :class:`~exporter.demo.loopback.LoopbackServer` (429 + ``Retry-After``, 5xx, delays,
+  :class:`~exporter.demo.fake_http.FakeHTTPServer` (429 + ``Retry-After``, 5xx, delays,
   truncated or raw bodies).
 
 The truth is day grain (:class:`XaiUsageRow`); its ``cost_type``/``token_type`` fields say
@@ -35,13 +35,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.loopback import (
-    Fault,
-    LoopbackServer,
-    Response,
+from exporter.demo.fake_http import (
+    ApiError,
+    FakeHTTPServer,
+    Query,
+    bad_request,
     decimal_text,
-    json_response,
-    retry_after_headers,
+    scale_int,
 )
 
 DEFAULT_TEAM_ID = "team-fake-0001"
@@ -105,7 +105,7 @@ class FakeXaiTeam:
             replace(
                 r,
                 usd=r.usd * f,
-                tokens=None if r.tokens is None else int((r.tokens * f).to_integral_value()),
+                tokens=None if r.tokens is None else scale_int(r.tokens, f),
             )
             if r.day == day
             else r
@@ -175,27 +175,6 @@ def _cents(usd: Decimal) -> int:
     return int((usd * CENT).to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """An error answered with a gRPC-gateway style body."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        body = {"code": _GRPC.get(self.status, 2), "message": self.message, "details": []}
-        return json_response(self.status, body, self.headers)
-
-
-def _bad(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
 # --------------------------------------------------------------------------- usage query
 
 
@@ -209,13 +188,15 @@ class _Query:
 
 def _parse_time(value: Any, name: str) -> date:
     if not isinstance(value, str):
-        raise _bad(f"analyticsRequest.timeRange.{name} must be a string 'YYYY-MM-DD HH:MM:SS'")
+        raise bad_request(
+            f"analyticsRequest.timeRange.{name} must be a string 'YYYY-MM-DD HH:MM:SS'"
+        )
     try:
         moment = datetime.strptime(value, WIRE_TIME)
     except ValueError:
-        raise _bad(f"analyticsRequest.timeRange.{name}: cannot parse {value!r}") from None
+        raise bad_request(f"analyticsRequest.timeRange.{name}: cannot parse {value!r}") from None
     if moment.time() != datetime.min.time():
-        raise _bad(f"analyticsRequest.timeRange.{name}: the fake buckets whole days only")
+        raise bad_request(f"analyticsRequest.timeRange.{name}: the fake buckets whole days only")
     return moment.date()
 
 
@@ -224,34 +205,38 @@ def parse_usage_request(body: bytes, tokens_supported: bool) -> _Query:
     try:
         data = json.loads(body or b"null")
     except ValueError:
-        raise _bad("request body is not valid JSON") from None
+        raise bad_request("request body is not valid JSON") from None
     req = data.get("analyticsRequest") if isinstance(data, dict) else None
     if not isinstance(req, dict):
-        raise _bad("analyticsRequest is required")
+        raise bad_request("analyticsRequest is required")
     time_range = req.get("timeRange")
     if not isinstance(time_range, dict):
-        raise _bad("analyticsRequest.timeRange is required")
+        raise bad_request("analyticsRequest.timeRange is required")
     if time_range.get("timezone") not in TIMEZONES:
-        raise _bad(f"analyticsRequest.timeRange.timezone must be one of {', '.join(TIMEZONES)}")
+        raise bad_request(
+            f"analyticsRequest.timeRange.timezone must be one of {', '.join(TIMEZONES)}"
+        )
     start = _parse_time(time_range.get("startTime"), "startTime")
     end = _parse_time(time_range.get("endTime"), "endTime")
     if end <= start:
-        raise _bad("analyticsRequest.timeRange: endTime must be after startTime")
+        raise bad_request("analyticsRequest.timeRange: endTime must be after startTime")
     if req.get("timeUnit") != "TIME_UNIT_DAY":
-        raise _bad(f"timeUnit {req.get('timeUnit')!r} is not supported by the fake (day only)")
+        raise bad_request(
+            f"timeUnit {req.get('timeUnit')!r} is not supported by the fake (day only)"
+        )
     values = req.get("values")
     if not isinstance(values, list) or len(values) != 1 or not isinstance(values[0], dict):
-        raise _bad("analyticsRequest.values must hold exactly one value (fake)")
+        raise bad_request("analyticsRequest.values must hold exactly one value (fake)")
     name = values[0].get("name")
     if name not in VALUE_NAMES or (name == "tokens" and not tokens_supported):
-        raise _bad(f"unknown value name {name!r}")
+        raise bad_request(f"unknown value name {name!r}")
     if values[0].get("aggregation") != "AGGREGATION_SUM":
-        raise _bad("only AGGREGATION_SUM is supported by the fake")
+        raise bad_request("only AGGREGATION_SUM is supported by the fake")
     group_by = req.get("groupBy", [])
     if not isinstance(group_by, list) or any(g not in GROUP_DIMS for g in group_by):
-        raise _bad(f"groupBy entries must be among {', '.join(GROUP_DIMS)}")
+        raise bad_request(f"groupBy entries must be among {', '.join(GROUP_DIMS)}")
     if req.get("filters", []) != []:
-        raise _bad("filters are not supported by the fake")
+        raise bad_request("filters are not supported by the fake")
     return _Query(start, end, str(name), tuple(group_by))
 
 
@@ -372,38 +357,32 @@ def prepaid_balance(team: FakeXaiTeam, today: date) -> dict[str, Any]:
 # --------------------------------------------------------------------------- server
 
 
-class FakeXaiServer(LoopbackServer[FakeXaiTeam]):
+class FakeXaiServer(FakeHTTPServer[FakeXaiTeam]):
     """Serves a :class:`FakeXaiTeam` on loopback; ``base_url`` is the management API root."""
 
-    server_version = "FakeXAI/1.0"
+    name = "fake-xai"
 
     @property
     def team(self) -> FakeXaiTeam:
-        return self.truth
+        return self.org
 
     @team.setter
     def team(self, team: FakeXaiTeam) -> None:
-        self.truth = team
+        self.org = team
 
-    def _fault_error(self, fault: Fault) -> Response:
-        status = fault.status or 500
+    def error_body(self, err: ApiError) -> dict[str, Any]:
+        """gRPC-gateway style: the gRPC status code, the message, no details."""
+        return {"code": _GRPC.get(err.status, 2), "message": err.message, "details": []}
+
+    def fault_error(self, status: int) -> ApiError:
         message = "Too many requests." if status == 429 else "The fake server had an error."
-        return ApiError(status, message, retry_after_headers(fault)).response()
+        return ApiError(status, message)
 
-    def _answer(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-    ) -> Response:
-        try:
-            with self.lock:
-                self._authorize(headers.get("authorization"))
-                return json_response(200, self._route(method, path, body))
-        except ApiError as err:
-            return err.response()
+    def answer_with_body(
+        self, method: str, path: str, query: Query, headers: dict[str, str], body: bytes
+    ) -> dict[str, Any]:
+        self._authorize(headers.get("authorization"))
+        return self._route(method, path, body)
 
     def _authorize(self, header: str | None) -> None:
         scheme, _, token = (header or "").partition(" ")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from exporter.demo.anthropic_traffic import generate_anthropic_org
+from exporter.demo.fake_anthropic import FakeAnthropicServer
 from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.demo.fake_xai import FakeXaiServer, generate_team
 from exporter.demo.traffic import generate_org
@@ -28,38 +30,42 @@ class DemoOrg:
 Starter = Callable[[ExitStack, date, int, int], DemoOrg]
 
 
+def _demo_org(kind: str, label: str, base_url: str, admin_key: str, **extra: str) -> DemoOrg:
+    """``extra``: provider-specific config keys (xAI's ``team_id``)."""
+    env_name = f"AICOST_DEMO_{kind.upper()}_KEY"
+    return DemoOrg(
+        provider={
+            "type": kind,
+            "name": f"{kind}-demo",
+            "base_url": base_url,
+            "api_key_env": env_name,
+            **extra,
+        },
+        env={env_name: admin_key},
+        description=f"simulated {label} on {base_url}",
+    )
+
+
 def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
     org = generate_org(today=today, days=days, seed=seed)
     server = stack.enter_context(FakeOpenAIServer(org))
-    return DemoOrg(
-        provider={
-            "type": "openai",
-            "name": "openai-demo",
-            "base_url": server.base_url,
-            "api_key_env": "AICOST_DEMO_OPENAI_KEY",
-        },
-        env={"AICOST_DEMO_OPENAI_KEY": org.admin_key},
-        description=f"simulated OpenAI org on {server.base_url}",
-    )
+    return _demo_org("openai", "OpenAI org", server.base_url, org.admin_key)
+
+
+def start_anthropic(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    org = generate_anthropic_org(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeAnthropicServer(org))
+    return _demo_org("anthropic", "Anthropic org", server.base_url, org.admin_key)
 
 
 def start_xai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
     team = generate_team(today=today, days=days, seed=seed)
     server = stack.enter_context(FakeXaiServer(team))
-    return DemoOrg(
-        provider={
-            "type": "xai",
-            "name": "xai-demo",
-            "base_url": server.base_url,
-            "api_key_env": "AICOST_DEMO_XAI_KEY",
-            "team_id": team.team_id,
-        },
-        env={"AICOST_DEMO_XAI_KEY": team.management_key},
-        description=f"simulated xAI team (two Grok models) on {server.base_url}",
-    )
+    label = "xAI team (two Grok models)"
+    return _demo_org("xai", label, server.base_url, team.management_key, team_id=team.team_id)
 
 
-DEMO_ORGS: list[Starter] = [start_openai, start_xai]
+DEMO_ORGS: list[Starter] = [start_openai, start_anthropic, start_xai]
 
 
 @contextmanager

@@ -7,11 +7,13 @@ its entry below, a fake server, tests, a config example block and a docs row
 
 from __future__ import annotations
 
+from exporter.providers.anthropic import AnthropicProvider
 from exporter.providers.openai import OpenAIProvider
 from exporter.providers.xai import XAIProvider
 
 REGISTRY = {
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
     "xai": XAIProvider,
 }
 

@@ -18,10 +18,10 @@ becomes the ``project``):
   ``{"val": ...}``). A 400/404 (a team without postpaid or prepaid billing) leaves that
   value out with an info log.
 
-Ranges longer than ``range_days`` are split; a result with ``limitReached: true`` (xAI's
-cardinality cap: a partial answer) is re-asked in halves, and fails the poll as a parse
-error only when a single day is still capped, because storing a partial window would
-replace complete stored days with lower values.
+Ranges longer than ``usage_page_size`` days (31; ``page_size`` overrides it) are split; a
+result with ``limitReached: true`` (xAI's cardinality cap: a partial answer) is re-asked in
+halves, and fails the poll as a parse error only when a single day is still capped,
+because storing a partial window would replace complete stored days with lower values.
 
 What is confirmed and from where: ``docs/providers/xai.md``. Produces, e.g.::
 
@@ -44,14 +44,14 @@ import httpx
 
 from exporter.config import ProviderConfig, Secret
 from exporter.providers.base import (
-    ApiClient,
     ClientError,
     ConfigError,
+    HttpProvider,
     ParseError,
-    RequestObserver,
-    RetryPolicy,
     as_count,
     as_decimal,
+    cents,
+    json_field,
 )
 from exporter.records import (
     BillingRecord,
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 TIMEZONE = "Etc/GMT"
 GROUP_BY: tuple[str, ...] = ("model", "unit_type")
 WIRE_TIME = "%Y-%m-%d %H:%M:%S"
-CENT = Decimal(100)
 
 
 @dataclass(frozen=True)
@@ -109,36 +108,36 @@ class _Point:
     value: Decimal
 
 
-class XAIProvider:
+class XAIProvider(HttpProvider):
+    """The usage "page" is a range of day buckets: ``usage_page_size`` days per request."""
+
     type: ClassVar[str] = "xai"
-    max_range_days: ClassVar[int] = 31  # days per usage request; longer windows are split
 
     def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        range_days: int | None = None,
+        self, config: ProviderConfig, client: httpx.Client, api_key: Secret, **options: Any
     ) -> None:
+        """``options``: those of :class:`HttpProvider` (retry, observer, page_size)."""
         team = getattr(config, "team_id", "")
         if not team:
             raise ConfigError(f"providers[{config.account}]: an xai provider needs team_id")
-        self.account = config.account
+        super().__init__(config, client, api_key, **options)
         self.team: str = team
         self._base = f"/v1/billing/teams/{quote(team, safe='')}"
-        self._api = ApiClient(
-            client,
-            config.url,
-            {"Authorization": f"Bearer {api_key.value}"},
-            retry=retry,
-            observer=observer,
-            error_message=_error_message,
-        )
-        self._range_days = range_days or self.max_range_days
         self._unknown_units: set[str] = set()
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key.value}"}
+
+    def error_message(self, body: Any) -> str:
+        """xAI's message from an error body (``{"code": ..., "error"|"message": ...}``)."""
+        if isinstance(body, dict):
+            for name in ("message", "error"):
+                value = body.get(name)
+                if isinstance(value, str):
+                    return value[:300]
+                if isinstance(value, dict) and isinstance(value.get("message"), str):
+                    return str(value["message"])[:300]
+        return ""
 
     # -- public -------------------------------------------------------------------------
 
@@ -147,7 +146,7 @@ class XAIProvider:
         costs: list[CostRecord] = []
         usage: list[UsageRecord] = []
         tokens_supported = True
-        for first, stop in _chunks(start, end, self._range_days):
+        for first, stop in _chunks(start, end, self._usage_limit):
             costs.extend(self._cost(p) for p in self._series("usage/cost", "usd", first, stop))
             if tokens_supported:
                 try:
@@ -191,12 +190,7 @@ class XAIProvider:
         }
         page = self._api.request_json("POST", endpoint, f"{self._base}/usage", body=body)
         where = f"{endpoint} {start}..{end - timedelta(days=1)}"
-        if not isinstance(page, dict):
-            raise ParseError(f"{where}: expected a JSON object")
-        limited = page.get("limitReached", False)  # proto3 JSON omits false
-        if not isinstance(limited, bool):
-            raise ParseError(f"{where}.limitReached: expected true or false")
-        if limited:
+        if _proto_field(page, "limitReached", bool, where, False):
             days = (end - start).days
             if days <= 1:
                 raise ParseError(
@@ -212,17 +206,11 @@ class XAIProvider:
             yield from self._series(endpoint, value, start, middle)
             yield from self._series(endpoint, value, middle, end)
             return
-        series = page.get("timeSeries", [])  # proto3 JSON omits an empty list
-        if not isinstance(series, list):
-            raise ParseError(f"{where}.timeSeries: expected a list")
+        series = _proto_field(page, "timeSeries", list, where, [])
         for s_no, s in enumerate(series):
             swhere = f"{where} timeSeries[{s_no}]"
-            if not isinstance(s, dict):
-                raise ParseError(f"{swhere}: expected an object")
+            points = _proto_field(s, "dataPoints", list, swhere, [])
             model, unit = _labels(s, swhere)
-            points = s.get("dataPoints", [])
-            if not isinstance(points, list):
-                raise ParseError(f"{swhere}.dataPoints: expected a list")
             for p_no, point in enumerate(points):
                 pwhere = f"{swhere}.dataPoints[{p_no}]"
                 day, amount = _point(point, pwhere, start, end)
@@ -341,6 +329,14 @@ class XAIProvider:
 # -- wire helpers ---------------------------------------------------------------------------
 
 
+def _proto_field(obj: Any, name: str, kind: type, where: str, default: Any) -> Any:
+    """:func:`json_field` for proto3 JSON, which omits a field holding its default value
+    (``false``, ``[]``, ``0``): absent or null gives ``default``."""
+    if isinstance(obj, dict) and obj.get(name) is None:
+        return default
+    return json_field(obj, name, kind, where)
+
+
 def _chunks(start: date, end: date, days: int) -> Iterator[tuple[date, date]]:
     first = start
     while first < end:
@@ -368,23 +364,17 @@ def _labels(series: dict[str, Any], where: str) -> tuple[str, str]:
 
 def _point(point: Any, where: str, start: date, end: date) -> tuple[date, Decimal | None]:
     """(day, value) of a data point; the value is None when the point carries none."""
-    if not isinstance(point, dict):
-        raise ParseError(f"{where}: expected an object")
-    day = _day(point.get("timestamp"), f"{where}.timestamp")
+    day = _day(json_field(point, "timestamp", str, where), f"{where}.timestamp")
     if not start <= day < end:
         raise ParseError(f"{where}.timestamp: {day} lies outside the requested range")
-    values = point.get("values", [])
-    if not isinstance(values, list):
-        raise ParseError(f"{where}.values: expected a list")
+    values = _proto_field(point, "values", list, where, [])
     if not values or values[0] is None:
         return day, None
     return day, _number(values[0], f"{where}.values[0]")
 
 
-def _day(value: Any, where: str) -> date:
+def _day(value: str, where: str) -> date:
     """A bucket start (RFC 3339, or ``YYYY-MM-DD HH:MM:SS`` in UTC) -> its UTC day."""
-    if not isinstance(value, str):
-        raise ParseError(f"{where}: expected a timestamp string")
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
@@ -411,7 +401,7 @@ def _optional_cents(obj: dict[str, Any], name: str, where: str) -> Decimal | Non
         log.warning("%s.%s is missing; that value is left out", where, name)
         return None
     try:
-        return _number(obj[name], f"{where}.{name}") / CENT
+        return cents(_number(obj[name], f"{where}.{name}"), f"{where}.{name}")
     except ParseError as exc:
         log.warning("%s; that value is left out", exc)
         return None
@@ -442,16 +432,4 @@ def _period(cycle: Any, where: str) -> str:
         if year.isdigit() and month.isdigit() and 1 <= int(month) <= 12:
             return f"{int(year):04d}-{int(month):02d}"
     log.warning("%s.billingCycle is missing or malformed; the invoice gap is not computed", where)
-    return ""
-
-
-def _error_message(body: Any) -> str:
-    """xAI's message from an error body (``{"code": ..., "error"|"message": ...}``)."""
-    if isinstance(body, dict):
-        for name in ("message", "error"):
-            value = body.get(name)
-            if isinstance(value, str):
-                return value[:300]
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return str(value["message"])[:300]
     return ""

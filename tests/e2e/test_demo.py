@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.process import ExporterProcess
@@ -13,9 +14,8 @@ from tests.helpers import parse_exposition
 pytestmark = pytest.mark.e2e
 
 
-def all_up(demo: ExporterProcess) -> bool:
-    response = demo.get("/metrics")
-    if response.status_code != 200:  # 503 while the history loads
+def all_up(response: httpx.Response) -> bool:
+    if response.status_code != 200:  # 503 "Not ready" while the history loads
         return False
     ups = [v for (name, _), v in parse_exposition(response.text).items() if name == "aicost_up"]
     return bool(ups) and all(v == 1.0 for v in ups)
@@ -29,14 +29,20 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
         tmp_path / "demo.log",
     )
     try:
-        demo.wait_for(lambda: all_up(demo), "the demo's first poll")
+        demo.wait_for(lambda: all_up(demo.get("/metrics")), "the demo's first poll")
         samples = parse_exposition(demo.metrics())
         mtd = {
             dict(labels)["provider"]: value
             for (name, labels), value in samples.items()
             if name == "aicost_cost_month_to_date" and value > 0
         }
-        assert {"openai", "xai"} <= set(mtd)
+        assert {"openai", "anthropic", "xai"} <= set(mtd)
+        info = {
+            dict(labels)["project_name"]
+            for (name, labels), _ in samples.items()
+            if name == "aicost_project_info" and dict(labels)["provider"] == "anthropic"
+        }
+        assert "Default workspace" in info
         billing = {name for (name, labels), _ in samples.items() if ("provider", "xai") in labels}
         assert {"aicost_prepaid_balance", "aicost_invoice_preview_gap"} <= billing
         assert "<a href='/metrics'>" in demo.get("/").text
