@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from exporter.analytics import governance
+from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
@@ -174,6 +176,7 @@ class Service:
         ]
         self._render_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._unmatched_budgets: set[str] = set()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
 
     def health(self) -> list[ProviderHealth]:
@@ -181,14 +184,34 @@ class Service:
 
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
-        start = history_start(today)
+        start = min(history_start(today), governance.history_start(today))
         usage = self.store.usage_between(start, today + timedelta(days=1))
         costs = self.store.costs_between(start, today + timedelta(days=1))
+        gov = governance.compute_governance(
+            self.config,
+            today,
+            costs,
+            usage,
+            self.store.projects(),
+            self.store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS)),
+        )
+        self._warn_unmatched(gov)
         return Snapshot(
             totals=compute_windows(today, usage, costs),
-            projects=self.store.projects(),
+            governance=gov,
             health=self.health(),
         )
+
+    def _warn_unmatched(self, gov: governance.Governance) -> None:
+        """Log a budget whose scope matches no cost, once when it starts to (and at start-up)."""
+        unmatched = {b.name for b in gov.budgets if not b.matched}
+        for name in sorted(unmatched - self._unmatched_budgets):
+            log.warning(
+                "budget %s: its scope matches no cost in the last 30 days or this month "
+                "(aicost_budget_scope_matched=0); check its selectors and attribution",
+                name,
+            )
+        self._unmatched_budgets = unmatched
 
     def refresh(self) -> Rendered:
         with self._render_lock:

@@ -305,6 +305,19 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    def streams_first_seen(self, since: date) -> dict[tuple[str, str, str, str], date]:
+        """Streams (provider, account, project, model) whose first day with usage or cost
+        data in the store is on or after ``since``, with that day."""
+        sql = (
+            "SELECT provider, account, project, model, MIN(day) AS first FROM ("
+            "SELECT provider, account, project, model, day FROM costs UNION ALL "
+            "SELECT provider, account, project, model, day FROM usage) "
+            "GROUP BY provider, account, project, model HAVING MIN(day) >= ?"
+        )
+        with self._lock:
+            rows = self.db.execute(sql, (since.isoformat(),)).fetchall()
+        return {(p, a, proj, m): date.fromisoformat(first) for p, a, proj, m, first in rows}
+
     def _select(self, table: str, start: date, end: date) -> list[dict[str, Any]]:
         with self._lock:
             return list(

@@ -20,6 +20,9 @@ TokenKey = tuple[str, str, str, str, str]  # stream + token_type
 
 
 WINDOW_NAMES: tuple[str, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
+# Tokens also get the 7 complete days before the last 7, so week-over-week growth is one
+# division of two gauges and needs no Prometheus retention (``aicost_tokens_prev_7d``).
+TOKEN_WINDOW_NAMES: tuple[str, ...] = (*WINDOW_NAMES, "prev_7d")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,11 @@ def windows_for(today: date) -> list[Window]:
         Window("30d", today - timedelta(days=30), today),
         Window("month_to_date", first, today + timedelta(days=1)),
     ]
+
+
+def prev_7d_window(today: date) -> Window:
+    """The 7 complete days before the ``7d`` window (tokens only)."""
+    return Window("prev_7d", today - timedelta(days=14), today - timedelta(days=7))
 
 
 def history_start(today: date) -> date:
@@ -61,7 +69,7 @@ def _stream(row: UsageRecord | CostRecord) -> Stream:
 
 def compute_windows(today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> WindowTotals:
     """Totals for every window; ``usage``/``costs`` must cover :func:`history_start` .. today."""
-    wins = windows_for(today)
+    wins = [*windows_for(today), prev_7d_window(today)]
     cost_keys = {(*_stream(c), c.cost_type, c.currency) for c in costs}
     usage_streams = {_stream(u) for u in usage}
     out = WindowTotals()

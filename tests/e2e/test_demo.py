@@ -26,7 +26,11 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
         tmp_path / "demo.log",
     )
     try:
-        demo.wait_for(lambda: all_up(demo.metrics()), "the demo's first poll")
+        # /metrics answers 503 "Not ready" (not an exposition) until the history is loaded
+        demo.wait_for(
+            lambda: demo.get("/-/ready").status_code == 200 and all_up(demo.metrics()),
+            "the demo's first poll",
+        )
         samples = parse_exposition(demo.metrics())
         mtd = {
             dict(labels)["provider"]: value
