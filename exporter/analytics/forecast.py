@@ -13,8 +13,9 @@ pieces. The *expected cost* of a day comes from :func:`run_rate`, by history len
   the spend so far.
 * 1-6 days: the plain mean of those days.
 * 7+ days (up to the last 28): a weekly pattern (median per weekday, over the mean of the
-  seven) times the level of the last 7 complete days (their cost over their pattern), so a
-  weekday-heavy workload is not over-forecast at a weekend and growth shows within a week.
+  seven) times a level: the last 14 complete days with the pattern divided out, highest
+  and lowest dropped, averaged. A weekday-heavy workload is thus not over-forecast over a
+  weekend, growth shows within two weeks, and one spike day does not set the run rate.
 
 ``benchmarks/forecast_backtest.py`` measures the mid-month error of this on a year of
 synthetic history; the README reports the figure.
@@ -38,7 +39,7 @@ from exporter.analytics.series import (
 from exporter.records import CostRecord
 
 RUN_RATE_DAYS = 28  # complete days the weekly pattern is estimated from
-LEVEL_DAYS = 7  # the most recent complete days that set the level
+LEVEL_DAYS = 14  # the most recent complete days that set the level
 MIN_PATTERN_DAYS = 7  # below this, the plain mean of the days there are
 
 Stream = tuple[str, str, str, str]  # provider, account, project, model
@@ -61,15 +62,21 @@ def run_rate(daily: DailySeries, today: date) -> RunRate:
     values = [daily.get(d, ZERO) for d in days]
     if not days:
         return RunRate(ZERO, None, 0)
-    if len(days) < MIN_PATTERN_DAYS:
-        return RunRate(mean(values), None, len(days))
-    factors = weekday_factors(daily, days, 1)
-    recent = days[-LEVEL_DAYS:]
-    spent = sum((daily.get(d, ZERO) for d in recent), ZERO)
+    factors = weekday_factors(daily, days, 1) if len(days) >= MIN_PATTERN_DAYS else None
     if factors is None:
-        return RunRate(spent / len(recent), None, len(days))
-    weight = sum((factors[d.weekday()] for d in recent), ZERO)
-    return RunRate(spent / weight if weight else ZERO, factors, len(days))
+        return RunRate(mean(values), None, len(days))
+    recent = [
+        daily.get(d, ZERO) / factors[d.weekday()]
+        for d in days[-LEVEL_DAYS:]
+        if factors[d.weekday()] > 0
+    ]
+    return RunRate(_trimmed_mean(recent), factors, len(days))
+
+
+def _trimmed_mean(values: list[Decimal]) -> Decimal:
+    """Mean without the highest and the lowest value (one spike does not set the rate)."""
+    ordered = sorted(values)
+    return mean(ordered[1:-1] if len(ordered) >= 5 else ordered) if ordered else ZERO
 
 
 def forecast_period(daily: DailySeries, today: date, start: date, end: date) -> Decimal:
