@@ -35,9 +35,29 @@ from exporter.providers.base import (
     ProviderError,
     RetryPolicy,
 )
+from exporter.records import CostRecord, UsageRecord
 from exporter.store import Store, retention_cutoff
 
 log = logging.getLogger(__name__)
+
+
+def load_history(store: Store, today: date) -> tuple[list[UsageRecord], list[CostRecord]]:
+    """The stored rows every window and governance analytic of ``today`` needs."""
+    start = min(history_start(today), governance.history_start(today))
+    end = today + timedelta(days=1)
+    return store.usage_between(start, end), store.costs_between(start, end)
+
+
+def load_governance(
+    config: Config,
+    store: Store,
+    today: date,
+    usage: list[UsageRecord],
+    costs: list[CostRecord],
+) -> governance.Governance:
+    """Attribution, budgets, forecasts, baselines and new streams from the loaded rows."""
+    first_seen = store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS))
+    return governance.compute_governance(config, today, costs, usage, store.projects(), first_seen)
 
 
 class Poller:
@@ -184,17 +204,8 @@ class Service:
 
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
-        start = min(history_start(today), governance.history_start(today))
-        usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(start, today + timedelta(days=1))
-        gov = governance.compute_governance(
-            self.config,
-            today,
-            costs,
-            usage,
-            self.store.projects(),
-            self.store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS)),
-        )
+        usage, costs = load_history(self.store, today)
+        gov = load_governance(self.config, self.store, today, usage, costs)
         self._warn_unmatched(gov)
         return Snapshot(
             totals=compute_windows(today, usage, costs),

@@ -132,13 +132,20 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """``read_only``: open an existing history without creating, migrating or writing
+        it (``check-config`` inspects the store of a running exporter this way)."""
         self.path = str(path)
+        self._lock = threading.RLock()
+        if read_only:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
         with self._lock:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")

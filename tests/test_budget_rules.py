@@ -108,10 +108,15 @@ EXPECTED: dict[str, list[dict[str, str]]] = {
         {"budget": "staging-daily", "period": "day", "currency": "USD", "severity": "warning"}
     ],
     "AICostBudgetThresholdReached": [
-        {"budget": "staging-daily", "period": "day", "currency": "USD", "threshold": t,
-         "severity": "info"}
+        {
+            "budget": "staging-daily",
+            "period": "day",
+            "currency": "USD",
+            "threshold": t,
+            "severity": "info",
+        }
         for t in ("0.5", "0.8", "1")
-    ],  # fmt: skip
+    ],
     "AICostBudgetForecastOverrun": [
         {"budget": "staging-daily", "period": "day", "currency": "USD", "severity": "warning"}
     ],
