@@ -40,6 +40,7 @@ from exporter.analytics.series import (
     DailySeries,
     daily_by,
     history_days,
+    leave_one_out_factors,
     median,
     weekday_factors,
 )
@@ -112,12 +113,12 @@ def baseline(daily: DailySeries, day: date) -> Baseline | None:
             if factors[d.weekday()] > 0
         ]
     )
+    # Each history day is judged as the scored day will be: against a weekly pattern learnt
+    # without it (in-sample residuals would understate the spread).
+    loo = leave_one_out_factors(daily, days, MIN_PER_WEEKDAY) if factors is not flat else None
     residuals = []
     for d, v in zip(days, values, strict=True):
-        pattern = flat
-        if factors is not flat:
-            pattern = weekday_factors(daily, days, MIN_PER_WEEKDAY, leave_out=d) or flat
-        e = pattern[d.weekday()] * level
+        e = (loo[d] if loo else Decimal(1)) * level
         if e > 0:
             residuals.append((v - e) / e)
     expected = factors[day.weekday()] * level

@@ -24,7 +24,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from exporter.analytics.attribution import UNASSIGNED, Attribution, ProjectKey
-from exporter.analytics.forecast import forecast_period, month_end
+from exporter.analytics.forecast import Stream, forecast_period, month_end
+from exporter.analytics.series import daily_by
 from exporter.config import BudgetConfig, BudgetScope
 from exporter.records import CostRecord
 
@@ -58,12 +59,14 @@ def period_bounds(period: str, today: date) -> tuple[date, date]:
     raise ValueError(f"unknown budget period {period!r}")
 
 
-def in_scope(scope: BudgetScope, row: CostRecord, attribution: Attribution) -> bool:
+def in_scope(scope: BudgetScope, stream: Stream, attribution: Attribution) -> bool:
+    """Whether a stream's cost (provider, account, project, model) counts for a budget."""
+    provider, account, project, model = stream
     checks = (
-        (scope.provider, row.provider),
-        (scope.account, row.account),
-        (scope.project, row.project),
-        (scope.model, row.model),
+        (scope.provider, provider),
+        (scope.account, account),
+        (scope.project, project),
+        (scope.model, model),
         (scope.team, attribution.team),
         (scope.environment, attribution.environment),
     )
@@ -80,15 +83,17 @@ def evaluate_budgets(
 ) -> list[BudgetStatus]:
     """The status of every budget; ``costs`` must cover the last 28 complete days and the
     current period of every budget (see ``governance.history_start``)."""
-    rows = list(costs)
+    series = daily_by(costs, lambda c: (c.provider, c.account, c.project, c.model))
     out = []
     for budget in budgets:
         start, end = period_bounds(budget.period, today)
         daily: dict[date, Decimal] = defaultdict(Decimal)
-        for row in rows:
-            att = attributions.get((row.provider, row.account, row.project), UNASSIGNED)
-            if in_scope(budget.scope, row, att):
-                daily[row.day] += row.amount
+        matched = False
+        for stream, stream_daily in series.items():
+            if in_scope(budget.scope, stream, attributions.get(stream[:3], UNASSIGNED)):
+                matched = True
+                for day, amount in stream_daily.items():
+                    daily[day] += amount
         spend = sum((v for d, v in daily.items() if start <= d < end), Decimal(0))
         out.append(
             BudgetStatus(
@@ -100,7 +105,7 @@ def evaluate_budgets(
                 spend=spend,
                 forecast=forecast_period(daily, today, start, end),
                 thresholds=budget.thresholds,
-                matched=bool(daily),
+                matched=matched,
             )
         )
     return out

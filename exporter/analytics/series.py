@@ -59,28 +59,48 @@ def mean(values: Sequence[Decimal]) -> Decimal:
     return sum(values, ZERO) / len(values)
 
 
+def _by_weekday(
+    daily: DailySeries, days: Sequence[date], min_per_weekday: int
+) -> tuple[dict[int, list[tuple[date, Decimal]]], Decimal] | None:
+    """Days grouped by weekday, and the mean of the seven weekday medians (None: too few
+    days of some weekday, or no cost at all)."""
+    groups: dict[int, list[tuple[date, Decimal]]] = defaultdict(list)
+    for d in days:
+        groups[d.weekday()].append((d, daily.get(d, ZERO)))
+    if len(groups) < 7 or min(len(v) for v in groups.values()) < min_per_weekday:
+        return None
+    norm = mean([median([v for _, v in g]) for g in groups.values()])
+    return (groups, norm) if norm > 0 else None
+
+
 def weekday_factors(
-    daily: DailySeries, days: Sequence[date], min_per_weekday: int, *, leave_out: date | None = None
+    daily: DailySeries, days: Sequence[date], min_per_weekday: int
 ) -> dict[int, Decimal] | None:
     """Weekly pattern as multiplicative factors per ``date.weekday()``, averaging 1.
 
     The factor of a weekday is the median of that weekday's values over the mean of the
     seven weekday medians (medians: one unusual Monday does not move every Monday). None
     when some weekday has fewer than ``min_per_weekday`` days or there is no cost at all.
-    ``leave_out`` drops one day from its weekday's median, to judge that day out of sample.
     """
-    by_weekday: dict[int, list[Decimal]] = defaultdict(list)
-    for d in days:
-        by_weekday[d.weekday()].append(daily.get(d, ZERO))
-    if len(by_weekday) < 7 or min(len(v) for v in by_weekday.values()) < min_per_weekday:
+    found = _by_weekday(daily, days, min_per_weekday)
+    if found is None:
         return None
-    medians = {w: median(v) for w, v in by_weekday.items()}
-    norm = mean(list(medians.values()))
-    if norm <= 0:
+    groups, norm = found
+    return {w: median([v for _, v in g]) / norm for w, g in groups.items()}
+
+
+def leave_one_out_factors(
+    daily: DailySeries, days: Sequence[date], min_per_weekday: int
+) -> dict[date, Decimal] | None:
+    """For each day, its weekday's factor learnt **without** that day, so the day can be
+    judged out of sample, as a new day would be."""
+    found = _by_weekday(daily, days, min_per_weekday)
+    if found is None:
         return None
-    if leave_out is not None:
-        others = list(by_weekday[leave_out.weekday()])
-        others.remove(daily.get(leave_out, ZERO))
-        if others:
-            medians[leave_out.weekday()] = median(others)
-    return {w: m / norm for w, m in medians.items()}
+    groups, norm = found
+    out = {}
+    for group in groups.values():
+        for i, (d, _) in enumerate(group):
+            others = [v for j, (_, v) in enumerate(group) if j != i]
+            out[d] = median(others) / norm
+    return out
