@@ -254,7 +254,7 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
-    from exporter.demo.orgs import running_demo
+    from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
     storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
@@ -268,6 +268,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "storage": {"path": storage},
                 "poll": {"interval": "5m", "backfill_days": args.days},
                 "providers": [org.provider for org in orgs],
+                **DEMO_GOVERNANCE,
             }
         )
         return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)

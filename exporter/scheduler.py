@@ -206,7 +206,8 @@ class Service:
         today = self.clock().date()
         usage, costs = load_history(self.store, today)
         gov = load_governance(self.config, self.store, today, usage, costs)
-        self._warn_unmatched(gov)
+        if costs:  # an empty history (before the first poll) matches nothing: no news
+            self._warn_unmatched(gov)
         return Snapshot(
             totals=compute_windows(today, usage, costs),
             governance=gov,
@@ -214,7 +215,8 @@ class Service:
         )
 
     def _warn_unmatched(self, gov: governance.Governance) -> None:
-        """Log a budget whose scope matches no cost, once when it starts to (and at start-up)."""
+        """Log a budget whose scope matches no cost: once when it starts to (or at the first
+        refresh with data), not on every refresh."""
         unmatched = {b.name for b in gov.budgets if not b.matched}
         for name in sorted(unmatched - self._unmatched_budgets):
             log.warning(

@@ -79,8 +79,9 @@ def truth_spend(fake: FakeOpenAIServer, budget: dict[str, Any]) -> Decimal:
 def test_published_budget_spend_equals_the_fake_orgs_truth_for_every_scope_and_period(
     fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str], caplog
 ) -> None:
-    service = Service(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
     with caplog.at_level(logging.WARNING):
+        service = Service(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
+        assert not [r for r in caplog.records if "budget" in r.getMessage()]  # empty store
         assert service.poll_once()
         assert service.poll_once()
     got = samples(service)

@@ -38,6 +38,13 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
             if name == "aicost_cost_month_to_date" and value > 0
         }
         assert "openai" in mtd
+        budgets = {
+            dict(labels)["budget"]: value
+            for (name, labels), value in samples.items()
+            if name == "aicost_budget_spend"
+        }
+        assert set(budgets) == {"eng-monthly", "support-weekly", "dev-daily"}
+        assert budgets["eng-monthly"] > 0
         assert "<a href='/metrics'>" in demo.get("/").text
     finally:
         demo.stop()
