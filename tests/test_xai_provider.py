@@ -190,7 +190,8 @@ def test_every_window_equals_the_fake_teams_truth_per_model_and_day(
             stored[(c.model, c.cost_type)] += c.amount
         assert dict(stored) == team.cost_truth(day, day + timedelta(days=1)), day
     info = {"provider": "xai", "account": "grok", "project": team.team_id,
-            "project_name": team.team_id}  # fmt: skip
+            "project_name": team.team_id, "team": "", "pool": "unassigned", "cost_owner": "",
+            "environment": ""}  # fmt: skip
     assert got_samples[("aicost_project_info", frozenset(info.items()))] == 1
 
 
