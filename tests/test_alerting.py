@@ -60,3 +60,14 @@ def test_every_alert_has_a_runbook_entry_and_a_promtool_test() -> None:
         name = rule["alert"]
         assert f"\n## {name}\n" in runbook, f"docs/runbook.md lacks ## {name}"
         assert f"alertname: {name}\n" in tests, f"no promtool test evaluates {name}"
+
+
+def test_every_recording_rule_is_pinned_by_a_promql_expr_test() -> None:
+    tests = "\n".join(p.read_text() for p in TEST_FILES)
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    name = rule["record"]
+                    assert re.fullmatch(r"[a-z_]+:aicost_[a-z0-9_]+:[a-z0-9_]+", name), name
+                    assert f"expr: {name}\n" in tests, f"no promql_expr_test for {name}"
