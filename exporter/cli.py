@@ -1,4 +1,4 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx}``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from exporter import __version__
@@ -17,6 +18,7 @@ from exporter.config import (
     Config,
     ConfigErrors,
     check,
+    currency_code,
     load,
     parse_listen_address,
 )
@@ -80,9 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run against a built-in simulated OpenAI org (no keys, no network)",
-        description="Start a simulated OpenAI organisation on loopback HTTP (the real "
-        "provider code polls it) with ~90 days of traffic, and serve /metrics.",
+        help="run against built-in simulated OpenAI and Anthropic orgs (no keys, no network)",
+        description="Start simulated OpenAI and Anthropic organisations on loopback HTTP (the "
+        "real provider code polls them) with ~90 days of traffic, and serve /metrics.",
     )
     demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
@@ -122,7 +124,71 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll once and exit (required; the only mode)",
     )
     common(poll, listen=False)
+
+    recs = sub.add_parser(
+        "recommendations",
+        help="print savings recommendations from the stored history and exit",
+        description="Compute the savings recommendations (batch, cheaper model, cheaper "
+        "provider route, inactive API keys) from the SQLite history, without polling, and "
+        "print each with its evidence and formula.",
+    )
+    recs.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file (its storage.path is read)",
+    )
+    recs.add_argument(
+        "--format",
+        dest="format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    common(recs, listen=False)
+    fx = sub.add_parser(
+        "fx",
+        help="print the ECB rate used for a day, and the audit trail of its costs",
+        description="Print the rate the exporter uses to convert costs of a UTC day to the "
+        "accounting currency, and where it came from (cached ECB file, bundled history or "
+        "identity). Reads the rate cache and stored costs of --config; makes no network "
+        "request.",
+    )
+    fx.add_argument("--date", required=True, type=_day, help="the UTC day, YYYY-MM-DD")
+    fx.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        default=None,
+        help="YAML config file: its storage (cached rates, stored costs) and currency "
+        "(default: none; only the bundled ECB history)",
+    )
+    fx.add_argument(
+        "--currency",
+        default=None,
+        help="accounting currency to convert to (default: the config's currency, else USD)",
+    )
+    fx.add_argument(
+        "--base",
+        default=None,
+        help="billing currency to convert from (default: each currency of the stored costs, "
+        "else USD)",
+    )
+    fx.add_argument(
+        "--costs",
+        action="store_true",
+        help="also list every stored cost row of that day with its audit trail: source "
+        "amount and currency, rate, rate date, rate source, converted amount",
+    )
     return parser
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": cmd_demo,
         "check-config": cmd_check_config,
         "poll": cmd_poll,
+        "recommendations": cmd_recommendations,
+        "fx": cmd_fx,
     }[args.command]
     return handler(args)
 
@@ -174,6 +242,121 @@ def cmd_poll(args: argparse.Namespace) -> int:
     finally:
         service.stop()
     return 0 if ok else 1
+
+
+def cmd_recommendations(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    _setup_logging(args.log_level or config.log_level)
+    from exporter.clock import utc_now
+    from exporter.fx import FxService
+    from exporter.pricing import Catalogue
+    from exporter.report import as_dicts, to_json, to_table
+    from exporter.scheduler import find_recommendations, usd_converter
+    from exporter.store import Store
+
+    path = config.storage.path
+    if not Path(path).is_file():
+        print(
+            f"error: no history at {path}; run `ai-cost-exporter poll --config "
+            f"{args.config} --once` (or the exporter) first",
+            file=sys.stderr,
+        )
+        return 1
+    today = utc_now().date()
+    rec = config.recommendations
+    store = Store(path)
+    fx = FxService(config, store)
+    try:
+        catalogue = Catalogue(currency=config.currency, convert=usd_converter(fx, config.currency))
+        findings = find_recommendations(store, config, today, catalogue, rec.maps())
+        first_seen = store.recommendation_first_seen()
+    finally:
+        fx.close()
+        store.close()
+    rows = as_dicts(
+        findings.recommendations,
+        currency=config.currency,
+        first_seen=first_seen,
+        dismissed=rec.dismissed,
+    )
+    render = to_json if args.format == "json" else to_table
+    sys.stdout.write(render(rows, today=today, currency=config.currency))
+    return 0
+
+
+def cmd_fx(args: argparse.Namespace) -> int:
+    from exporter.ecb import IDENTITY
+    from exporter.fx import FxError, FxService
+    from exporter.store import Store
+
+    config = _load(args.config) if args.config else Config()
+    if config is None:
+        return 1
+    try:
+        if args.currency:
+            config = config.model_copy(update={"currency": currency_code(args.currency)})
+        base = currency_code(args.base) if args.base else None
+    except ValueError as exc:
+        print(f"error: --currency/--base: {exc}", file=sys.stderr)
+        return 2
+    if args.config and not Path(config.storage.path).exists():
+        print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
+        return 1
+    store = Store(config.storage.path if args.config else ":memory:")
+    fx = FxService(config, store)
+    status = 0
+    try:
+        for currency in [base] if base else sorted(fx.source_currencies()):
+            try:
+                rate = fx.rate(currency, config.currency, args.date)
+            except FxError as exc:
+                print(f"{args.date} {currency}->{config.currency}: no rate ({exc.reason}): {exc}")
+                status = 1
+                continue
+            if rate.source == IDENTITY:
+                print(f"{args.date} 1 {currency} = 1 {currency} (same currency, source identity)")
+                continue
+            print(
+                f"{args.date} 1 {currency} = {rate.value} {config.currency} "
+                f"(ECB rate of {rate.rate_date}, source {rate.source}, {rate.status}; "
+                f"{rate.explain()})"
+            )
+        if args.costs:
+            if not args.config:
+                print("no --config: no stored costs to list", file=sys.stderr)
+                return 2
+            print_audit(store.cost_audit(args.date))
+    finally:
+        fx.close()
+        store.close()
+    return status
+
+
+AUDIT_COLUMNS = (
+    ("provider", "provider"), ("account", "account"), ("project", "project"),
+    ("model", "model"), ("cost_type", "cost_type"), ("amount", "source_amount"),
+    ("currency", "source_currency"), ("fx_rate", "rate"), ("fx_rate_date", "rate_date"),
+    ("fx_source", "rate_source"), ("fx_status", "status"), ("fx_amount", "converted"),
+    ("fx_currency", "converted_currency"),
+)  # fmt: skip
+
+
+def print_audit(rows: list[dict[str, object]]) -> None:
+    """The stored cost rows of a day, one line each, in aligned columns."""
+    if not rows:
+        print("no stored cost rows for that day")
+        return
+    table = [[title for _, title in AUDIT_COLUMNS]]
+    for row in rows:
+        cells = [row[column] for column, _ in AUDIT_COLUMNS]
+        if row["fx_status"] == "error":
+            cells[-3] = f"error:{row['fx_error']}"
+        table.append(["-" if c is None or c == "" else str(c) for c in cells])
+    widths = [max(len(line[i]) for line in table) for i in range(len(AUDIT_COLUMNS))]
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -25,6 +26,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+if TYPE_CHECKING:
+    from exporter.pricing import ModelMaps
+from exporter.ecb import supported_currencies
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
 DEFAULT_STORAGE_PATH = "/var/lib/ai-cost-exporter/history.db"
@@ -75,6 +80,92 @@ class PollConfig(_Strict):
 
 class FxConfig(_Strict):
     base_url: str = "https://www.ecb.europa.eu/stats/eurofxref"
+    refresh_interval: Duration = 3600.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class BatchRuleConfig(_Strict):
+    """Steady synchronous traffic on a batch-capable model (see docs/recommendations.md)."""
+
+    min_active_days: int = Field(20, ge=1, le=30)
+    max_variation: float = Field(0.5, gt=0)
+
+
+class DowngradeRuleConfig(_Strict):
+    min_days: int = Field(7, ge=1, le=30)
+
+
+class CrossProviderRuleConfig(_Strict):
+    min_route_share: float = Field(0.05, ge=0, lt=1)
+
+
+class InactiveKeysConfig(_Strict):
+    min_prior_spend: Decimal = Field(Decimal(10), ge=0)
+    max_recent_share: float = Field(0.01, ge=0, lt=1)
+
+
+RECOMMENDATION_KINDS: tuple[str, ...] = (
+    "batch",
+    "model_downgrade",
+    "cross_provider",
+    "inactive_key",
+)
+
+
+class Dismissal(_Strict):
+    """Stop publishing the recommendations it matches; every field given must be equal."""
+
+    recommendation: Literal["batch", "model_downgrade", "cross_provider", "inactive_key"]
+    reason: str = Field(min_length=1)
+    provider: str | None = None
+    account: str | None = None
+    project: str | None = None
+    model: str | None = None
+    target: str | None = None
+    api_key: str | None = None
+
+
+class RecommendationsConfig(_Strict):
+    enabled: bool = True
+    min_monthly_saving: Decimal = Field(Decimal(1), ge=0)
+    max_series: int = Field(50, ge=1, le=10_000)
+    batch: BatchRuleConfig = BatchRuleConfig()
+    model_downgrade: DowngradeRuleConfig = DowngradeRuleConfig()
+    cross_provider: CrossProviderRuleConfig = CrossProviderRuleConfig()
+    inactive_keys: InactiveKeysConfig = InactiveKeysConfig()
+    # Overrides of the packaged maps in exporter/data/ (see docs/recommendations.md).
+    alternatives: dict[str, dict[str, str]] = Field(default_factory=dict)
+    equivalence: dict[str, dict[str, str | list[str]] | None] = Field(default_factory=dict)
+    batch_models: dict[str, list[str]] = Field(default_factory=dict)
+    dismissed: list[Dismissal] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> RecommendationsConfig:
+        from exporter.pricing import PROVIDERS
+
+        used = set(self.alternatives) | set(self.batch_models)
+        for routes in self.equivalence.values():
+            used |= set(routes or {})
+        unknown = sorted(used - set(PROVIDERS))
+        if unknown:
+            raise ValueError(
+                f"unknown provider id(s) {', '.join(unknown)}; expected one of "
+                + ", ".join(PROVIDERS)
+            )
+        self.maps()  # raises on conflicting equivalence groups
+        return self
+
+    def maps(self) -> ModelMaps:
+        """The packaged model maps with this config's overrides applied."""
+        from exporter.pricing import load_maps
+
+        return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
 class ProviderConfig(_Strict):
@@ -148,13 +239,17 @@ class OpenAIConfig(ProviderConfig):
     type: Literal["openai"]
 
 
+class AnthropicConfig(ProviderConfig):
+    type: Literal["anthropic"]
+
+
 # One entry per provider type: the `type` tag selects the model (unknown keys of that
 # provider are then rejected). Add a provider's config model to both lines.
 AnyProviderConfig = Annotated[
-    OpenAIConfig,
+    OpenAIConfig | AnthropicConfig,
     Field(discriminator="type"),
 ]
-PROVIDER_TYPES: tuple[str, ...] = ("openai",)
+PROVIDER_TYPES: tuple[str, ...] = ("openai", "anthropic")
 
 
 class Config(_Strict):
@@ -164,16 +259,13 @@ class Config(_Strict):
     storage: StorageConfig = StorageConfig()
     poll: PollConfig = PollConfig()
     fx: FxConfig = FxConfig()
+    recommendations: RecommendationsConfig = RecommendationsConfig()
     providers: list[AnyProviderConfig] = Field(default_factory=list)
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z]{3}", value):
-            raise ValueError("must be an ISO 4217 code such as USD or EUR")
-        if value.upper() != "USD":
-            raise ValueError("only USD is supported until currency conversion (ECB rates) lands")
-        return value.upper()
+        return currency_code(value)
 
     @field_validator("listen_address")
     @classmethod
@@ -193,6 +285,19 @@ class Config(_Strict):
                 )
             seen.add(key)
         return self
+
+
+def currency_code(value: str) -> str:
+    """An upper-case ISO 4217 code the ECB publishes a rate for (or EUR); else ValueError."""
+    if not re.fullmatch(r"[A-Za-z]{3}", value):
+        raise ValueError("must be an ISO 4217 code such as USD or EUR")
+    supported = supported_currencies()
+    if value.upper() not in supported:
+        raise ValueError(
+            f"{value.upper()} has no ECB reference rate; use EUR or one of "
+            + ", ".join(sorted(supported - {"EUR"}))
+        )
+    return value.upper()
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:

@@ -11,6 +11,7 @@ import gzip
 import platform
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 
 from prometheus_client.core import (
@@ -26,7 +27,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
+from exporter.analytics.recommendations import RecommendationMetrics
 from exporter.analytics.windows import WINDOW_NAMES, WindowTotals
+from exporter.clock import midnight_ts
 from exporter.metrics import BY_NAME
 from exporter.records import ProjectRecord
 
@@ -45,11 +48,33 @@ class ProviderHealth:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
 
 
+@dataclass(frozen=True)
+class FxRateSample:
+    """The rate applied for the latest day: ``rate`` units of ``quote`` per unit of ``base``."""
+
+    base: str  # the source currency costs are billed in
+    quote: str  # the accounting currency
+    source: str  # ecb-daily | ecb-hist-90d | ecb-hist | bundled | identity
+    rate: Decimal
+    rate_date: date  # the ECB day the rate is of (earlier on weekends, holidays, outages)
+
+
+@dataclass
+class FxState:
+    rates: list[FxRateSample] = field(default_factory=list)
+    unconverted: dict[tuple[str, str, str], int] = field(
+        default_factory=dict
+    )  # base, quote, reason
+    refresh_errors: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+
 @dataclass
 class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
     projects: list[ProjectRecord] = field(default_factory=list)
     health: list[ProviderHealth] = field(default_factory=list)
+    fx: FxState = field(default_factory=FxState)
+    recommendations: RecommendationMetrics = field(default_factory=RecommendationMetrics)
 
 
 @dataclass(frozen=True)
@@ -100,10 +125,15 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for key, n in sorted(t.requests.get(window, {}).items()):
             fam.add_metric(list(key), n)
         yield fam
+    recs = snapshot.recommendations
     for name, values in (
         ("aicost_cache_hit_ratio", t.cache_hit_ratio),
         ("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens),
         ("aicost_cost_per_request", t.cost_per_request),
+        ("aicost_cache_savings_30d", recs.cache_savings),
+        ("aicost_savings_monthly", recs.savings),
+        ("aicost_inactive_key_exposure_monthly", recs.key_exposure),
+        ("aicost_recommendation_first_seen_timestamp_seconds", recs.first_seen),
     ):
         fam = _gauge(name)
         for key, v in sorted(values.items()):
@@ -136,9 +166,29 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield errors
     yield requests
 
+    yield from _fx_families(snapshot.fx)
+
     build = _gauge("aicost_build_info")
     build.add_metric([__version__, platform.python_version()], 1)
     yield build
+
+
+def _fx_families(fx: FxState) -> Iterator[Metric]:
+    rate = _gauge("aicost_fx_rate")
+    rate_date = _gauge("aicost_fx_rate_date_timestamp_seconds")
+    for r in sorted(fx.rates, key=lambda r: (r.base, r.quote)):
+        rate.add_metric([r.base, r.quote, r.source], _num(r.rate))
+        rate_date.add_metric([r.base, r.quote], midnight_ts(r.rate_date))
+    yield rate
+    yield rate_date
+    unconverted = _gauge("aicost_fx_unconverted_costs")
+    for key, n in sorted(fx.unconverted.items()):
+        unconverted.add_metric(list(key), n)
+    yield unconverted
+    errors = _counter("aicost_fx_refresh_errors_total")
+    for reason, n in sorted(fx.refresh_errors.items()):
+        errors.add_metric([reason], n)
+    yield errors
 
 
 class _SnapshotCollector(Collector):

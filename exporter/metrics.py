@@ -85,6 +85,35 @@ CATALOGUE: list[MetricDef] = [
         "Last 30 complete days: billed cost / requests. " + POLLED,
     ),
     MetricDef(
+        "aicost_cache_savings_30d",
+        "gauge",
+        (*STREAM, "currency"),
+        "Last 30 complete days: prompt-cache savings realised, cache_read tokens x (input - "
+        "cache read list price). " + POLLED,
+    ),
+    MetricDef(
+        "aicost_savings_monthly",
+        "gauge",
+        (*STREAM, "recommendation", "target", "currency"),
+        "Projected saving per 30 days if the recommendation (batch, model_downgrade, "
+        "cross_provider) is applied; target is the cheaper model, route or batch. Series "
+        'beyond recommendations.max_series are summed into labels "other". ' + POLLED,
+    ),
+    MetricDef(
+        "aicost_inactive_key_exposure_monthly",
+        "gauge",
+        ("provider", "account", "project", "api_key", "api_key_name", "currency"),
+        "Spend per 30 days a quiet-but-valid API key would resume at (its days 31-60 daily "
+        "rate x 30); rotate or revoke it. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_recommendation_first_seen_timestamp_seconds",
+        "gauge",
+        (*STREAM, "api_key", "recommendation", "target"),
+        "Unix time (UTC midnight) of the day a published recommendation was first seen "
+        "(kept in SQLite). " + POLLED,
+    ),
+    MetricDef(
         "aicost_project_info",
         "gauge",
         ("provider", "account", "project", "project_name"),
@@ -127,6 +156,34 @@ CATALOGUE: list[MetricDef] = [
         (*PROVIDER, "endpoint", "code"),
         "HTTP requests made to provider APIs, by endpoint and HTTP status "
         "(code=timeout or error when no response arrived).",
+    ),
+    MetricDef(
+        "aicost_fx_rate",
+        "gauge",
+        ("base", "quote", "source"),
+        "Rate applied to costs of the current UTC day: units of quote (the accounting "
+        "currency) per unit of base (the billing currency); ECB reference rates crossed "
+        "through EUR. source: ecb-daily, ecb-hist-90d, ecb-hist, bundled, identity. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_fx_rate_date_timestamp_seconds",
+        "gauge",
+        ("base", "quote"),
+        "Unix time of the UTC midnight of the ECB day aicost_fx_rate is of: older than today "
+        "on weekends, holidays, before the 16:00 CET publication and during ECB outages.",
+    ),
+    MetricDef(
+        "aicost_fx_unconverted_costs",
+        "gauge",
+        ("base", "quote", "reason"),
+        "Stored cost records without a usable rate (reason no_rate, stale, pending): kept "
+        "unconverted, and every money series whose window contains one is withheld.",
+    ),
+    MetricDef(
+        "aicost_fx_refresh_errors_total",
+        "counter",
+        ("reason",),
+        "Failed ECB rate downloads by reason: upstream, timeout, parse (cached rates are used).",
     ),
     MetricDef(
         "aicost_build_info",

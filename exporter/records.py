@@ -22,8 +22,16 @@ from decimal import Decimal
 TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
 
 # Cost types: ``tokens`` is model usage; the others are agentic tools and services, which
-# carry no model (``model=""``).
-COST_TYPES: tuple[str, ...] = ("tokens", "web_search", "code_execution", "file_search", "other")
+# carry no model (``model=""``). ``session_usage`` is Anthropic's own cost type (kept as
+# reported; its meaning is not documented).
+COST_TYPES: tuple[str, ...] = (
+    "tokens",
+    "web_search",
+    "code_execution",
+    "file_search",
+    "session_usage",
+    "other",
+)
 
 # How a cost row got its model:
 #   line_item      the provider named the model on the cost line (the normal case)

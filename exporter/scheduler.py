@@ -6,6 +6,9 @@
 * A failed poll writes nothing, is counted by reason, and is retried next cycle. Inside a
   poll, 429s honour Retry-After and 5xx/timeouts back off with jitter (see
   :class:`~exporter.providers.base.RetryPolicy`).
+* Costs are converted to the accounting currency as they are written (the poll's rows
+  land converted), and the FX conversion step re-runs after every poll and every FX
+  refresh (hourly by default, and at start), before the snapshot is rendered.
 * After every poll the snapshot is recomputed from SQLite and ``/metrics`` re-rendered.
 """
 
@@ -16,15 +19,26 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from exporter.analytics.recommendations import (
+    Findings,
+    RecommendationMetrics,
+    compute_recommendations,
+    dismissal_for,
+    publish,
+    recommendations_start,
+)
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
 from exporter.exposition import ProviderHealth, Rendered, Snapshot, render
+from exporter.fx import FxError, FxService
+from exporter.pricing import Catalogue, Converter, ModelMaps
 from exporter.providers import REGISTRY
 from exporter.providers.base import (
     ERROR_REASONS,
@@ -33,7 +47,8 @@ from exporter.providers.base import (
     ProviderError,
     RetryPolicy,
 )
-from exporter.store import Store, retention_cutoff
+from exporter.records import CostRecord, UsageRecord
+from exporter.store import CostAnnotator, Store, retention_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +65,7 @@ class Poller:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        annotate: CostAnnotator | None = None,
     ) -> None:
         self.type = provider_config.type
         self.account = provider_config.account
@@ -58,6 +74,7 @@ class Poller:
         self._store = store
         self._clock = clock
         self._env = env
+        self._annotate = annotate
         self._lock = threading.Lock()
         self._client = httpx.Client(
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
@@ -111,7 +128,7 @@ class Poller:
             start, end, backfill = self.window(today)
             try:
                 result = self._provider().fetch(start, end)
-                self._store.replace_window(self.type, self.account, result)
+                self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
                 self._failed(exc.reason, str(exc))
                 return False
@@ -154,6 +171,40 @@ class Poller:
         )
 
 
+def usd_converter(fx: FxService, currency: str) -> Converter | None:
+    """Catalogue prices are USD: convert an amount of a day at that day's ECB rate."""
+    if currency == "USD":
+        return None
+
+    def convert(day: date, amount: Decimal) -> Decimal:
+        return amount * fx.rate("USD", currency, day).value
+
+    return convert
+
+
+def find_recommendations(
+    store: Store,
+    config: Config,
+    today: date,
+    catalogue: Catalogue,
+    maps: ModelMaps,
+    history: tuple[list[UsageRecord], list[CostRecord]] | None = None,
+) -> Findings:
+    """Every recommendation the stored history supports on ``today`` (reads, never writes).
+
+    ``history``: usage and cost rows already read from ``recommendations_start(today)``.
+    """
+    if history is None:
+        end = today + timedelta(days=1)
+        start = recommendations_start(today)
+        converted, _withheld = store.converted_costs_between(start, end, config.currency)
+        history = (store.usage_between(start, end), converted)
+    usage, costs = history
+    return compute_recommendations(
+        today, usage, costs, store.api_keys(), catalogue, maps, config.recommendations
+    )
+
+
 class Service:
     """The running exporter: store, pollers, and the pre-rendered exposition."""
 
@@ -164,16 +215,32 @@ class Service:
         clock: Clock = utc_now,
         transport: httpx.BaseTransport | None = None,
         env: Mapping[str, str] | None = None,
+        fx_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.store = Store(config.storage.path)
+        self.fx = FxService(config, self.store, clock=clock, transport=fx_transport)
+        self.catalogue = Catalogue(
+            currency=config.currency, convert=usd_converter(self.fx, config.currency)
+        )
+        self.maps = config.recommendations.maps()
         self.pollers = [
-            Poller(config, p, self.store, clock=clock, transport=transport, env=env)
+            Poller(
+                config,
+                p,
+                self.store,
+                clock=clock,
+                transport=transport,
+                env=env,
+                annotate=self.fx.columns,
+            )
             for p in config.providers
         ]
         self._render_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
+        self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
 
     def health(self) -> list[ProviderHealth]:
@@ -182,12 +249,47 @@ class Service:
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
         start = history_start(today)
-        usage = self.store.usage_between(start, today + timedelta(days=1))
-        costs = self.store.costs_between(start, today + timedelta(days=1))
+        end = today + timedelta(days=1)
+        oldest = min(start, recommendations_start(today))
+        usage = self.store.usage_between(oldest, end)
+        costs, withheld = self.store.converted_costs_between(oldest, end, self.config.currency)
         return Snapshot(
-            totals=compute_windows(today, usage, costs),
+            totals=compute_windows(
+                today,
+                [u for u in usage if u.day >= start],
+                [c for c in costs if c.day >= start],
+                [w for w in withheld if w.day >= start],
+            ),
             projects=self.store.projects(),
             health=self.health(),
+            fx=self.fx.state(today),
+            recommendations=self._recommendations(today, usage, costs),
+        )
+
+    def _recommendations(
+        self, today: date, usage: list[UsageRecord], costs: list[CostRecord]
+    ) -> RecommendationMetrics:
+        """Compute, record first-seen dates of the non-dismissed ones, and publish."""
+        cfg = self.config.recommendations
+        try:
+            findings = find_recommendations(
+                self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
+            )
+        except FxError as exc:
+            log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
+            return RecommendationMetrics()
+        live = [
+            r.identity()
+            for r in findings.recommendations
+            if dismissal_for(r, cfg.dismissed) is None
+        ]
+        first_seen = self.store.note_recommendations(live, today)
+        return publish(
+            findings,
+            currency=self.config.currency,
+            dismissed=cfg.dismissed,
+            first_seen=first_seen,
+            max_series=cfg.max_series,
         )
 
     def refresh(self) -> Rendered:
@@ -200,12 +302,19 @@ class Service:
         ok = True
         for poller in self.pollers:
             ok = poller.poll() and ok
+        self.fx_refresh()
         self.prune()
-        self.refresh()
         return ok
 
     def _poll_job(self, poller: Poller) -> None:
         poller.poll()
+        self.fx.convert_stored()
+        self.refresh()
+
+    def fx_refresh(self) -> None:
+        """Fetch the ECB rates the stored costs need, re-convert, re-render."""
+        changed = self.fx.refresh_rates()
+        self.fx.convert_stored(since=changed)
         self.refresh()
 
     def prune(self) -> None:
@@ -229,6 +338,15 @@ class Service:
                 misfire_grace_time=int(interval),
                 id=f"poll:{poller.type}:{poller.account}",
             )
+        scheduler.add_job(
+            self.fx_refresh,
+            "interval",
+            seconds=self.config.fx.refresh_interval,
+            next_run_time=self.clock(),
+            max_instances=1,
+            coalesce=True,
+            id="fx",
+        )
         scheduler.add_job(self.prune, "interval", hours=24, id="retention")
         scheduler.start()
         self._scheduler = scheduler
@@ -239,4 +357,5 @@ class Service:
             self._scheduler = None
         for poller in self.pollers:
             poller.close()
+        self.fx.close()
         self.store.close()

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -126,9 +126,65 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_recommendations(db: sqlite_utils.Database) -> None:
+    """When each recommendation (batch, downgrade, route, inactive key) was first seen."""
+    db["recommendations"].create(
+        {
+            "id": str,
+            "kind": str,
+            "provider": str,
+            "account": str,
+            "project": str,
+            "model": str,
+            "api_key": str,
+            "target": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"id", "kind", "first_seen", "last_seen"},
+    )
+
+
+# The audit trail of a cost row's conversion to the accounting currency. ``amount`` and
+# ``currency`` stay the provider's source amount and currency; these are filled by the
+# conversion step (exporter.fx) and recomputed from the source amount whenever needed.
+FX_COLUMNS = (
+    "fx_amount",  # converted amount (decimal text); NULL when not converted
+    "fx_currency",  # the accounting currency it was converted to
+    "fx_rate",  # units of fx_currency per 1 unit of currency (decimal text)
+    "fx_rate_date",  # date of the ECB rate used (latest publication <= day)
+    "fx_source",  # ecb-daily | ecb-hist-90d | ecb-hist | bundled | identity
+    "fx_status",  # final | provisional (fallback rate, re-converted later) | error
+    "fx_error",  # no_rate | stale when fx_status = error
+)
+
+
+def _m002_fx(db: sqlite_utils.Database) -> None:
+    for column in FX_COLUMNS:
+        db["costs"].add_column(column, str)
+    db["fx_rates"].create(
+        {"day": str, "currency": str, "rate": str, "source": str, "fetched_at": str},
+        pk=("day", "currency"),
+        not_null={"day", "currency", "rate", "source"},
+    )
+    # Day ranges read from a complete ECB file: a TARGET working day inside one without a
+    # rate was a closing day, not a gap to fill.
+    db["fx_coverage"].create(
+        {"first_day": str, "last_day": str, "source": str, "fetched_at": str},
+        pk=("first_day", "last_day"),
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
+    ("002_fx", _m002_fx),
+    ("006_recommendations", _m006_recommendations),
 ]
+
+RECOMMENDATION_FIELDS = ("kind", "provider", "account", "project", "model", "api_key", "target")
+
+CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
 
 
 class Store:
@@ -178,8 +234,18 @@ class Store:
 
     # -- writes -------------------------------------------------------------------------
 
-    def replace_window(self, provider: str, account: str, result: FetchResult) -> None:
-        """Atomically make the stored days ``[result.start, result.end)`` equal ``result``."""
+    def replace_window(
+        self,
+        provider: str,
+        account: str,
+        result: FetchResult,
+        annotate: CostAnnotator | None = None,
+    ) -> None:
+        """Atomically make the stored days ``[result.start, result.end)`` equal ``result``.
+
+        ``annotate`` gives each cost row its FX columns (the conversion of its amount), so
+        new rows land converted in the same transaction and are never seen half-written.
+        """
         for row in (*result.usage, *result.costs):
             if (row.provider, row.account) != (provider, account):
                 raise ValueError("a record belongs to another provider account")
@@ -195,7 +261,11 @@ class Store:
                     (provider, account, start, end),
                 )
             _insert(conn, "usage", [_usage_row(u) for u in result.usage])
-            _insert(conn, "costs", [_cost_row(c) for c in result.costs])
+            _insert(
+                conn,
+                "costs",
+                [_cost_row(c) | dict(annotate(c) if annotate else {}) for c in result.costs],
+            )
             _insert(
                 conn,
                 "projects",
@@ -235,6 +305,36 @@ class Store:
                 ),
             )
 
+    def note_recommendations(self, seen: list[dict[str, str]], day: date) -> dict[str, date]:
+        """Record that these recommendations hold on ``day``; return every first-seen date.
+
+        Each dict has ``id`` and :data:`RECOMMENDATION_FIELDS`. A new id is first seen on
+        ``day``; a known one keeps its first-seen date (``last_seen`` moves on).
+        """
+        rows = [
+            (
+                r["id"],
+                *(r.get(f, "") for f in RECOMMENDATION_FIELDS),
+                day.isoformat(),
+                day.isoformat(),
+            )
+            for r in seen
+        ]
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO recommendations (id, kind, provider, account, project, model, "
+                "api_key, target, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                rows,
+            )
+        return self.recommendation_first_seen()
+
+    def recommendation_first_seen(self) -> dict[str, date]:
+        """First-seen date of every recommendation ever recorded, by id."""
+        with self._lock:
+            rows = self.db.execute("SELECT id, first_seen FROM recommendations").fetchall()
+        return {rid: date.fromisoformat(first) for rid, first in rows}
+
     def prune(self, before: date) -> int:
         """Retention: delete usage and cost rows of days before ``before``."""
         with self._transaction() as conn:
@@ -259,11 +359,28 @@ class Store:
         return [UsageRecord(**{**r, "day": date.fromisoformat(r["day"])}) for r in rows]
 
     def costs_between(self, start: date, end: date) -> list[CostRecord]:
-        rows = self._select("costs", start, end)
-        return [
-            CostRecord(**{**r, "day": date.fromisoformat(r["day"]), "amount": Decimal(r["amount"])})
-            for r in rows
-        ]
+        """Cost rows as the provider billed them (source amount and currency)."""
+        return [_cost_record(r) for r in self._select("costs", start, end)]
+
+    def converted_costs_between(
+        self, start: date, end: date, currency: str
+    ) -> tuple[list[CostRecord], list[CostRecord]]:
+        """(converted, withheld): rows converted to ``currency`` (amount and currency are the
+        converted ones), and the source rows without a usable conversion."""
+        converted, withheld = [], []
+        for r in self._select("costs", start, end):
+            record = _cost_record(r)
+            if r["fx_currency"] == currency and r["fx_status"] in ("final", "provisional"):
+                converted.append(replace(record, amount=Decimal(r["fx_amount"]), currency=currency))
+            elif record.currency == currency:  # same currency: no rate needed (identity)
+                converted.append(record)
+            else:
+                withheld.append(record)
+        return converted, withheld
+
+    def cost_audit(self, day: date) -> list[dict[str, Any]]:
+        """Every stored cost row of ``day`` with its conversion audit trail."""
+        return self._select("costs", day, day + timedelta(days=1))
 
     def projects(self) -> list[ProjectRecord]:
         with self._lock:
@@ -305,6 +422,121 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    # -- FX: the ECB rate cache and the conversion audit trail of cost rows ------------
+
+    def cost_currencies(self) -> set[str]:
+        """Source currencies of the stored cost rows."""
+        with self._lock:
+            return {r[0] for r in self.db.execute("SELECT DISTINCT currency FROM costs")}
+
+    def first_cost_day(self, other_than: str) -> date | None:
+        """The earliest day of a cost row billed in a currency other than ``other_than``."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT MIN(day) FROM costs WHERE currency != ?", (other_than,)
+            ).fetchone()
+        return date.fromisoformat(row[0]) if row[0] else None
+
+    def fx_rates(self, currencies: Iterable[str]) -> dict[str, dict[date, tuple[Decimal, str]]]:
+        """Cached ECB rates: {currency: {day: (units per EUR, source)}}."""
+        wanted = sorted(set(currencies))
+        out: dict[str, dict[date, tuple[Decimal, str]]] = {c: {} for c in wanted}
+        if not wanted:
+            return out
+        marks = ", ".join("?" for _ in wanted)
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT day, currency, rate, source FROM fx_rates WHERE currency IN ({marks})",
+                wanted,
+            ).fetchall()
+        for day, currency, rate, source in rows:
+            out[currency][date.fromisoformat(day)] = (Decimal(rate), source)
+        return out
+
+    def fx_rate_days(self) -> set[date]:
+        """Every day the cache holds a rate for (any currency)."""
+        with self._lock:
+            rows = self.db.execute("SELECT DISTINCT day FROM fx_rates").fetchall()
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def upsert_fx_rates(
+        self, rates: Mapping[date, Mapping[str, Decimal]], source: str, fetched_at: datetime
+    ) -> date | None:
+        """Cache rates; return the earliest day whose rate was new or changed (else None)."""
+        if not rates:
+            return None
+        first, last = min(rates).isoformat(), max(rates).isoformat()
+        with self._transaction() as conn:
+            known = {
+                (day, currency): Decimal(rate)
+                for day, currency, rate in conn.execute(
+                    "SELECT day, currency, rate FROM fx_rates WHERE day >= ? AND day <= ?",
+                    (first, last),
+                )
+            }
+            changed = [
+                (day.isoformat(), currency, format(rate, "f"))
+                for day, by_currency in rates.items()
+                for currency, rate in by_currency.items()
+                if known.get((day.isoformat(), currency)) != rate
+            ]
+            conn.executemany(
+                "INSERT OR REPLACE INTO fx_rates (day, currency, rate, source, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(*row, source, fetched_at.isoformat()) for row in changed],
+            )
+        return min((date.fromisoformat(row[0]) for row in changed), default=None)
+
+    def fx_coverage(self) -> list[tuple[date, date]]:
+        with self._lock:
+            rows = self.db.execute("SELECT first_day, last_day FROM fx_coverage").fetchall()
+        return [(date.fromisoformat(a), date.fromisoformat(b)) for a, b in rows]
+
+    def add_fx_coverage(self, first: date, last: date, source: str, fetched_at: datetime) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO fx_coverage (first_day, last_day, source, fetched_at) "
+                "VALUES (?, ?, ?, ?)",
+                (first.isoformat(), last.isoformat(), source, fetched_at.isoformat()),
+            )
+
+    def reconvert_costs(
+        self, currency: str, since: date | None, convert: CostAnnotator
+    ) -> list[tuple[CostRecord, Mapping[str, Any]]]:
+        """Recompute the FX columns of every row not finally converted to ``currency`` (and of
+        every row from ``since`` on) from its source amount, in one transaction, so a poll
+        writing the same rows meanwhile cannot interleave. Returns (row, new columns)."""
+        out = []
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "SELECT rowid, * FROM costs WHERE fx_currency IS NULL OR fx_currency != ? "
+                "OR fx_status IS NOT 'final' OR day >= ?",
+                (currency, since.isoformat() if since else "9999-12-31"),
+            )
+            names = [d[0] for d in cursor.description]
+            updates = []
+            for values in cursor.fetchall():
+                row = dict(zip(names, values, strict=True))
+                record = _cost_record(row)
+                columns = {c: None for c in FX_COLUMNS} | dict(convert(record))
+                out.append((record, columns))
+                updates.append((*(columns[c] for c in FX_COLUMNS), row["rowid"]))
+            assignments = ", ".join(f"{c} = ?" for c in FX_COLUMNS)
+            conn.executemany(f"UPDATE costs SET {assignments} WHERE rowid = ?", updates)
+        return out
+
+    def fx_unconverted(self, currency: str) -> dict[tuple[str, str], int]:
+        """{(source currency, reason): rows} of cost rows without a usable conversion to
+        ``currency``; reason is the row's error (no_rate, stale) or pending (not yet run)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT currency, CASE WHEN fx_currency IS ? THEN fx_error ELSE 'pending' END, "
+                "COUNT(*) FROM costs WHERE fx_currency IS NOT ? OR fx_status = 'error' "
+                "GROUP BY 1, 2",
+                (currency, currency),
+            ).fetchall()
+        return {(c, reason): n for c, reason, n in rows}
+
     def _select(self, table: str, start: date, end: date) -> list[dict[str, Any]]:
         with self._lock:
             return list(
@@ -338,6 +570,16 @@ def _plain(record: Any) -> dict[str, Any]:
 
 def _usage_row(u: UsageRecord) -> dict[str, Any]:
     return _plain(u)
+
+
+_COST_FIELDS = tuple(f.name for f in fields(CostRecord))
+
+
+def _cost_record(row: Mapping[str, Any]) -> CostRecord:
+    values = {k: row[k] for k in _COST_FIELDS}
+    return CostRecord(
+        **{**values, "day": date.fromisoformat(row["day"]), "amount": Decimal(row["amount"])}
+    )
 
 
 def _cost_row(c: CostRecord) -> dict[str, Any]:

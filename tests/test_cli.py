@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
 from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.records import FetchResult
+from exporter.store import Store
 from tests.conftest import KEY_ENV
+from tests.test_recommendations import billed, use
 
 FAKE_SECRET = "not-a-real-key-for-cli-tests-42"
 
@@ -23,7 +28,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("command", ["run", "demo", "check-config", "poll"])
+@pytest.mark.parametrize("command", ["run", "demo", "check-config", "poll", "recommendations"])
 def test_help_for_every_command(command: str) -> None:
     proc = cli(command, "--help")
     assert proc.returncode == 0 and "usage: ai-cost-exporter " + command in proc.stdout
@@ -83,3 +88,41 @@ def test_poll_once_backfills_stores_and_exits(fake: FakeOpenAIServer, tmp_path: 
     store.close()
     failing = cli("poll", "--config", str(path), "--once", env={KEY_ENV: "wrong-key"})
     assert failing.returncode == 1 and "reason=auth" in failing.stderr
+
+
+def test_recommendations_prints_evidence_and_formulas_from_the_history(tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    rows = [use(age, today=today) for age in range(1, 31)]
+    db = tmp_path / "history.db"
+    store = Store(db)
+    store.replace_window(
+        "openai", "main", FetchResult(today - timedelta(days=60), today, rows, billed(rows))
+    )
+    store.close()
+    path = tmp_path / "config.yaml"
+    dismissed = [{"recommendation": "batch", "reason": "chat needs answers now"}]
+    path.write_text(
+        yaml.safe_dump({"storage": {"path": str(db)}, "recommendations": {"dismissed": dismissed}})
+    )
+    proc = cli("recommendations", "--config", str(path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["currency"] == "USD" and out["date"] == today.isoformat()
+    by_kind = {r["recommendation"]: r for r in out["recommendations"]}
+    assert set(by_kind) == {"batch", "model_downgrade"}
+    assert by_kind["batch"]["dismissed"] == "chat needs answers now"
+    downgrade = by_kind["model_downgrade"]
+    assert downgrade["target"] == "gpt-4o-mini" and downgrade["first_seen"] is None
+    assert downgrade["evidence"]["tokens.output"] == str(30 * 100_000)
+    assert downgrade["formula"].endswith(f"= {downgrade['monthly']}")
+    table = cli("recommendations", "--config", str(path))
+    assert table.returncode == 0 and "formula:" in table.stdout
+    assert "dismissed: chat needs answers now" in table.stdout
+
+
+def test_recommendations_without_a_history_says_how_to_get_one(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"storage": {"path": str(tmp_path / "none.db")}}))
+    proc = cli("recommendations", "--config", str(path))
+    assert proc.returncode == 1 and "no history at" in proc.stderr
+    assert "poll --config" in proc.stderr and not (tmp_path / "none.db").exists()

@@ -44,7 +44,8 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.interval: expected a duration such as 30s, 15m, 1h",
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
-        "providers[1].type: unknown or missing provider type; expected one of 'openai'",
+        "providers[1].type: unknown or missing provider type; "
+        "expected one of 'openai', 'anthropic'",
         "listen_adress: unknown key",
     ]
 
@@ -132,4 +133,33 @@ def test_provider_types_match_the_registry() -> None:
     assert errors_of({"providers": [{"api_key_env": "K"}]}) == [
         "providers[0].type: unknown or missing provider type; expected one of "
         + ", ".join(repr(t) for t in PROVIDER_TYPES)
+    ]
+
+
+def test_anthropic_block_defaults_to_the_public_api_and_rejects_unknown_keys() -> None:
+    config = validate({"providers": [{"type": "anthropic", "api_key_env": "ANTHROPIC_ADMIN_KEY"}]})
+    provider = config.providers[0]
+    assert (provider.type, provider.account) == ("anthropic", "anthropic")
+    assert provider.url == "https://api.anthropic.com"
+    assert errors_of(
+        {"providers": [{"type": "anthropic", "api_key_env": "K", "workspace": "x"}]}
+    ) == ["providers[0].workspace: unknown key"]
+
+
+def test_currency_must_be_one_the_ecb_publishes() -> None:
+    assert validate({"currency": "eur"}).currency == "EUR"
+    assert validate({"currency": "GBP"}).currency == "GBP"
+    (error,) = errors_of({"currency": "XAU"})
+    assert error.startswith("currency: XAU has no ECB reference rate; use EUR or one of AUD")
+    assert errors_of({"currency": "euro"}) == [
+        "currency: must be an ISO 4217 code such as USD or EUR"
+    ]
+    assert errors_of({"currency": "CYP"})  # quoted in 1999, not any more
+
+
+def test_fx_settings() -> None:
+    fx = validate({"fx": {"base_url": "http://127.0.0.1:8/ecb/", "refresh_interval": "30m"}}).fx
+    assert (fx.base_url, fx.refresh_interval) == ("http://127.0.0.1:8/ecb", 1800)
+    assert errors_of({"fx": {"base_url": "ftp://x"}}) == [
+        "fx.base_url: must be an http:// or https:// URL"
     ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
 from exporter.analytics.windows import compute_windows
-from exporter.exposition import ProviderHealth, Snapshot, render
+from exporter.exposition import FxRateSample, FxState, ProviderHealth, Snapshot, render
 from exporter.metrics import CATALOGUE
 from exporter.records import CostRecord, ProjectRecord, UsageRecord
 from tests.helpers import parse_exposition, promtool
@@ -59,6 +59,11 @@ def seeded_snapshot() -> Snapshot:
             ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
         ],
         health=[health],
+        fx=FxState(
+            rates=[FxRateSample("USD", "USD", "identity", Decimal(1), TODAY)],
+            unconverted={("EUR", "USD", "no_rate"): 0, ("EUR", "USD", "stale"): 2},
+            refresh_errors={"parse": 0, "timeout": 1, "upstream": 0},
+        ),
     )
 
 

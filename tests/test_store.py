@@ -109,3 +109,42 @@ def test_projects_keys_state_and_retention(tmp_path: Path) -> None:
     assert store.provider_state("openai", "acct")["backfilled_from"] == "2026-03-01"
     assert store.prune(D2) == 2
     assert [c.day for c in store.costs_between(D1, D3)] == [D2]
+
+
+def test_fx_migration_keeps_existing_rows_and_source_amounts(tmp_path: Path) -> None:
+    import sqlite3
+
+    import sqlite_utils
+
+    from exporter.store import _m001_initial
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(sqlite3.connect(path))
+    _m001_initial(db)
+    db["_migrations"].insert({"name": "001_initial", "applied_at": "2026-01-01"}, pk="name")
+    db["costs"].insert(
+        {"provider": "openai", "account": "acct", "day": "2026-03-01", "project": "p1",
+         "line_item": "gpt-4o, input", "model": "gpt-4o", "api_key": "", "service_tier": "",
+         "cost_type": "tokens", "token_type": "", "amount": "1.10", "currency": "USD",
+         "attribution": "line_item"}
+    )  # fmt: skip
+    db.conn.commit()
+    db.conn.close()
+    store = Store(path)
+    assert store.costs_between(D1, D2) == [cost(D1, "1.10")]
+    assert store.cost_audit(D1)[0]["fx_amount"] is None  # converted by the fx step later
+    # same currency needs no rate; another currency waits for the fx step
+    assert store.converted_costs_between(D1, D2, "USD") == ([cost(D1, "1.10")], [])
+    assert store.converted_costs_between(D1, D2, "EUR") == ([], [cost(D1, "1.10")])
+    assert store.migrate() == []
+
+
+def test_annotated_rows_land_converted_in_the_same_write(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.db")
+    columns = {"fx_amount": "2.2", "fx_currency": "EUR", "fx_rate": "2", "fx_status": "final"}
+    store.replace_window(
+        "openai", "acct", FetchResult(D1, D2, [], [cost(D1, "1.10")]), lambda c: columns
+    )
+    (converted,), withheld = store.converted_costs_between(D1, D2, "EUR")
+    assert (converted.amount, converted.currency, withheld) == (Decimal("2.2"), "EUR", [])
+    assert store.costs_between(D1, D2) == [cost(D1, "1.10")]  # the source stays as billed

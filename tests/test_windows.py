@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 from exporter.analytics.windows import compute_windows, history_start, windows_for
@@ -69,3 +69,19 @@ def test_streams_without_recent_activity_get_zeros_not_gaps() -> None:
     for window in ("today", "yesterday", "7d", "month_to_date"):
         assert t.cost[window][("openai", "a", "p", "m", "tokens", "USD")] == 0
     assert t.cost["30d"][("openai", "a", "p", "m", "tokens", "USD")] == Decimal("0.01")
+
+
+def test_withheld_rows_remove_their_series_from_every_window_containing_their_day() -> None:
+    u, c = _day_rows(TODAY - timedelta(days=3), 1)
+    _, ok = _day_rows(TODAY - timedelta(days=20), 2)
+    unconverted = CostRecord("openai", "a", TODAY - timedelta(days=3), "p", "m", "tokens",
+                             Decimal("5"), currency="JPY")  # fmt: skip
+    other = CostRecord("openai", "a", TODAY, "q", "m", "tokens", Decimal("1"))
+    t = compute_windows(TODAY, [u], [c, ok, other], withheld=[unconverted])
+    key = ("openai", "a", "p", "m", "tokens", "USD")
+    for window in ("7d", "30d"):  # contain the unconverted day: withheld, not summed wrong
+        assert key not in t.cost[window]
+    assert t.cost["today"][key] == 0 and t.cost["yesterday"][key] == 0
+    assert t.cost["30d"][("openai", "a", "q", "m", "tokens", "USD")] == 0
+    assert t.cost["today"][("openai", "a", "q", "m", "tokens", "USD")] == 1
+    assert ("openai", "a", "p", "m", "USD") not in t.cost_per_request  # 30d ratios too

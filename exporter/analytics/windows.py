@@ -3,11 +3,16 @@
 A *stream* is (provider, account, project, model). Every stream with data in the last 30
 complete days or in the current month appears in every window (0 where it had nothing), so
 series do not flap in and out as days roll over.
+
+Costs come in converted to the accounting currency (``Store.converted_costs_between``).
+A cost row without a usable rate is *withheld*: every money series (stream, cost_type)
+whose window contains such a row is left out of that window rather than summed wrong.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -59,16 +64,27 @@ def _stream(row: UsageRecord | CostRecord) -> Stream:
     return (row.provider, row.account, row.project, row.model)
 
 
-def compute_windows(today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> WindowTotals:
-    """Totals for every window; ``usage``/``costs`` must cover :func:`history_start` .. today."""
+def compute_windows(
+    today: date,
+    usage: list[UsageRecord],
+    costs: list[CostRecord],
+    withheld: Iterable[CostRecord] = (),
+) -> WindowTotals:
+    """Totals for every window; ``usage``/``costs`` must cover :func:`history_start` .. today.
+
+    ``costs`` are in the accounting currency; ``withheld`` rows (no usable FX rate) remove
+    their (stream, cost_type) from every window containing their day.
+    """
     wins = windows_for(today)
     cost_keys = {(*_stream(c), c.cost_type, c.currency) for c in costs}
     usage_streams = {_stream(u) for u in usage}
+    unconverted = list(withheld)
     out = WindowTotals()
     for w in wins:
-        cost: dict[CostKey, Decimal] = {k: Decimal(0) for k in cost_keys}
+        blocked = {(*_stream(c), c.cost_type) for c in unconverted if w.start <= c.day < w.end}
+        cost: dict[CostKey, Decimal] = {k: Decimal(0) for k in cost_keys if k[:5] not in blocked}
         for c in costs:
-            if w.start <= c.day < w.end:
+            if w.start <= c.day < w.end and (*_stream(c), c.cost_type) not in blocked:
                 cost[(*_stream(c), c.cost_type, c.currency)] += c.amount
         tokens: dict[TokenKey, int] = {(*s, t): 0 for s in usage_streams for t in TOKEN_TYPES}
         requests: dict[Stream, int] = dict.fromkeys(usage_streams, 0)

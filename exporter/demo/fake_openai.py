@@ -22,27 +22,59 @@ that whole day's truth.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import socket
-import struct
-import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-DAY_SECONDS = 86_400
+from exporter.demo.fake_http import (
+    ApiError,
+    FakeHTTPServer,
+    Fault,
+    Query,
+    RecordedRequest,
+    Response,
+    bad_request,
+    bucket_day,
+    by_day,
+    cut_page,
+    day_end,
+    day_start,
+    decimal_text,
+    dump_json,
+    encode_cursor,
+    filters,
+    group_by,
+    list_page,
+    matches,
+    page_start,
+    scale_int,
+    sort_key,
+)
+
+__all__ = [
+    "AMOUNT_QUANTUM",
+    "DEFAULT_ADMIN_KEY",
+    "ApiError",
+    "CostRow",
+    "FakeOpenAIOrg",
+    "FakeOpenAIServer",
+    "Fault",
+    "RecordedRequest",
+    "Response",
+    "UsageRow",
+    "aggregate_costs",
+    "aggregate_usage",
+    "day_end",
+    "day_start",
+    "decimal_text",
+    "dump_json",
+]
+
 AMOUNT_QUANTUM = Decimal("0.00000001")
 DEFAULT_ADMIN_KEY = "fake-admin-key-for-tests"
 PROJECT_KEY_PREFIX = "fake-project-key"
-PAGE_PREFIX = "page_"
 
 
 # --------------------------------------------------------------------------- truth model
@@ -100,13 +132,9 @@ _USAGE_INT_FIELDS: tuple[str, ...] = (
 )
 
 
-def _scale_int(value: int, factor: Decimal) -> int:
-    return int((Decimal(value) * factor).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
 def _scale_usage_row(row: UsageRow, factor: Decimal) -> UsageRow:
     scaled = replace(
-        row, **{name: _scale_int(getattr(row, name), factor) for name in _USAGE_INT_FIELDS}
+        row, **{name: scale_int(getattr(row, name), factor) for name in _USAGE_INT_FIELDS}
     )
     # Rounding must not break the invariant cached + cache_write <= input.
     scaled.input_cached_tokens = min(scaled.input_cached_tokens, scaled.input_tokens)
@@ -120,7 +148,7 @@ def _scale_cost_row(row: CostRow, factor: Decimal) -> CostRow:
     quantity = row.quantity
     if quantity is not None:
         if quantity == quantity.to_integral_value():
-            quantity = Decimal(_scale_int(int(quantity), factor))
+            quantity = Decimal(scale_int(int(quantity), factor))
         else:
             quantity = (quantity * factor).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
     amount = (row.amount * factor).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
@@ -233,160 +261,7 @@ COST_LIMITS = (7, 1, 180)
 LIST_LIMITS = (20, 1, 100)
 
 
-# --------------------------------------------------------------------------- wire helpers
-
-
-class ApiError(Exception):
-    """An error answered with OpenAI's error object."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type_: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.type = type_
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-
-def _bad(message: str, param: str | None = None) -> ApiError:
-    return ApiError(400, message, param=param)
-
-
-def decimal_text(value: Decimal) -> str:
-    """The JSON number text of a Decimal with its exact digits (never via float)."""
-    if not value.is_finite():
-        raise ValueError(f"cannot send {value} as JSON")
-    return format(value, "f")
-
-
-def dump_json(value: Any) -> str:
-    """Serialise JSON, writing Decimals as numbers with their exact digits."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return json.dumps(value)
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    if isinstance(value, dict):
-        items = (f"{json.dumps(str(k))}: {dump_json(v)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(dump_json(v) for v in value) + "]"
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def encode_cursor(start: int) -> str:
-    """Opaque page cursor for a bucket start (``page_`` + base64, like OpenAI's)."""
-    return PAGE_PREFIX + base64.urlsafe_b64encode(struct.pack(">q", start)).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    if not cursor.startswith(PAGE_PREFIX):
-        raise _bad("Invalid page cursor.", "page")
-    try:
-        raw = base64.urlsafe_b64decode(cursor[len(PAGE_PREFIX) :].encode())
-        (start,) = struct.unpack(">q", raw)
-    except (binascii.Error, struct.error, ValueError) as exc:
-        raise _bad("Invalid page cursor.", "page") from exc
-    return int(start)
-
-
-class Query:
-    """The query string, with OpenAI's scalar and array parameter encodings."""
-
-    def __init__(self, pairs: Sequence[tuple[str, str]]) -> None:
-        self.pairs = list(pairs)
-
-    def one(self, name: str) -> str | None:
-        for key, value in self.pairs:
-            if key == name:
-                return value
-        return None
-
-    def many(self, name: str) -> list[str]:
-        """``name[]=a&name[]=b``, ``name=a&name=b`` and ``name=a,b`` all give ``[a, b]``."""
-        values: list[str] = []
-        for key, value in self.pairs:
-            if key in (name, f"{name}[]"):
-                values.extend(part.strip() for part in value.split(",") if part.strip())
-        return values
-
-    def integer(self, name: str, default: int | None, low: int, high: int) -> int:
-        raw = self.one(name)
-        if raw is None or raw == "":
-            if default is None:
-                raise _bad(f"Missing required parameter: '{name}'.", name)
-            return default
-        try:
-            value = int(raw)
-        except ValueError as exc:
-            raise _bad(f"Invalid '{name}': expected an integer, got {raw!r}.", name) from exc
-        if not low <= value <= high:
-            raise _bad(f"Invalid '{name}': {value} is not between {low} and {high}.", name)
-        return value
-
-    def boolean(self, name: str) -> bool | None:
-        raw = self.one(name)
-        if raw is None or raw == "":
-            return None
-        if raw.lower() in ("true", "1"):
-            return True
-        if raw.lower() in ("false", "0"):
-            return False
-        raise _bad(f"Invalid '{name}': expected true or false, got {raw!r}.", name)
-
-
-def _group_by(query: Query, allowed: tuple[str, ...]) -> set[str]:
-    values = query.many("group_by")
-    for value in values:
-        if value not in allowed:
-            raise _bad(
-                f"Invalid group_by value {value!r}; allowed: {', '.join(allowed)}.", "group_by"
-            )
-    return set(values)
-
-
-def _filters(query: Query, specs: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
-    return {attr: set(values) for param, attr in specs if (values := query.many(param))}
-
-
-def _matches(row: Any, filters: dict[str, set[str]]) -> bool:
-    return all(getattr(row, attr) in allowed for attr, allowed in filters.items())
-
-
-def _next_midnight(ts: int) -> int:
-    return (ts // DAY_SECONDS + 1) * DAY_SECONDS
-
-
-def _bucket_day(ts: int) -> date:
-    return datetime.fromtimestamp(ts, UTC).date()
-
-
-def _buckets(first: int, end: int) -> Iterator[tuple[int, int]]:
-    """Bucket (start, end) pairs from ``first`` until ``end``; each ends at a UTC midnight."""
-    start = first
-    while start < end:
-        stop = _next_midnight(start)
-        yield start, stop
-        start = stop
+# --------------------------------------------------------------------------- pages
 
 
 @dataclass(frozen=True)
@@ -402,44 +277,24 @@ def _window(query: Query, now: datetime, limits: tuple[int, int, int]) -> _Windo
     start = query.integer("start_time", None, 0, 2**40)
     end = query.integer("end_time", int(now.timestamp()), 0, 2**40)
     if end <= start:
-        raise _bad("'end_time' must be greater than 'start_time'.", "end_time")
+        raise bad_request("'end_time' must be greater than 'start_time'.", "end_time")
     limit = query.integer("limit", *limits)
-    first = start
-    page = query.one("page")
-    if page:
-        first = decode_cursor(page)
-        if not (start <= first < end and (first == start or first % DAY_SECONDS == 0)):
-            raise _bad("Invalid page cursor for this query.", "page")
-    return _Window(start, end, limit, first)
+    return _Window(start, end, limit, page_start(query, start, end))
 
 
 def _page(window: _Window, bucket: Callable[[int, int], dict[str, Any]]) -> dict[str, Any]:
     """Cut one page of ``window.limit`` buckets and attach the envelope."""
-    data: list[dict[str, Any]] = []
-    next_start: int | None = None
-    for start, stop in _buckets(window.first, window.end):
-        if len(data) == window.limit:
-            next_start = start
-            break
-        head = {"object": "bucket", "start_time": start, "end_time": stop}
-        data.append(head | bucket(start, stop))
+    spans, next_start = cut_page(window.first, window.end, window.limit)
+    data = [
+        {"object": "bucket", "start_time": start, "end_time": stop} | bucket(start, stop)
+        for start, stop in spans
+    ]
     return {
         "object": "page",
         "data": data,
         "has_more": next_start is not None,
         "next_page": encode_cursor(next_start) if next_start is not None else None,
     }
-
-
-def _sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
-    return tuple((value is None, str(value)) for value in key)
-
-
-def _by_day(rows: Iterable[Any]) -> dict[date, list[Any]]:
-    out: dict[date, list[Any]] = {}
-    for row in rows:
-        out.setdefault(row.day, []).append(row)
-    return out
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -457,7 +312,7 @@ def aggregate_usage(
             acc[metric] += getattr(row, metric)
     return [
         _usage_result(spec, dict(zip(spec.dims, key, strict=True)), sums[key], new_fields)
-        for key in sorted(sums, key=_sort_key)
+        for key in sorted(sums, key=sort_key)
     ]
 
 
@@ -501,7 +356,7 @@ def aggregate_costs(
             units.setdefault(key, row.quantity_unit)
     by_line = "line_item" in group_by
     results = []
-    for key in sorted(amounts, key=_sort_key):
+    for key in sorted(amounts, key=sort_key):
         amount = amounts[key]
         value: Any = decimal_text(amount) if as_strings else amount
         results.append(
@@ -519,47 +374,6 @@ def aggregate_costs(
 # --------------------------------------------------------------------------- server
 
 
-@dataclass
-class Fault:
-    """A scripted misbehaviour, consumed by requests whose path contains ``path_contains``.
-
-    ``path_contains`` is matched against the raw request target (path and query string).
-    ``delay`` is applied first; then ``status`` (error object, ``Retry-After`` when set),
-    else a raw ``body`` with status 200, else the normal answer (cut in half when
-    ``truncate``).
-    """
-
-    path_contains: str = ""
-    status: int | None = None
-    retry_after: str | None = None
-    delay: float = 0.0
-    truncate: bool = False
-    body: bytes | None = None
-    times: int = 1
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the fake saw it."""
-
-    method: str
-    path: str  # without the query string
-    query: list[tuple[str, str]]
-    headers: dict[str, str]  # lower-cased names
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
-    body = dump_json(payload).encode()
-    return Response(status, body, {"Content-Type": "application/json", **(headers or {})})
-
-
 def _error_type(status: int) -> tuple[str, str | None]:
     if status == 429:
         return "requests", "rate_limit_exceeded"
@@ -568,233 +382,39 @@ def _error_type(status: int) -> tuple[str, str | None]:
     return "invalid_request_error", None
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    fake: FakeOpenAIServer
-
-    def __init__(self, address: tuple[str, int], fake: FakeOpenAIServer) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.fake = fake
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Stay quiet: clients of the fake hang up on purpose (timeouts, truncation)."""
-
-    def close_connections(self) -> None:
-        with self.sockets_lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "FakeOpenAI/1.0"
-    timeout = 30
-    disable_nagle_algorithm = True  # headers and body go out in separate writes
-    server: _HTTPServer
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._serve("PATCH")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.fake.handle(method, self.path, headers)
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: tests and the demo read :attr:`FakeOpenAIServer.requests` instead."""
-
-
-class FakeOpenAIServer:
+class FakeOpenAIServer(FakeHTTPServer[FakeOpenAIOrg]):
     """Serves a :class:`FakeOpenAIOrg` over HTTP on loopback (``127.0.0.1`` by default).
 
-    Use as a context manager; point clients at :attr:`base_url`. ``now`` (UTC) is the clock
-    used for the default ``end_time``.
+    Use as a context manager; point clients at :attr:`base_url` (``.../v1``). ``now`` (UTC)
+    is the clock used for the default ``end_time``.
     """
 
-    def __init__(
-        self,
-        org: FakeOpenAIOrg,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        now: Callable[[], datetime] | None = None,
-    ) -> None:
-        self.lock = threading.RLock()
-        self._org = org
-        self.host = host
-        self._requested_port = port
-        self.now = now or _utc_now
-        self.faults: list[Fault] = []
-        self._requests: list[RecordedRequest] = []
-        self._stopping = threading.Event()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+    name = "fake-openai"
+    path_prefix = "/v1"
 
-    # -- lifecycle
+    def error_body(self, err: ApiError) -> dict[str, Any]:
+        """OpenAI's four-key error object."""
+        return {
+            "error": {
+                "message": err.message,
+                "type": err.type,
+                "param": err.param,
+                "code": err.code,
+            }
+        }
 
-    def start(self) -> FakeOpenAIServer:
-        if self._httpd is not None:
-            raise RuntimeError("server already started")
-        self._stopping.clear()
-        self._httpd = _HTTPServer((self.host, self._requested_port), self)
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-openai",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
-            return
-        self._stopping.set()  # wakes requests sleeping in a delay fault
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._httpd = self._thread = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/v1"
-
-    # -- state shared with tests
-
-    @property
-    def org(self) -> FakeOpenAIOrg:
-        return self._org
-
-    @org.setter
-    def org(self, org: FakeOpenAIOrg) -> None:
-        with self.lock:
-            self._org = org
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """A snapshot of the requests seen so far, oldest first."""
-        with self.lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self.lock:
-            self._requests.clear()
-
-    def inject(self, fault: Fault) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def _take_fault(self, target: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.path_contains in target:
-                    fault.times -= 1
-                    if fault.times <= 0:
-                        self.faults.remove(fault)
-                    return fault
-        return None
-
-    # -- request handling
-
-    def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
-        """Answer one request (the HTTP layer only writes what this returns)."""
-        parts = urlsplit(target)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        with self.lock:
-            self._requests.append(RecordedRequest(method, parts.path, query, dict(headers)))
-        fault = self._take_fault(target)
-        if fault is not None:
-            if fault.delay > 0:
-                self._stopping.wait(fault.delay)
-            if fault.status is not None:
-                return self._fault_error(fault)
-            if fault.body is not None:
-                return Response(200, fault.body, {"Content-Type": "application/json"})
-        response = self._answer(method, parts.path, Query(query), headers)
-        if fault is not None and fault.truncate:
-            response = replace(response, status=200, body=response.body[: len(response.body) // 2])
-        return response
-
-    def _fault_error(self, fault: Fault) -> Response:
-        status = fault.status or 500
+    def fault_error(self, status: int) -> ApiError:
         type_, code = _error_type(status)
         message = "Rate limit reached." if status == 429 else "The fake server had an error."
-        error = ApiError(status, message, type_=type_, code=code)
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-        return _json_response(status, error.body(), headers)
+        return ApiError(status, message, type_=type_, code=code)
 
-    def _answer(self, method: str, path: str, query: Query, headers: dict[str, str]) -> Response:
-        try:
-            with self.lock:
-                self._authorize(headers.get("authorization"))
-                if method != "GET":
-                    raise ApiError(405, f"Method {method} not allowed on {path}.")
-                return _json_response(200, self._route(path, query))
-        except ApiError as err:
-            return _json_response(err.status, err.body(), err.headers)
+    def answer(
+        self, method: str, path: str, query: Query, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        self._authorize(headers.get("authorization"))
+        if method != "GET":
+            raise ApiError(405, f"Method {method} not allowed on {path}.")
+        return self._route(path, query)
 
     def _authorize(self, header: str | None) -> None:
         scheme, _, token = (header or "").partition(" ")
@@ -826,50 +446,46 @@ class FakeOpenAIServer:
                 return self._api_keys(rest[1], query)
         raise ApiError(404, f"Invalid URL (GET {path}) on the fake OpenAI server.")
 
-    def _now(self) -> datetime:
-        now = self.now()
-        return now if now.tzinfo is not None else now.replace(tzinfo=UTC)
-
     def _usage(self, endpoint: str, query: Query) -> dict[str, Any]:
         spec = USAGE_SPECS[endpoint]
         width = query.one("bucket_width") or "1d"
         if width in ("1h", "1m"):
             message = f"bucket_width={width} is not supported by the fake (1d only)."
-            raise _bad(message, "bucket_width")
+            raise bad_request(message, "bucket_width")
         if width != "1d":
-            raise _bad(f"Invalid bucket_width {width!r}; use 1m, 1h or 1d.", "bucket_width")
+            raise bad_request(f"Invalid bucket_width {width!r}; use 1m, 1h or 1d.", "bucket_width")
         window = _window(query, self._now(), USAGE_LIMITS)
-        group_by = _group_by(query, spec.dims)
-        filters = _filters(query, spec.filters)
+        grouped = group_by(query, spec.dims)
+        wanted = filters(query, spec.filters)
         batch = query.boolean("batch") if endpoint == "completions" else None
-        rows = _by_day(
+        rows = by_day(
             r
             for r in self._org.usage
-            if r.endpoint == endpoint
-            and _matches(r, filters)
-            and (batch is None or r.batch == batch)
+            if r.endpoint == endpoint and matches(r, wanted) and (batch is None or r.batch == batch)
         )
         new_fields = self._org.new_fields
 
         def bucket(start: int, _stop: int) -> dict[str, Any]:
-            day_rows = rows.get(_bucket_day(start), [])
-            return {"results": aggregate_usage(day_rows, spec, group_by, new_fields)}
+            day_rows = rows.get(bucket_day(start), [])
+            return {"results": aggregate_usage(day_rows, spec, grouped, new_fields)}
 
         return _page(window, bucket)
 
     def _costs(self, query: Query) -> dict[str, Any]:
         width = query.one("bucket_width") or "1d"
         if width != "1d":
-            raise _bad(f"Invalid bucket_width {width!r}; costs support only 1d.", "bucket_width")
+            raise bad_request(
+                f"Invalid bucket_width {width!r}; costs support only 1d.", "bucket_width"
+            )
         window = _window(query, self._now(), COST_LIMITS)
-        group_by = _group_by(query, COST_DIMS)
-        filters = _filters(query, _COST_FILTERS)
-        rows = _by_day(r for r in self._org.costs if _matches(r, filters))
+        grouped = group_by(query, COST_DIMS)
+        wanted = filters(query, _COST_FILTERS)
+        rows = by_day(r for r in self._org.costs if matches(r, wanted))
         as_strings = self._org.amounts_as_strings
 
         def bucket(start: int, _stop: int) -> dict[str, Any]:
-            day_rows = rows.get(_bucket_day(start), [])
-            return {"results": aggregate_costs(day_rows, group_by, as_strings)}
+            day_rows = rows.get(bucket_day(start), [])
+            return {"results": aggregate_costs(day_rows, grouped, as_strings)}
 
         return _page(window, bucket)
 
@@ -888,7 +504,7 @@ class FakeOpenAIServer:
         keys = self._org.api_keys.get(project_id, [])
         access = query.one("owner_project_access")
         if access not in (None, "", "any", "active", "inactive"):
-            raise _bad(f"Invalid owner_project_access {access!r}.", "owner_project_access")
+            raise bad_request(f"Invalid owner_project_access {access!r}.", "owner_project_access")
         if access in ("active", "inactive"):
             keys = [k for k in keys if k.get("owner_project_access", "active") == access]
         return _list_page(keys, query)
@@ -896,28 +512,4 @@ class FakeOpenAIServer:
 
 def _list_page(items: list[dict[str, Any]], query: Query) -> dict[str, Any]:
     """OpenAI list envelope with ``after=<id>`` paging."""
-    limit = query.integer("limit", *LIST_LIMITS)
-    after = query.one("after")
-    offset = 0
-    if after:
-        ids = [item["id"] for item in items]
-        if after not in ids:
-            raise _bad(f"Invalid 'after': no object with id {after!r}.", "after")
-        offset = ids.index(after) + 1
-    page = items[offset : offset + limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": offset + limit < len(items),
-    }
-
-
-def day_start(day: date) -> int:
-    """Unix seconds of a UTC day's midnight."""
-    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
-
-
-def day_end(day: date) -> int:
-    return day_start(day + timedelta(days=1))
+    return {"object": "list"} | list_page(items, query, "after", LIST_LIMITS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from exporter.demo.anthropic_traffic import generate_anthropic_org
+from exporter.demo.fake_anthropic import FakeAnthropicServer
 from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 
@@ -27,22 +29,33 @@ class DemoOrg:
 Starter = Callable[[ExitStack, date, int, int], DemoOrg]
 
 
-def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
-    org = generate_org(today=today, days=days, seed=seed)
-    server = stack.enter_context(FakeOpenAIServer(org))
+def _demo_org(kind: str, label: str, base_url: str, admin_key: str) -> DemoOrg:
+    env_name = f"AICOST_DEMO_{kind.upper()}_KEY"
     return DemoOrg(
         provider={
-            "type": "openai",
-            "name": "openai-demo",
-            "base_url": server.base_url,
-            "api_key_env": "AICOST_DEMO_OPENAI_KEY",
+            "type": kind,
+            "name": f"{kind}-demo",
+            "base_url": base_url,
+            "api_key_env": env_name,
         },
-        env={"AICOST_DEMO_OPENAI_KEY": org.admin_key},
-        description=f"simulated OpenAI org on {server.base_url}",
+        env={env_name: admin_key},
+        description=f"simulated {label} org on {base_url}",
     )
 
 
-DEMO_ORGS: list[Starter] = [start_openai]
+def start_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    org = generate_org(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeOpenAIServer(org))
+    return _demo_org("openai", "OpenAI", server.base_url, org.admin_key)
+
+
+def start_anthropic(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    org = generate_anthropic_org(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeAnthropicServer(org))
+    return _demo_org("anthropic", "Anthropic", server.base_url, org.admin_key)
+
+
+DEMO_ORGS: list[Starter] = [start_openai, start_anthropic]
 
 
 @contextmanager

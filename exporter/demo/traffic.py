@@ -186,20 +186,22 @@ _STREAMS: tuple[_Stream, ...] = (
 _WEB_SEARCH_SHARE: dict[str, float] = {"Search": 0.01, "Support bot": 0.04}
 
 
-def _token(rng: random.Random, n: int = 24) -> str:
+def random_id(rng: random.Random, n: int = 24) -> str:
+    """Letters and digits, as in provider ids (shared with the other demo orgs)."""
     return "".join(rng.choice(_ID_CHARS) for _ in range(n))
 
 
-def _noise(rng: random.Random, sigma: float) -> float:
+def noise(rng: random.Random, sigma: float) -> float:
+    """A multiplier around 1 (Gaussian, clipped to 0.5..1.6)."""
     return min(1.6, max(0.5, rng.gauss(1.0, sigma)))
 
 
-def _day_factor(day: date, today: date, index: int, days: int, rng: random.Random) -> float:
+def day_factor(day: date, today: date, index: int, days: int, rng: random.Random) -> float:
     """Weekday pattern x growth x noise x partial today."""
     weekday = WEEKEND_SHARE if day.weekday() >= 5 else 1.0
     growth = 1.0 + 0.35 * index / max(1, days - 1)
     partial = TODAY_SHARE if day == today else 1.0
-    return weekday * growth * _noise(rng, 0.1) * partial
+    return weekday * growth * noise(rng, 0.1) * partial
 
 
 # --------------------------------------------------------------------------- generation
@@ -215,11 +217,11 @@ class _Ids:
 def _make_ids(rng: random.Random) -> _Ids:
     ids = _Ids()
     for name in PROJECTS:
-        ids.projects[name] = "proj_" + _token(rng)
+        ids.projects[name] = "proj_" + random_id(rng)
     for spec in _KEYS:
-        ids.keys[spec.name] = "key_" + _token(rng, 16)
+        ids.keys[spec.name] = "key_" + random_id(rng, 16)
     for user in ("alice", "bob", "dana"):
-        ids.users[user] = "user-" + _token(rng)
+        ids.users[user] = "user-" + random_id(rng)
     return ids
 
 
@@ -239,11 +241,11 @@ def _usage_row(
         row.images = requests
         row.source, row.size = "image.generation", "1024x1024"
         return row
-    row.input_tokens = round(requests * stream.input_per_request * _noise(rng, 0.05))
+    row.input_tokens = round(requests * stream.input_per_request * noise(rng, 0.05))
     if stream.endpoint == "completions":
         row.batch = stream.batch
         row.service_tier = "default"
-        row.output_tokens = round(requests * stream.output_per_request * _noise(rng, 0.05))
+        row.output_tokens = round(requests * stream.output_per_request * noise(rng, 0.05))
         row.input_cached_tokens = round(row.input_tokens * rng.uniform(0.2, 0.6))
         row.input_cache_write_tokens = round(row.input_tokens * rng.uniform(0.005, 0.02))
     return row
@@ -255,9 +257,9 @@ def _generate_usage(today: date, days: int, ids: _Ids, rng: random.Random) -> li
     for index in range(days):
         day = first + timedelta(days=index)
         age = (today - day).days
-        factor = _day_factor(day, today, index, days, rng)
+        factor = day_factor(day, today, index, days, rng)
         for stream in _STREAMS:
-            requests = round(stream.requests * factor * stream.share(age) * _noise(rng, 0.08))
+            requests = round(stream.requests * factor * stream.share(age) * noise(rng, 0.08))
             if requests > 0:
                 rows.append(_usage_row(stream, day, requests, ids, rng))
     return rows

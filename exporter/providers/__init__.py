@@ -7,10 +7,12 @@ its entry below, a fake server, tests, a config example block and a docs row
 
 from __future__ import annotations
 
+from exporter.providers.anthropic import AnthropicProvider
 from exporter.providers.openai import OpenAIProvider
 
 REGISTRY = {
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
 }
 
 DEFAULT_BASE_URLS = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -25,9 +25,12 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from exporter.config import ProviderConfig, Secret
 from exporter.records import FetchResult
 
 log = logging.getLogger(__name__)
+
+MAX_PAGES = 10_000  # a cursor loop guard, far above any real window
 
 
 class ProviderError(Exception):
@@ -108,6 +111,41 @@ class Provider(Protocol):
         ...
 
 
+class HttpProvider:
+    """What the HTTP providers share: the constructor contract and an :class:`ApiClient`.
+
+    A subclass sets ``type`` and :meth:`auth_headers`; ``page_size`` (tests) overrides every
+    page size at once.
+    """
+
+    type: ClassVar[str]
+    usage_page_size: ClassVar[int] = 31  # the max for 1d buckets at OpenAI and Anthropic
+    cost_page_size: ClassVar[int] = 31
+    list_page_size: ClassVar[int] = 100
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.Client,
+        api_key: Secret,
+        *,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        self.account = config.account
+        self._api = ApiClient(
+            client, config.url, self.auth_headers(api_key), retry=retry, observer=observer
+        )
+        self._usage_limit = page_size or self.usage_page_size
+        self._cost_limit = page_size or self.cost_page_size
+        self._list_limit = page_size or self.list_page_size
+
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        """The request headers that carry the credential (never logged)."""
+        raise NotImplementedError
+
+
 class ApiClient:
     """JSON-over-HTTP with typed errors, request accounting and retries.
 
@@ -174,6 +212,77 @@ class ApiClient:
 
     def get_json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request_json("GET", endpoint, path, params)
+
+    def pages(
+        self, endpoint: str, path: str, params: Mapping[str, Any]
+    ) -> Iterator[tuple[dict[str, Any], str]]:
+        """Walk ``has_more``/``next_page`` cursor paging (sent back as ``page=<cursor>``).
+
+        Yields each page with its location for error messages (``"costs page 2"``).
+        """
+        cursor: str | None = None
+        seen: set[str] = set()
+        for page_no in range(MAX_PAGES):
+            page = self.get_json(endpoint, path, {**params, **({"page": cursor} if cursor else {})})
+            where = f"{endpoint} page {page_no + 1}"
+            if not isinstance(page, dict):
+                raise ParseError(f"{where}: expected a JSON object")
+            yield page, where
+            if not json_field(page, "has_more", bool, where):
+                return
+            cursor = page.get("next_page")
+            if not isinstance(cursor, str) or not cursor:
+                raise ParseError(f"{where}: has_more is true but next_page is missing")
+            if cursor in seen:
+                raise ParseError(f"{where}: next_page repeats a cursor already followed")
+            seen.add(cursor)
+        raise ParseError(f"{endpoint}: more than {MAX_PAGES} pages")
+
+    def bucket_results(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, Any],
+        day_of: Callable[[Any, str], date],
+    ) -> Iterator[tuple[date, dict[str, Any], str]]:
+        """Walk pages of time buckets (``data[].results[]``, the usage and cost report shape).
+
+        Yields (bucket day, result, location for errors); ``day_of(bucket, where)`` reads a
+        bucket's day in the provider's own time format.
+        """
+        for page, where in self.pages(endpoint, path, params):
+            data = json_field(page, "data", list, where)
+            for b_no, bucket in enumerate(data):
+                bwhere = f"{where} data[{b_no}]"
+                day = day_of(bucket, bwhere)
+                results = json_field(bucket, "results", list, bwhere)
+                for r_no, result in enumerate(results):
+                    if not isinstance(result, dict):
+                        raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
+                    yield day, result, f"{bwhere}.results[{r_no}]"
+
+    def list_items(
+        self, endpoint: str, path: str, params: Mapping[str, Any], after_param: str = "after"
+    ) -> Iterator[dict[str, Any]]:
+        """Walk list paging: ``data`` + ``has_more``, next page from ``<after_param>=<last_id>``."""
+        after: str | None = None
+        for page_no in range(MAX_PAGES):
+            page = self.get_json(
+                endpoint, path, {**params, **({after_param: after} if after else {})}
+            )
+            where = f"{endpoint} page {page_no + 1}"
+            items = json_field(page, "data", list, where)
+            for item in items:
+                if not isinstance(item, dict):
+                    raise ParseError(f"{where}: list entries must be objects")
+                yield item
+            if not page.get("has_more"):
+                return
+            last = page.get("last_id") or (items[-1].get("id") if items else None)
+            if not isinstance(last, str) or not last or last == after:
+                raise ParseError(f"{where}: has_more is true but last_id does not advance")
+            after = last
+        raise ParseError(f"{endpoint}: more than {MAX_PAGES} pages")
 
     def _once(
         self,
@@ -275,3 +384,34 @@ def as_count(value: Any, what: str, *, default: int | None = None) -> int:
     if number != number.to_integral_value() or number < 0:
         raise ParseError(f"{what}: expected a non-negative integer, got {number}")
     return int(number)
+
+
+def cents(value: Any, what: str) -> Decimal:
+    """An amount in cents (a decimal string such as ``"123.78912"``, or a number) as exact
+    major units: the decimal point moves two places, no rounding ever happens."""
+    amount = as_decimal(value, what)
+    sign, digits, exponent = amount.as_tuple()
+    assert isinstance(exponent, int)  # as_decimal guarantees a finite number
+    return Decimal((sign, digits, exponent - 2))
+
+
+def json_field(obj: Any, name: str, kind: type, where: str) -> Any:
+    """``obj[name]``, which must be a ``kind``; a :class:`ParseError` naming ``where`` if not."""
+    if not isinstance(obj, dict):
+        raise ParseError(f"{where}: expected a JSON object")
+    value = obj.get(name)
+    if kind is int and isinstance(value, Decimal) and value == value.to_integral_value():
+        value = int(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ParseError(f"{where}.{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def optional_str(obj: dict[str, Any], name: str, where: str) -> str:
+    """A string-or-null field (a grouping dimension); ``null`` and absent give ``""``."""
+    value = obj.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ParseError(f"{where}.{name}: expected a string or null")
+    return value

@@ -28,17 +28,15 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import httpx
-
 from exporter.clock import midnight_ts
-from exporter.config import ProviderConfig, Secret
+from exporter.config import Secret
 from exporter.providers.base import (
-    ApiClient,
+    HttpProvider,
     ParseError,
-    RequestObserver,
-    RetryPolicy,
     as_count,
     as_decimal,
+    json_field,
+    optional_str,
 )
 from exporter.records import (
     ApiKeyRecord,
@@ -51,8 +49,6 @@ from exporter.records import (
 )
 
 log = logging.getLogger(__name__)
-
-MAX_PAGES = 10_000  # a cursor loop guard, far above any real window
 
 
 @dataclass(frozen=True)
@@ -121,32 +117,11 @@ def parse_line_item(text: str) -> LineItem:
     return LineItem(model, "tokens", token_type, tier)
 
 
-class OpenAIProvider:
+class OpenAIProvider(HttpProvider):
     type: ClassVar[str] = "openai"
-    usage_page_size: ClassVar[int] = 31  # max for 1d buckets
-    cost_page_size: ClassVar[int] = 31
-    list_page_size: ClassVar[int] = 100
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        page_size: int | None = None,
-    ) -> None:
-        self.account = config.account
-        self._api = ApiClient(
-            client,
-            config.url,
-            {"Authorization": f"Bearer {api_key.value}"},
-            retry=retry,
-            observer=observer,
-        )
-        self._usage_limit = page_size or self.usage_page_size
-        self._cost_limit = page_size or self.cost_page_size
+    def auth_headers(self, api_key: Secret) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key.value}"}
 
     # -- public -------------------------------------------------------------------------
 
@@ -186,11 +161,11 @@ class OpenAIProvider:
             "provider": self.type,
             "account": self.account,
             "day": day,
-            "project": _dim(r, "project_id", where),
-            "model": _dim(r, "model", where),
+            "project": optional_str(r, "project_id", where),
+            "model": optional_str(r, "model", where),
             "source": endpoint,
-            "api_key": _dim(r, "api_key_id", where),
-            "service_tier": _dim(r, "service_tier", where),
+            "api_key": optional_str(r, "api_key_id", where),
+            "service_tier": optional_str(r, "service_tier", where),
             "batch": _batch(r.get("batch"), where),
             "requests": requests,
         }
@@ -239,8 +214,8 @@ class OpenAIProvider:
             line_item = r.get("line_item")
             if line_item is not None and not isinstance(line_item, str):
                 raise ParseError(f"{where}.line_item: expected a string or null")
-            project = _dim(r, "project_id", where)
-            api_key = _dim(r, "api_key_id", where)
+            project = optional_str(r, "project_id", where)
+            api_key = optional_str(r, "api_key_id", where)
             if line_item:
                 item = parse_line_item(line_item)
                 rows.append(
@@ -331,53 +306,11 @@ class OpenAIProvider:
         self, endpoint: str, path: str, params: dict[str, Any]
     ) -> Iterator[tuple[date, dict[str, Any], str]]:
         """Walk ``next_page`` cursors; yield (bucket day, result, location for errors)."""
-        cursor: str | None = None
-        seen: set[str] = set()
-        for page_no in range(MAX_PAGES):
-            page = self._api.get_json(
-                endpoint, path, {**params, **({"page": cursor} if cursor else {})}
-            )
-            where = f"{endpoint} page {page_no + 1}"
-            data = _field(page, "data", list, where)
-            for b_no, bucket in enumerate(data):
-                bwhere = f"{where} data[{b_no}]"
-                start_time = _field(bucket, "start_time", int, bwhere)
-                results = _field(bucket, "results", list, bwhere)
-                day = datetime.fromtimestamp(int(start_time), UTC).date()
-                for r_no, result in enumerate(results):
-                    if not isinstance(result, dict):
-                        raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
-                    yield day, result, f"{bwhere}.results[{r_no}]"
-            if not _field(page, "has_more", bool, where):
-                return
-            cursor = page.get("next_page")
-            if not isinstance(cursor, str) or not cursor:
-                raise ParseError(f"{where}: has_more is true but next_page is missing")
-            if cursor in seen:
-                raise ParseError(f"{where}: next_page repeats a cursor already followed")
-            seen.add(cursor)
-        raise ParseError(f"{endpoint}: more than {MAX_PAGES} pages")
+        return self._api.bucket_results(endpoint, path, params, _bucket_day)
 
     def _list(self, endpoint: str, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Walk ``after=<last_id>`` list paging."""
-        after: str | None = None
-        for page_no in range(MAX_PAGES):
-            page = self._api.get_json(
-                endpoint, path, {**params, **({"after": after} if after else {})}
-            )
-            where = f"{endpoint} page {page_no + 1}"
-            items = _field(page, "data", list, where)
-            for item in items:
-                if not isinstance(item, dict):
-                    raise ParseError(f"{where}: list entries must be objects")
-                yield item
-            if not page.get("has_more"):
-                return
-            last = page.get("last_id") or (items[-1].get("id") if items else None)
-            if not isinstance(last, str) or not last or last == after:
-                raise ParseError(f"{where}: has_more is true but last_id does not advance")
-            after = last
-        raise ParseError(f"{endpoint}: more than {MAX_PAGES} pages")
+        return self._api.list_items(endpoint, path, params, "after")
 
 
 def split_by_requests(cost: CostRecord, usage: list[UsageRecord]) -> list[CostRecord]:
@@ -415,28 +348,13 @@ def split_by_requests(cost: CostRecord, usage: list[UsageRecord]) -> list[CostRe
     ]
 
 
+def _bucket_day(bucket: Any, where: str) -> date:
+    start_time = json_field(bucket, "start_time", int, where)
+    return datetime.fromtimestamp(int(start_time), UTC).date()
+
+
 def _window(start: date, end: date) -> dict[str, int]:
     return {"start_time": midnight_ts(start), "end_time": midnight_ts(end)}
-
-
-def _field(obj: Any, name: str, kind: type, where: str) -> Any:
-    if not isinstance(obj, dict):
-        raise ParseError(f"{where}: expected a JSON object")
-    value = obj.get(name)
-    if kind is int and isinstance(value, Decimal) and value == value.to_integral_value():
-        value = int(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ParseError(f"{where}.{name}: expected {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _dim(result: dict[str, Any], name: str, where: str) -> str:
-    value = result.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ParseError(f"{where}.{name}: expected a string or null")
-    return value
 
 
 def _batch(value: Any, where: str) -> str:

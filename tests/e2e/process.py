@@ -56,7 +56,9 @@ class ExporterProcess:
         raise AssertionError(f"timed out waiting for {what}: {self.tail()}")
 
     def metrics(self) -> str:
-        return self.get("/metrics").text
+        response = self.get("/metrics")
+        response.raise_for_status()  # 503 until the history is loaded: wait_for retries
+        return response.text
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         self.proc.send_signal(sig)

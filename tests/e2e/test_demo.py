@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.process import ExporterProcess
@@ -13,8 +14,10 @@ from tests.helpers import parse_exposition
 pytestmark = pytest.mark.e2e
 
 
-def all_up(text: str) -> bool:
-    ups = [v for (name, _), v in parse_exposition(text).items() if name == "aicost_up"]
+def all_up(response: httpx.Response) -> bool:
+    if response.status_code != 200:  # 503 "Not ready" while the history loads
+        return False
+    ups = [v for (name, _), v in parse_exposition(response.text).items() if name == "aicost_up"]
     return bool(ups) and all(v == 1.0 for v in ups)
 
 
@@ -26,7 +29,7 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
         tmp_path / "demo.log",
     )
     try:
-        demo.wait_for(lambda: all_up(demo.metrics()), "the demo's first poll")
+        demo.wait_for(lambda: all_up(demo.get("/metrics")), "the demo's first poll")
         samples = parse_exposition(demo.metrics())
         mtd = {
             dict(labels)["provider"]: value
@@ -34,6 +37,13 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
             if name == "aicost_cost_month_to_date" and value > 0
         }
         assert "openai" in mtd
+        assert "anthropic" in mtd
+        info = {
+            dict(labels)["project_name"]
+            for (name, labels), _ in samples.items()
+            if name == "aicost_project_info" and dict(labels)["provider"] == "anthropic"
+        }
+        assert "Default workspace" in info
         assert "<a href='/metrics'>" in demo.get("/").text
     finally:
         demo.stop()

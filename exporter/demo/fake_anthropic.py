@@ -1,0 +1,450 @@
+"""A fake Anthropic organisation and a loopback HTTP server speaking its Admin API.
+
+What is faked (reference ``provider-apis.md`` §2.9, "What a fake server must reproduce"):
+
+* ``x-api-key`` (the org's admin key) and ``anthropic-version`` are both required; a wrong
+  or missing key, or a missing version, answers 401 ``authentication_error`` with
+  Anthropic's error object ``{"type": "error", "error": {"type", "message"},
+  "request_id"}``; every answer carries a ``request-id`` header.
+* ``GET /v1/organizations/usage_report/messages`` and ``GET /v1/organizations/cost_report``:
+  RFC 3339 ``starting_at`` snapped down to the UTC day, ``ending_at`` exclusive (default
+  now), one bucket per day including empty ones, oldest first, ``limit`` buckets per page
+  (1d: default 7, max 31), opaque ``next_page`` (``page_<base64>``) and ``has_more``.
+  Bracketed array parameters (``group_by[]``, ``models[]``, ...); the cost report groups
+  only by ``workspace_id`` and ``description``.
+* Usage results with nested ``cache_creation`` and ``server_tool_use`` objects and ``null``
+  for ungrouped dimensions; ``workspace_id: null`` is the default workspace and
+  ``api_key_id: null`` Console usage.
+* Cost ``amount`` as a **string of cents** with fractional digits, ``currency: "USD"``;
+  descriptive fields (``cost_type``, ``description``, ``model``, ``token_type``, ...) are
+  ``null`` unless grouped by ``description``.
+* ``GET /v1/organizations/workspaces`` (``include_archived``) and
+  ``GET /v1/organizations/api_keys`` (``status``, ``workspace_id`` filters) with
+  ``after_id`` paging; ``GET /v1/organizations/me``.
+* Injectable faults from :mod:`exporter.demo.fake_http` (429 ``rate_limit_error`` with
+  ``retry-after``, 500 ``api_error``, 529 ``overloaded_error``, delays, truncation) and
+  revisions (tests mutate :attr:`FakeAnthropicServer.org`, e.g. with
+  :meth:`FakeAnthropicOrg.scale_day`).
+
+Not faked: ``1h``/``1m`` buckets (the truth is kept per UTC day; they answer 400), the
+Claude Code report, users, and the OAuth ``Authorization`` alternative.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from exporter.demo.fake_http import (
+    ApiError,
+    FakeHTTPServer,
+    Query,
+    Response,
+    bad_request,
+    bucket_day,
+    by_day,
+    cut_page,
+    day_start,
+    decimal_text,
+    encode_cursor,
+    filters,
+    group_by,
+    list_page,
+    matches,
+    page_start,
+    scale_int,
+    sort_key,
+)
+
+DEFAULT_ADMIN_KEY = "fake-anthropic-admin-key-for-tests"  # not shaped like a real key
+API_VERSION = "2023-06-01"
+CENTS_QUANTUM = Decimal("0.000001")  # revisions round cents to 6 decimals
+
+# --------------------------------------------------------------------------- truth model
+
+
+@dataclass
+class UsageRow:
+    """One truth usage row at the finest grain the fake knows (a UTC day)."""
+
+    day: date
+    workspace_id: str | None  # None: the default workspace
+    model: str
+    api_key_id: str | None  # None: Console (Workbench) usage
+    service_tier: str = "standard"  # standard | batch | priority | ...
+    context_window: str = "0-200k"  # 0-200k | 200k-1M
+    inference_geo: str = "not_available"
+    uncached_input_tokens: int = 0
+    cache_creation_5m_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int = 0
+    web_search_requests: int = 0
+
+
+@dataclass
+class CostRow:
+    """One truth cost line for a day; ``amount`` is in **cents** (exact), as on the wire."""
+
+    day: date
+    workspace_id: str | None
+    description: str  # e.g. "Claude Sonnet 4 Usage - Output Tokens", "Web Search Usage"
+    amount: Decimal  # cents
+    cost_type: str = "tokens"  # tokens | web_search | code_execution | session_usage
+    model: str | None = None  # None for tool and service costs
+    token_type: str | None = None  # wire value, e.g. "cache_creation.ephemeral_5m_input_tokens"
+    service_tier: str | None = None
+    context_window: str | None = None
+    inference_geo: str | None = None
+
+    @property
+    def dollars(self) -> Decimal:
+        return self.amount.scaleb(-2)
+
+
+_USAGE_INT_FIELDS: tuple[str, ...] = (
+    "uncached_input_tokens",
+    "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "cache_read_input_tokens",
+    "output_tokens",
+    "web_search_requests",
+)
+
+
+@dataclass
+class FakeAnthropicOrg:
+    """A fake organisation: workspaces, API keys, and day-grain usage and cost truth."""
+
+    admin_key: str = DEFAULT_ADMIN_KEY
+    name: str = "Fake Anthropic Org"
+    workspaces: list[dict[str, Any]] = field(default_factory=list)
+    api_keys: list[dict[str, Any]] = field(default_factory=list)
+    usage: list[UsageRow] = field(default_factory=list)
+    costs: list[CostRow] = field(default_factory=list)
+
+    def scale_day(self, day: date, factor: Decimal | int | str) -> None:
+        """Revise one day: multiply its usage (ints rounded half-even) and costs (cents,
+        6 decimals). The lists are replaced, so a concurrent reader never sees a mix."""
+        factor = Decimal(factor)
+        if factor < 0:
+            raise ValueError("factor must be >= 0")
+        self.usage = [
+            replace(r, **{n: scale_int(getattr(r, n), factor) for n in _USAGE_INT_FIELDS})
+            if r.day == day
+            else r
+            for r in self.usage
+        ]
+        self.costs = [
+            replace(r, amount=(r.amount * factor).quantize(CENTS_QUANTUM, ROUND_HALF_EVEN))
+            if r.day == day
+            else r
+            for r in self.costs
+        ]
+
+    def copy(self) -> FakeAnthropicOrg:
+        """A copy whose row lists can be revised without touching this org."""
+        return replace(
+            self,
+            workspaces=list(self.workspaces),
+            api_keys=list(self.api_keys),
+            usage=list(self.usage),
+            costs=list(self.costs),
+        )
+
+    def days(self) -> list[date]:
+        """All days that have usage or cost truth, oldest first."""
+        return sorted({r.day for r in self.usage} | {r.day for r in self.costs})
+
+    def cost_total(self, start: date, end: date) -> Decimal:
+        """Sum of all cost lines on days in ``[start, end)``, in dollars."""
+        return sum((r.amount for r in self.costs if start <= r.day < end), Decimal(0)).scaleb(-2)
+
+
+# --------------------------------------------------------------------------- endpoint specs
+
+USAGE_DIMS: tuple[str, ...] = (
+    "api_key_id",
+    "workspace_id",
+    "model",
+    "service_tier",
+    "context_window",
+    "inference_geo",
+    "speed",
+    "account_id",
+    "service_account_id",
+)
+_USAGE_FILTERS: tuple[tuple[str, str], ...] = (
+    ("models", "model"),
+    ("api_key_ids", "api_key_id"),
+    ("workspace_ids", "workspace_id"),
+    ("service_tiers", "service_tier"),
+    ("context_window", "context_window"),
+    ("inference_geos", "inference_geo"),
+)
+COST_GROUPS: tuple[str, ...] = ("workspace_id", "description")
+# Fields that come with (and only with) group_by[]=description.
+DESCRIPTION_FIELDS: tuple[str, ...] = (
+    "cost_type",
+    "description",
+    "model",
+    "token_type",
+    "service_tier",
+    "context_window",
+    "inference_geo",
+)
+
+REPORT_LIMITS = (7, 1, 31)  # default, min, max buckets per page for 1d
+WORKSPACE_LIMITS = (20, 1, 100)
+API_KEY_LIMITS = (20, 1, 1000)
+API_KEY_STATUSES = ("active", "inactive", "archived", "expired")
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(query: Query, name: str, default: datetime | None) -> int:
+    raw = query.one(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise bad_request(f"{name}: Field required", name)
+        return int(default.timestamp())
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise bad_request(f"{name}: Input should be a valid RFC 3339 datetime", name) from exc
+    if parsed.tzinfo is None:
+        raise bad_request(f"{name}: Timezone offset required", name)
+    return int(parsed.timestamp())
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: int  # snapped down to a UTC midnight
+    end: int
+    limit: int
+    first: int  # start of the first bucket on this page
+
+
+def _window(query: Query, now: datetime) -> _Window:
+    """starting_at (snapped to the day), ending_at (default now), limit, page cursor."""
+    start = _parse_time(query, "starting_at", None)
+    start -= start % 86_400
+    end = _parse_time(query, "ending_at", now)
+    if end <= start:
+        raise bad_request("ending_at must be after starting_at", "ending_at")
+    limit = query.integer("limit", *REPORT_LIMITS)
+    return _Window(start, end, limit, page_start(query, start, end))
+
+
+def _report_page(
+    window: _Window, results: Callable[[date], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    spans, next_start = cut_page(window.first, window.end, window.limit)
+    data = [
+        {
+            "starting_at": rfc3339(start),
+            "ending_at": rfc3339(stop),
+            "results": results(bucket_day(start)),
+        }
+        for start, stop in spans
+    ]
+    return {
+        "data": data,
+        "has_more": next_start is not None,
+        "next_page": encode_cursor(next_start) if next_start is not None else None,
+    }
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def aggregate_usage(rows: Iterable[UsageRow], grouped: set[str]) -> list[dict[str, Any]]:
+    """One result per distinct combination of grouped dims; other dims echo ``null``."""
+    sums: dict[tuple[Any, ...], dict[str, int]] = {}
+    for row in rows:
+        key = tuple(getattr(row, d, None) if d in grouped else None for d in USAGE_DIMS)
+        acc = sums.setdefault(key, dict.fromkeys(_USAGE_INT_FIELDS, 0))
+        for name in _USAGE_INT_FIELDS:
+            acc[name] += getattr(row, name)
+    results = []
+    for key in sorted(sums, key=sort_key):
+        s = sums[key]
+        results.append(
+            {
+                "uncached_input_tokens": s["uncached_input_tokens"],
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": s["cache_creation_5m_input_tokens"],
+                    "ephemeral_1h_input_tokens": s["cache_creation_1h_input_tokens"],
+                },
+                "cache_read_input_tokens": s["cache_read_input_tokens"],
+                "output_tokens": s["output_tokens"],
+                "server_tool_use": {"web_search_requests": s["web_search_requests"]},
+                **dict(zip(USAGE_DIMS, key, strict=True)),
+            }
+        )
+    return results
+
+
+def aggregate_costs(rows: Iterable[CostRow], grouped: set[str]) -> list[dict[str, Any]]:
+    """Cost results: ``amount`` as a string of cents, descriptive fields per ``description``."""
+    by_description = "description" in grouped
+    amounts: dict[tuple[Any, ...], Decimal] = {}
+    for row in rows:
+        workspace = row.workspace_id if "workspace_id" in grouped else None
+        details = tuple(getattr(row, f) if by_description else None for f in DESCRIPTION_FIELDS)
+        key = (workspace, *details)
+        amounts[key] = amounts.get(key, Decimal(0)) + row.amount
+    results = []
+    for key in sorted(amounts, key=sort_key):
+        workspace, *details = key
+        results.append(
+            {
+                "amount": decimal_text(amounts[key]),
+                "currency": "USD",
+                **dict(zip(DESCRIPTION_FIELDS, details, strict=True)),
+                "workspace_id": workspace,
+            }
+        )
+    return results
+
+
+# --------------------------------------------------------------------------- server
+
+
+class FakeAnthropicServer(FakeHTTPServer[FakeAnthropicOrg]):
+    """Serves a :class:`FakeAnthropicOrg` over HTTP on loopback (``127.0.0.1`` by default).
+
+    :attr:`base_url` is the origin (``http://127.0.0.1:PORT``): paths start at ``/v1``, as
+    with ``https://api.anthropic.com``. ``now`` (UTC) is the clock of the default
+    ``ending_at``.
+    """
+
+    name = "fake-anthropic"
+    path_prefix = ""
+
+    def __init__(
+        self,
+        org: FakeAnthropicOrg,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(org, host, port, now)
+        self._request_ids = itertools.count(1)
+
+    def handle(self, method: str, target: str, headers: dict[str, str]) -> Response:
+        response = super().handle(method, target, headers)
+        response.headers.setdefault("request-id", f"req_fake{next(self._request_ids):08d}")
+        return response
+
+    def error_body(self, err: ApiError) -> dict[str, Any]:
+        """Anthropic's error object; ``error.type`` follows the status."""
+        kind = ERROR_TYPES.get(err.status, "api_error" if err.status >= 500 else err.type)
+        return {
+            "type": "error",
+            "error": {"type": kind, "message": err.message},
+            "request_id": "req_fake_error",
+        }
+
+    def fault_error(self, status: int) -> ApiError:
+        messages = {
+            429: "Number of requests has exceeded your rate limit (fake).",
+            529: "Overloaded (fake).",
+        }
+        return ApiError(status, messages.get(status, "Internal server error (fake)."))
+
+    def answer(
+        self, method: str, path: str, query: Query, headers: dict[str, str]
+    ) -> dict[str, Any]:
+        self._authorize(headers)
+        if method != "GET":
+            raise ApiError(405, f"Method {method} not allowed on {path}.")
+        return self._route(path, query)
+
+    def _authorize(self, headers: dict[str, str]) -> None:
+        key = headers.get("x-api-key", "").strip()
+        if not key:
+            raise ApiError(401, "x-api-key header is required (fake).")
+        if key != self.org.admin_key:
+            raise ApiError(401, "invalid x-api-key (fake: this is not the org's admin key)")
+        version = headers.get("anthropic-version", "").strip()
+        if not version:
+            raise ApiError(401, "anthropic-version: header is required (fake).")
+        if version != API_VERSION:
+            raise bad_request(f"anthropic-version: {version!r} is not a valid version (fake).")
+
+    def _route(self, path: str, query: Query) -> dict[str, Any]:
+        routes: dict[str, Callable[[Query], dict[str, Any]]] = {
+            "/v1/organizations/usage_report/messages": self._usage,
+            "/v1/organizations/cost_report": self._costs,
+            "/v1/organizations/workspaces": self._workspaces,
+            "/v1/organizations/api_keys": self._api_keys,
+            "/v1/organizations/me": self._me,
+        }
+        route = routes.get(path.rstrip("/"))
+        if route is None:
+            raise ApiError(404, f"Not found: {path} (fake Anthropic server).")
+        return route(query)
+
+    def _usage(self, query: Query) -> dict[str, Any]:
+        width = query.one("bucket_width") or "1d"
+        if width in ("1h", "1m"):
+            raise bad_request(f"bucket_width={width} is not supported by the fake (1d only).")
+        if width != "1d":
+            raise bad_request(f"bucket_width: Input should be '1d', '1h' or '1m', got {width!r}")
+        window = _window(query, self._now())
+        grouped = group_by(query, USAGE_DIMS)
+        wanted = filters(query, _USAGE_FILTERS)
+        rows = by_day(r for r in self.org.usage if matches(r, wanted))
+        return _report_page(window, lambda day: aggregate_usage(rows.get(day, []), grouped))
+
+    def _costs(self, query: Query) -> dict[str, Any]:
+        width = query.one("bucket_width") or "1d"
+        if width != "1d":
+            raise bad_request(f"bucket_width: the cost report supports only '1d', got {width!r}")
+        window = _window(query, self._now())
+        grouped = group_by(query, COST_GROUPS)
+        rows = by_day(self.org.costs)
+        return _report_page(window, lambda day: aggregate_costs(rows.get(day, []), grouped))
+
+    def _workspaces(self, query: Query) -> dict[str, Any]:
+        include_archived = bool(query.boolean("include_archived"))
+        items = [w for w in self.org.workspaces if include_archived or w.get("archived_at") is None]
+        return list_page(items, query, "after_id", WORKSPACE_LIMITS)
+
+    def _api_keys(self, query: Query) -> dict[str, Any]:
+        items = self.org.api_keys
+        status = query.one("status")
+        if status:
+            if status not in API_KEY_STATUSES:
+                raise bad_request(f"status: Input should be one of {API_KEY_STATUSES}", "status")
+            items = [k for k in items if k.get("status") == status]
+        workspace = query.one("workspace_id")
+        if workspace:
+            items = [k for k in items if k.get("workspace_id") == workspace]
+        return list_page(items, query, "after_id", API_KEY_LIMITS)
+
+    def _me(self, _query: Query) -> dict[str, Any]:
+        return {"id": "fake-org-0000", "type": "organization", "name": self.org.name}
+
+
+def midnight_rfc3339(day: date) -> str:
+    """``2026-03-01T00:00:00Z`` for a UTC day."""
+    return rfc3339(day_start(day))
