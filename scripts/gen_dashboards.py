@@ -675,6 +675,194 @@ def health(cur: str) -> Dashboard:
                     ),
                 ],
             ),
+            Row(
+                "Currency conversion",
+                [
+                    Panel(
+                        "FX rate applied today",
+                        "stat",
+                        [(f"aicost_fx_rate{{{JOB}}}", "{{base}}->{{quote}} ({{source}})")],
+                        "none",
+                        "ECB reference rate applied to today's costs (units of quote per unit of base) and its source: ecb-daily, ecb-hist-90d, ecb-hist, bundled or identity.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                        decimals=5,
+                    ),
+                    Panel(
+                        "FX rate date",
+                        "stat",
+                        [
+                            (
+                                f"aicost_fx_rate_date_timestamp_seconds{{{JOB}}} * 1000",
+                                "{{base}}->{{quote}}",
+                            )
+                        ],
+                        "dateTimeAsIsoNoDateIfToday",
+                        "ECB day of the rate in use: the previous working day on weekends, holidays, before 16:00 CET and during ECB outages.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Costs without a rate",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (base, quote, reason) (aicost_fx_unconverted_costs{{{JOB}}})",
+                                "{{base}}->{{quote}} {{reason}}",
+                            )
+                        ],
+                        "short",
+                        "Stored cost records that could not be converted (no_rate, stale) or await conversion (pending); their money is withheld.",
+                        w=6,
+                        h=6,
+                    ),
+                    Panel(
+                        "ECB refresh errors",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (reason) (increase(aicost_fx_refresh_errors_total{{{JOB}}}[$__rate_interval]))",
+                                "{{reason}}",
+                            )
+                        ],
+                        "short",
+                        "Failed ECB downloads per interval; cached rates are used meanwhile.",
+                        w=6,
+                        h=6,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def savings(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-savings",
+        title="AI Cost / Savings",
+        description="Savings recommendations (batch API, cheaper model, cheaper route), inactive API keys and realised prompt-cache savings.",
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Recommended savings per month",
+                        "stat",
+                        [(f"sum(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
+                        m,
+                        "Sum of all published recommendations' projected savings per 30 days. Recommendations can overlap on one stream (batch and downgrade), so treat this as an upper bound.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Inactive key exposure per month",
+                        "stat",
+                        [(f"sum(aicost_inactive_key_exposure_monthly{{{ACC}}}) or vector(0)", "")],
+                        m,
+                        "What quiet-but-valid API keys would cost per 30 days if they resumed at their old rate.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Prompt-cache savings (30d)",
+                        "stat",
+                        [(f"sum(aicost_cache_savings_30d{{{SEL}}}) or vector(0)", "")],
+                        m,
+                        "Realised over the last 30 complete days: cache-read tokens x (input - cache-read list price).",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Open recommendations",
+                        "stat",
+                        [(f"count(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
+                        "short",
+                        "Published (not dismissed) recommendations.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Recommendations",
+                [
+                    Panel(
+                        "Recommendations ranked by monthly saving",
+                        "table",
+                        [(f"sort_desc(aicost_savings_monthly{{{SEL}}})", "")],
+                        m,
+                        "Each recommendation with its stream and target (cheaper model, cheaper provider route, or batch). Evidence: `ai-cost-exporter recommendations --config FILE`.",
+                        w=24,
+                        h=10,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Savings by kind",
+                        "piechart",
+                        [
+                            (
+                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
+                                "{{recommendation}}",
+                            )
+                        ],
+                        m,
+                        "Projected monthly savings per recommendation kind.",
+                        w=8,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Recommended savings over time",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
+                                "{{recommendation}}",
+                            )
+                        ],
+                        m,
+                        "How the projected monthly savings evolve as teams act on them.",
+                        w=16,
+                    ),
+                ],
+            ),
+            Row(
+                "Keys and caching",
+                [
+                    Panel(
+                        "Inactive API keys",
+                        "table",
+                        [(f"sort_desc(aicost_inactive_key_exposure_monthly{{{ACC}}})", "")],
+                        m,
+                        "Keys with spend in days 31-60 and near zero in the last 30 days: rotate or revoke.",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Prompt-cache savings by model (30d)",
+                        "bargauge",
+                        [
+                            (
+                                f"sum by (provider, model) (aicost_cache_savings_30d{{{SEL}}})",
+                                "{{provider}} {{model}}",
+                            )
+                        ],
+                        m,
+                        "Realised prompt-cache savings over the last 30 complete days, per model.",
+                        w=12,
+                        instant=True,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                ],
+            ),
         ],
     )
 
@@ -682,6 +870,7 @@ def health(cur: str) -> Dashboard:
 DASHBOARDS = {
     "ai-spend-overview.json": overview,
     "ai-models-and-tokens.json": models,
+    "ai-savings.json": savings,
     "ai-exporter-health.json": health,
 }
 
