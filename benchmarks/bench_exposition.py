@@ -47,6 +47,8 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from exporter.analytics.attribution import UNASSIGNED, ProjectInfo
+from exporter.analytics.governance import Governance
 from exporter.analytics.windows import WINDOW_NAMES, CostKey, Stream, TokenKey, WindowTotals
 from exporter.exposition import (
     TEXT_CONTENT_TYPE,
@@ -56,7 +58,7 @@ from exporter.exposition import (
     families,
     render,
 )
-from exporter.records import TOKEN_TYPES, ProjectRecord
+from exporter.records import TOKEN_TYPES
 from exporter.server import MetricsServer
 
 MIB = 1024 * 1024
@@ -116,13 +118,15 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
     health_lines = len(pairs) * 4 + 1  # up/last_success/complete_through/duration + build_info
     n_projects = max(1, round((target_lines - health_lines) / LINES_PER_PROJECT))
 
-    projects: list[ProjectRecord] = []
+    projects: list[ProjectInfo] = []
     streams: list[Stream] = []
     tool_keys: list[CostKey] = []
     for i in range(n_projects):
         provider, account = pairs[i % len(pairs)]
         project = f"proj_{rng.getrandbits(64):016x}"
-        projects.append(ProjectRecord(provider, account, project, f"Team {i:05d} workload"))
+        projects.append(
+            ProjectInfo(provider, account, project, f"Team {i:05d} workload", UNASSIGNED)
+        )
         for model in rng.sample(MODELS[provider], MODELS_PER_PROJECT):
             streams.append((provider, account, project, model))
         for cost_type in TOOL_COST_TYPES:
@@ -162,7 +166,7 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
         )
         for p, a in pairs
     ]
-    return Snapshot(totals=totals, projects=projects, health=health)
+    return Snapshot(totals=totals, governance=Governance(project_info=projects), health=health)
 
 
 def sample_lines(text: bytes) -> int:

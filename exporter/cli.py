@@ -224,9 +224,43 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 1
+    for line in budget_warnings(config):
+        print(f"warning: {line}")
     names = ", ".join(f"{p.type}/{p.account}" for p in config.providers)
     print(f"{args.file}: OK ({len(config.providers)} provider(s): {names})")
     return 0
+
+
+def budget_warnings(config: Config) -> list[str]:
+    """Budgets whose scope matches no stored cost, when the history exists (read only).
+
+    Warnings, not errors: a budget may be written before its workload starts."""
+    path = Path(config.storage.path)
+    if not config.budgets or not path.is_file():
+        return []
+    import sqlite3
+
+    from exporter.clock import utc_now
+    from exporter.scheduler import load_governance, load_history
+    from exporter.store import Store
+
+    try:
+        store = Store(path, read_only=True)
+        try:
+            today = utc_now().date()
+            usage, costs, _withheld = load_history(store, today, config.currency)
+            gov = load_governance(config, store, today, usage, costs)
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        return [f"storage.path: cannot read {path} to check budget scopes ({exc})"]
+    index = {b.name: i for i, b in enumerate(config.budgets)}
+    return [
+        f"budgets[{index[b.name]}] ({b.name}): its scope matches no cost in {path} "
+        "(last 30 days and this month)"
+        for b in gov.budgets
+        if not b.matched
+    ]
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
@@ -403,7 +437,7 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
-    from exporter.demo.orgs import running_demo
+    from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
     storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
@@ -417,6 +451,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "storage": {"path": storage},
                 "poll": {"interval": "5m", "backfill_days": args.days},
                 "providers": [org.provider for org in orgs],
+                **DEMO_GOVERNANCE,
             }
         )
         return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -38,6 +39,9 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ACCOUNT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_BUDGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+_POOL_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_POOL = re.compile(rf"^{_POOL_SEGMENT}(/{_POOL_SEGMENT})*$")
 
 
 def parse_duration(value: Any) -> float:
@@ -252,6 +256,155 @@ AnyProviderConfig = Annotated[
 PROVIDER_TYPES: tuple[str, ...] = ("openai", "anthropic")
 
 
+# --------------------------------------------------------------------------- governance
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One selector value: exact strings (any of them) or an anchored regular expression.
+
+    YAML forms: ``team: search`` (exact), ``team: [search, ads]`` (any of),
+    ``model: {regex: "gpt-4o.*"}`` (the whole value must match, as in PromQL).
+    """
+
+    values: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, value: str, *, hierarchical: bool = False) -> bool:
+        """``hierarchical``: an exact value also matches its descendants (``eng`` ->
+        ``eng/search``), so a pool selector rolls a subtree up."""
+        if self.pattern is not None:
+            return self.pattern.fullmatch(value) is not None
+        if value in self.values:
+            return True
+        return hierarchical and any(value.startswith(v + "/") for v in self.values)
+
+
+def parse_matcher(value: Any) -> Matcher:
+    if isinstance(value, Matcher):
+        return value
+    if isinstance(value, str):
+        return Matcher(values=(value.strip(),))
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return Matcher(values=tuple(v.strip() for v in value))
+    if isinstance(value, dict) and set(value) == {"regex"} and isinstance(value["regex"], str):
+        try:
+            return Matcher(pattern=re.compile(value["regex"]))
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    raise ValueError("expected a string, a non-empty list of strings, or {regex: PATTERN}")
+
+
+Selector = Annotated[Matcher, PlainValidator(parse_matcher)]
+
+
+def _label_value(value: str) -> str:
+    if any(c in value for c in "\n\r\t"):
+        raise ValueError("must not contain tabs or line breaks")
+    return value
+
+
+class AttributionMatch(_Strict):
+    """Which projects a rule applies to; all given selectors must match (none: every project)."""
+
+    provider: Selector | None = None
+    account: Selector | None = None
+    project: Selector | None = None  # the provider's project / workspace id
+    project_name: Selector | None = None  # the display name the provider reports
+
+
+class AttributionRule(_Strict):
+    """Labels for matching projects. Each label is taken from the FIRST rule that matches
+    the project and sets it, so a rule may set only some labels (e.g. just `environment`)."""
+
+    match: AttributionMatch = AttributionMatch()
+    team: str | None = None
+    pool: str | None = None  # a path, e.g. eng/search; budgets on `eng` roll it up
+    cost_owner: str | None = None
+    environment: str | None = None
+
+    @field_validator("team", "cost_owner", "environment")
+    @classmethod
+    def _labels(cls, value: str | None) -> str | None:
+        return None if value is None else _label_value(value)
+
+    @field_validator("pool")
+    @classmethod
+    def _pool(cls, value: str | None) -> str | None:
+        if value is not None and not _POOL.match(value):
+            raise ValueError(
+                "must be a path of names separated by '/', e.g. eng/search "
+                "(letters, digits, '_', '.', '-')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> AttributionRule:
+        if all(v is None for v in (self.team, self.pool, self.cost_owner, self.environment)):
+            raise ValueError("set at least one of team, pool, cost_owner, environment")
+        return self
+
+
+class BudgetScope(_Strict):
+    """Which cost a budget counts; all given selectors must match (none: all cost).
+
+    ``team``, ``pool`` and ``environment`` come from the project's attribution; an exact
+    ``pool`` also matches the pools below it."""
+
+    provider: Selector | None = None
+    account: Selector | None = None
+    project: Selector | None = None
+    model: Selector | None = None
+    team: Selector | None = None
+    pool: Selector | None = None
+    environment: Selector | None = None
+
+
+DEFAULT_THRESHOLDS: tuple[Decimal, ...] = (Decimal("0.5"), Decimal("0.8"), Decimal("1.0"))
+
+
+class BudgetConfig(_Strict):
+    name: str
+    period: Literal["day", "week", "month"]  # UTC; weeks are ISO weeks (Monday first)
+    limit: Decimal = Field(gt=0)  # in the accounting currency (`currency`)
+    scope: BudgetScope = BudgetScope()
+    thresholds: tuple[Decimal, ...] = DEFAULT_THRESHOLDS  # fractions of `limit`
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _BUDGET_NAME.match(value):
+            raise ValueError(
+                "must start with a letter or digit and use letters, digits, '_', '.', ':', "
+                "'-' (it becomes the `budget` label)"
+            )
+        return value
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _exact_limit(cls, value: Any) -> Any:
+        # YAML 50.1 arrives as a float; read it the way it was written, not as its binary value
+        return str(value) if isinstance(value, float) else value
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _exact_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, float) else v for v in value]
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, value: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+        if not value:
+            raise ValueError("give at least one threshold, e.g. [0.8, 1.0]")
+        if any(not Decimal(0) < t <= Decimal(10) for t in value):
+            raise ValueError("each threshold is a fraction of the limit, > 0 and <= 10")
+        if len(set(value)) != len(value):
+            raise ValueError("thresholds must be distinct")
+        return tuple(sorted(value))
+
+
 class Config(_Strict):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     currency: str = "USD"
@@ -261,6 +414,8 @@ class Config(_Strict):
     fx: FxConfig = FxConfig()
     recommendations: RecommendationsConfig = RecommendationsConfig()
     providers: list[AnyProviderConfig] = Field(default_factory=list)
+    attribution: list[AttributionRule] = Field(default_factory=list)
+    budgets: list[BudgetConfig] = Field(default_factory=list)
 
     @field_validator("currency")
     @classmethod
@@ -285,6 +440,19 @@ class Config(_Strict):
                 )
             seen.add(key)
         return self
+
+    @field_validator("budgets")
+    @classmethod
+    def _unique_budgets(cls, value: list[BudgetConfig]) -> list[BudgetConfig]:
+        names = [b.name for b in value]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                first = names.index(name)
+                raise ValueError(
+                    f"budgets[{first}] and budgets[{i}] are both named {name!r}; "
+                    "budget names must be unique"
+                )
+        return value
 
 
 def currency_code(value: str) -> str:

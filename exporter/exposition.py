@@ -27,11 +27,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
+from exporter.analytics.governance import Governance
 from exporter.analytics.recommendations import RecommendationMetrics
-from exporter.analytics.windows import WINDOW_NAMES, WindowTotals
+from exporter.analytics.windows import TOKEN_WINDOW_NAMES, WINDOW_NAMES, WindowTotals
 from exporter.clock import midnight_ts
 from exporter.metrics import BY_NAME
-from exporter.records import ProjectRecord
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -71,7 +71,7 @@ class FxState:
 @dataclass
 class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
-    projects: list[ProjectRecord] = field(default_factory=list)
+    governance: Governance = field(default_factory=Governance)
     health: list[ProviderHealth] = field(default_factory=list)
     fx: FxState = field(default_factory=FxState)
     recommendations: RecommendationMetrics = field(default_factory=RecommendationMetrics)
@@ -115,7 +115,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for key, amount in sorted(t.cost.get(window, {}).items()):
             fam.add_metric(list(key), _num(amount))
         yield fam
-    for window in WINDOW_NAMES:
+    for window in TOKEN_WINDOW_NAMES:
         fam = _gauge(f"aicost_tokens_{window}")
         for key, n in sorted(t.tokens.get(window, {}).items()):
             fam.add_metric(list(key), n)
@@ -140,10 +140,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             fam.add_metric(list(key), _num(v))
         yield fam
 
-    info = _gauge("aicost_project_info")
-    for p in snapshot.projects:
-        info.add_metric([p.provider, p.account, p.project, p.name], 1)
-    yield info
+    yield from _governance(snapshot.governance)
 
     health = sorted(snapshot.health, key=lambda h: (h.provider, h.account))
     for name, attr in (
@@ -189,6 +186,56 @@ def _fx_families(fx: FxState) -> Iterator[Metric]:
     for reason, n in sorted(fx.refresh_errors.items()):
         errors.add_metric([reason], n)
     yield errors
+
+
+def _governance(g: Governance) -> Iterator[Metric]:
+    """Baselines, anomalies, forecasts, new streams, budgets and project attribution."""
+    cur = g.currency
+    baseline = _gauge("aicost_cost_daily_baseline")
+    score = _gauge("aicost_cost_anomaly_score")
+    for stream, b in sorted(g.baselines.items()):
+        baseline.add_metric([*stream, cur], _num(b.expected))
+        score.add_metric(list(stream), b.score)
+    yield baseline
+    yield score
+    forecast = _gauge("aicost_cost_forecast_month_end")
+    for stream, amount in sorted(g.forecasts.items()):
+        forecast.add_metric([*stream, cur], _num(amount))
+    yield forecast
+    first_seen = _gauge("aicost_stream_first_seen_timestamp_seconds")
+    for stream, day in sorted(g.new_streams.items()):
+        first_seen.add_metric(list(stream), midnight_ts(day))
+    yield first_seen
+
+    budgets = sorted(g.budgets, key=lambda b: b.name)
+    for name, attr in (
+        ("aicost_budget_limit", "limit"),
+        ("aicost_budget_spend", "spend"),
+        ("aicost_budget_forecast", "forecast"),
+        ("aicost_budget_utilization_ratio", "utilization"),
+    ):
+        fam = _gauge(name)
+        for b in budgets:
+            fam.add_metric([b.name, b.period, cur], _num(getattr(b, attr)))
+        yield fam
+    thresholds = _gauge("aicost_budget_threshold_ratio")
+    matched = _gauge("aicost_budget_scope_matched")
+    for b in budgets:
+        for t in b.thresholds:
+            thresholds.add_metric([b.name, format(t.normalize(), "f")], _num(t))
+        matched.add_metric([b.name], 1 if b.matched else 0)
+    yield thresholds
+    yield matched
+
+    info = _gauge("aicost_project_info")
+    for p in g.project_info:
+        a = p.attribution
+        info.add_metric(
+            [p.provider, p.account, p.project, p.project_name,
+             a.team, a.pool, a.cost_owner, a.environment],
+            1,
+        )  # fmt: skip
+    yield info
 
 
 class _SnapshotCollector(Collector):

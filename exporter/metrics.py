@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 STREAM = ("provider", "account", "project", "model")
 PROVIDER = ("provider", "account")
+BUDGET = ("budget", "period", "currency")
 
 POLLED = "Refreshed after each poll from the SQLite history, not at scrape time."
 
@@ -52,6 +53,15 @@ def _windows() -> list[MetricDef]:
                 f"cache_write add up to all tokens. {POLLED}",
             )
         )
+    out.append(
+        MetricDef(
+            "aicost_tokens_prev_7d",
+            "gauge",
+            (*STREAM, "token_type"),
+            "Tokens of the 7 complete UTC days before the last 7 (days 8-14 ago), for "
+            f"week-over-week growth without Prometheus retention. {POLLED}",
+        )
+    )
     for window, phrase in WINDOWS.items():
         out.append(
             MetricDef(
@@ -114,10 +124,87 @@ CATALOGUE: list[MetricDef] = [
         "(kept in SQLite). " + POLLED,
     ),
     MetricDef(
+        "aicost_cost_daily_baseline",
+        "gauge",
+        (*STREAM, "currency"),
+        "Expected cost of yesterday (all cost types): weekday factor x median of the prior "
+        "28 complete days, deseasonalised. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_cost_anomaly_score",
+        "gauge",
+        STREAM,
+        "Yesterday's cost vs aicost_cost_daily_baseline as a robust z-score (spread: MAD of "
+        "the prior 28 days, at least 20 % of the baseline); >= 3 is unusual. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_cost_forecast_month_end",
+        "gauge",
+        (*STREAM, "currency"),
+        "Projected cost of the current UTC month (all cost types): month to date plus a "
+        "weekday-aware run rate of recent complete days. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_stream_first_seen_timestamp_seconds",
+        "gauge",
+        STREAM,
+        "Start of the first UTC day with data in the store, only for streams first seen in "
+        "the last 7 days (a new workload). " + POLLED,
+    ),
+    MetricDef(
+        "aicost_budget_limit",
+        "gauge",
+        BUDGET,
+        "Configured limit of the budget for its period. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_budget_spend",
+        "gauge",
+        BUDGET,
+        "Cost in the budget's scope from the start of its current UTC period (day, ISO week, "
+        "month) through now. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_budget_forecast",
+        "gauge",
+        BUDGET,
+        "Projected cost in the budget's scope at the end of its current period. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_budget_utilization_ratio",
+        "gauge",
+        BUDGET,
+        "aicost_budget_spend / aicost_budget_limit. " + POLLED,
+    ),
+    MetricDef(
+        "aicost_budget_threshold_ratio",
+        "gauge",
+        ("budget", "threshold"),
+        "The budget's alert thresholds as fractions of its limit (value = threshold), for "
+        "alert rules that compare utilisation against them.",
+    ),
+    MetricDef(
+        "aicost_budget_scope_matched",
+        "gauge",
+        ("budget",),
+        "1 if the budget's scope matched any cost in the last 30 days or the current "
+        "month, else 0 (probably a typo in the scope). " + POLLED,
+    ),
+    MetricDef(
         "aicost_project_info",
         "gauge",
-        ("provider", "account", "project", "project_name"),
-        "Always 1; names and attribution of a project/workspace, for group_left joins. " + POLLED,
+        (
+            "provider",
+            "account",
+            "project",
+            "project_name",
+            "team",
+            "pool",
+            "cost_owner",
+            "environment",
+        ),
+        "Always 1; names and attribution of a project/workspace, for group_left joins "
+        "(unattributed projects are in pool unassigned). " + POLLED,
     ),
     MetricDef(
         "aicost_up",

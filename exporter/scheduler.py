@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from exporter.analytics import governance
+from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.recommendations import (
     Findings,
     RecommendationMetrics,
@@ -51,6 +53,29 @@ from exporter.records import CostRecord, UsageRecord
 from exporter.store import CostAnnotator, Store, retention_cutoff
 
 log = logging.getLogger(__name__)
+
+
+def load_history(
+    store: Store, today: date, currency: str
+) -> tuple[list[UsageRecord], list[CostRecord], list[CostRecord]]:
+    """The stored rows every window, governance analytic and recommendation of ``today``
+    needs: (usage, costs converted to ``currency``, cost rows withheld for lack of a rate)."""
+    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
+    end = today + timedelta(days=1)
+    costs, withheld = store.converted_costs_between(start, end, currency)
+    return store.usage_between(start, end), costs, withheld
+
+
+def load_governance(
+    config: Config,
+    store: Store,
+    today: date,
+    usage: list[UsageRecord],
+    costs: list[CostRecord],
+) -> governance.Governance:
+    """Attribution, budgets, forecasts, baselines and new streams from the loaded rows."""
+    first_seen = store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS))
+    return governance.compute_governance(config, today, costs, usage, store.projects(), first_seen)
 
 
 class Poller:
@@ -239,6 +264,7 @@ class Service:
         ]
         self._render_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._unmatched_budgets: set[str] = set()
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -249,10 +275,10 @@ class Service:
     def snapshot(self) -> Snapshot:
         today = self.clock().date()
         start = history_start(today)
-        end = today + timedelta(days=1)
-        oldest = min(start, recommendations_start(today))
-        usage = self.store.usage_between(oldest, end)
-        costs, withheld = self.store.converted_costs_between(oldest, end, self.config.currency)
+        usage, costs, withheld = load_history(self.store, today, self.config.currency)
+        gov = load_governance(self.config, self.store, today, usage, costs)
+        if costs:  # an empty history (before the first poll) matches nothing: no news
+            self._warn_unmatched(gov)
         return Snapshot(
             totals=compute_windows(
                 today,
@@ -260,10 +286,14 @@ class Service:
                 [c for c in costs if c.day >= start],
                 [w for w in withheld if w.day >= start],
             ),
-            projects=self.store.projects(),
+            governance=gov,
             health=self.health(),
             fx=self.fx.state(today),
-            recommendations=self._recommendations(today, usage, costs),
+            recommendations=self._recommendations(
+                today,
+                [u for u in usage if u.day >= recommendations_start(today)],
+                [c for c in costs if c.day >= recommendations_start(today)],
+            ),
         )
 
     def _recommendations(
@@ -291,6 +321,18 @@ class Service:
             first_seen=first_seen,
             max_series=cfg.max_series,
         )
+
+    def _warn_unmatched(self, gov: governance.Governance) -> None:
+        """Log a budget whose scope matches no cost: once when it starts to (or at the first
+        refresh with data), not on every refresh."""
+        unmatched = {b.name for b in gov.budgets if not b.matched}
+        for name in sorted(unmatched - self._unmatched_budgets):
+            log.warning(
+                "budget %s: its scope matches no cost in the last 30 days or this month "
+                "(aicost_budget_scope_matched=0); check its selectors and attribution",
+                name,
+            )
+        self._unmatched_budgets = unmatched
 
     def refresh(self) -> Rendered:
         with self._render_lock:

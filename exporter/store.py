@@ -188,13 +188,20 @@ CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
 
 
 class Store:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
+        """``read_only``: open an existing history without creating, migrating or writing
+        it (``check-config`` inspects the store of a running exporter this way)."""
         self.path = str(path)
+        self._lock = threading.RLock()
+        if read_only:
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            return
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self.db = sqlite_utils.Database(conn)
-        self._lock = threading.RLock()
         with self._lock:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -536,6 +543,19 @@ class Store:
                 (currency, currency),
             ).fetchall()
         return {(c, reason): n for c, reason, n in rows}
+
+    def streams_first_seen(self, since: date) -> dict[tuple[str, str, str, str], date]:
+        """Streams (provider, account, project, model) whose first day with usage or cost
+        data in the store is on or after ``since``, with that day."""
+        sql = (
+            "SELECT provider, account, project, model, MIN(day) AS first FROM ("
+            "SELECT provider, account, project, model, day FROM costs UNION ALL "
+            "SELECT provider, account, project, model, day FROM usage) "
+            "GROUP BY provider, account, project, model HAVING MIN(day) >= ?"
+        )
+        with self._lock:
+            rows = self.db.execute(sql, (since.isoformat(),)).fetchall()
+        return {(p, a, proj, m): date.fromisoformat(first) for p, a, proj, m, first in rows}
 
     def _select(self, table: str, start: date, end: date) -> list[dict[str, Any]]:
         with self._lock:

@@ -177,7 +177,9 @@ def test_default_workspace_is_project_default_with_its_name_and_workspaces_keep_
         w["id"]: w["name"] for w in anthropic.org.workspaces
     }
     for project, name in names.items():
-        assert got[("aicost_project_info", labels(project=project, project_name=name))] == 1
+        unattributed = {"team": "", "pool": "unassigned", "cost_owner": "", "environment": ""}
+        info = labels(project=project, project_name=name, **unattributed)
+        assert got[("aicost_project_info", info)] == 1
     assert any(dict(k).get("project") == "default" for (n, k) in got if n == "aicost_cost_today")
     keys = {k.key_id: k for k in svc.store.api_keys() if k.provider == "anthropic"}
     assert {k["id"]: k["status"] for k in anthropic.org.api_keys} == {

@@ -69,6 +69,47 @@ def test_example_config_passes_check_config() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_check_config_warns_about_budgets_matching_no_stored_cost(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from exporter.records import CostRecord, FetchResult
+    from exporter.store import Store
+
+    db = tmp_path / "h.db"
+    today = datetime.now(UTC).date()  # the subprocess reads the real clock
+    row = CostRecord("openai", "openai", today, "proj_a", "gpt-4o", "tokens", Decimal(3))
+    store = Store(db)
+    store.replace_window("openai", "openai", FetchResult(today, today + timedelta(1), costs=[row]))
+    store.close()
+    config = {
+        "storage": {"path": str(db)},
+        "providers": [{"type": "openai", "api_key_env": KEY_ENV}],
+        "attribution": [{"match": {"project": "proj_a"}, "team": "search"}],
+        "budgets": [
+            {"name": "search", "period": "day", "limit": 5, "scope": {"team": "search"}},
+            {"name": "typo", "period": "month", "limit": 5, "scope": {"team": "serach"}},
+        ],
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    before = db.stat().st_mtime_ns
+    proc = cli("check-config", str(path), env={KEY_ENV: FAKE_SECRET})
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: budgets[1] (typo): its scope matches no cost in {db} "
+        "(last 30 days and this month)"
+    ]
+    assert db.stat().st_mtime_ns == before  # read only
+    # no history yet: nothing to check against, no warning
+    config["storage"]["path"] = str(tmp_path / "none.db")
+    path.write_text(yaml.safe_dump(config))
+    proc = cli("check-config", str(path), env={KEY_ENV: FAKE_SECRET})
+    assert proc.returncode == 0 and "warning" not in proc.stdout
+    assert not (tmp_path / "none.db").exists()
+
+
 def test_poll_once_backfills_stores_and_exits(fake: FakeOpenAIServer, tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     db = tmp_path / "h.db"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.config import ConfigErrors, check, load, parse_duration, resolve_key, validate
 
@@ -122,6 +124,25 @@ def test_resolve_key_from_env_and_file_never_shows_the_value(tmp_path: Path) -> 
 def test_example_config_is_valid() -> None:
     config = load(Path(__file__).parent.parent / "config.example.yaml")
     assert config.providers, "the example should show a provider block"
+
+
+def test_the_commented_examples_in_the_example_config_validate_when_uncommented() -> None:
+    """``key: []`` followed by ``#  - ...`` lines: the lines are the commented-out list."""
+    text = (Path(__file__).parent.parent / "config.example.yaml").read_text()
+    uncommented: dict[str, list[str]] = {}
+    key = None
+    for line in text.splitlines():
+        if m := re.fullmatch(r"(\w+): \[\]", line):
+            key = m.group(1)
+            uncommented[key] = []
+        elif key and line.startswith("#  "):
+            uncommented[key].append(line[1:])
+        else:
+            key = None
+    assert set(uncommented) == {"attribution", "budgets"}
+    data = {k: yaml.safe_load("\n".join(lines)) for k, lines in uncommented.items()}
+    config = validate(data)
+    assert len(config.attribution) == 2 and len(config.budgets) == 3
 
 
 def test_provider_types_match_the_registry() -> None:

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
+from exporter.analytics.anomaly import Baseline
+from exporter.analytics.governance import compute_governance
 from exporter.analytics.windows import compute_windows
+from exporter.config import validate
 from exporter.exposition import FxRateSample, FxState, ProviderHealth, Snapshot, render
 from exporter.metrics import CATALOGUE
 from exporter.records import CostRecord, ProjectRecord, UsageRecord
@@ -50,14 +53,37 @@ def seeded_snapshot() -> Snapshot:
         errors={"auth": 0, "rate_limit": 1, "upstream": 0, "timeout": 0, "parse": 0, "config": 0},
         requests={("costs", "200"): 2, ("costs", "429"): 1},
     )  # fmt: skip
+    projects = [
+        ProjectRecord(
+            "openai", "main", "proj_a", "Search", created_at=datetime(2025, 1, 1, tzinfo=UTC)
+        ),
+        ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
+    ]
+    config = validate(
+        {
+            "attribution": [
+                {"match": {"project": "proj_a"}, "team": "search", "pool": "eng/search",
+                 "cost_owner": "ana", "environment": "prod"},
+            ],
+            "budgets": [
+                {"name": "search-monthly", "period": "month", "limit": 100,
+                 "scope": {"team": "search"}, "thresholds": [0.8, 1]},
+                {"name": "staging-daily", "period": "day", "limit": 50,
+                 "scope": {"environment": "staging"}},
+            ],
+        }
+    )  # fmt: skip
+    new_stream = ("openai", "main", "proj_b", "text-embedding-3-small")
+    governance = compute_governance(
+        config, TODAY, costs, usage, projects, first_seen={new_stream: date(2026, 2, 27)}
+    )
+    # three days of history give no baseline yet; render one anyway
+    governance.baselines[("openai", "main", "proj_a", "gpt-4o-2024-08-06")] = Baseline(
+        Decimal("0.005"), 4.5
+    )
     return Snapshot(
         totals=compute_windows(TODAY, usage, costs),
-        projects=[
-            ProjectRecord(
-                "openai", "main", "proj_a", "Search", created_at=datetime(2025, 1, 1, tzinfo=UTC)
-            ),
-            ProjectRecord("openai", "main", "proj_b", 'Data "pipeline"'),
-        ],
+        governance=governance,
         health=[health],
         fx=FxState(
             rates=[FxRateSample("USD", "USD", "identity", Decimal(1), TODAY)],
@@ -93,7 +119,19 @@ def test_values_trace_back_to_rows() -> None:
     assert value("aicost_tokens_today", **stream, token_type="input") == 300
     assert value("aicost_requests_month_to_date", **stream) == 12
     assert value("aicost_project_info", provider="openai", account="main", project="proj_b",
-                 project_name='Data "pipeline"') == 1  # fmt: skip
+                 project_name='Data "pipeline"', team="", pool="unassigned", cost_owner="",
+                 environment="") == 1  # fmt: skip
+    assert value("aicost_project_info", provider="openai", account="main", project="proj_a",
+                 project_name="Search", team="search", pool="eng/search", cost_owner="ana",
+                 environment="prod") == 1  # fmt: skip
+    budget = {"budget": "search-monthly", "period": "month", "currency": "USD"}
+    assert value("aicost_budget_spend", **budget) == 0.0145 + 0.03  # proj_a in March
+    assert value("aicost_budget_limit", **budget) == 100
+    assert value("aicost_budget_threshold_ratio", budget="search-monthly", threshold="0.8") == 0.8
+    assert value("aicost_budget_scope_matched", budget="staging-daily") == 0
+    new_stream = {"provider": "openai", "account": "main", "project": "proj_b",
+                  "model": "text-embedding-3-small"}  # fmt: skip
+    assert value("aicost_stream_first_seen_timestamp_seconds", **new_stream) == 1772150400
     assert value("aicost_poll_errors_total", provider="openai", account="main",
                  reason="rate_limit") == 1  # fmt: skip
 

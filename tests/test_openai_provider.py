@@ -100,7 +100,8 @@ def test_every_window_equals_the_fake_orgs_truth_to_the_cent(
     names = {p.project: p.name for p in stores.projects()}
     for p in fake.org.projects:
         labels = {"provider": "openai", "account": "main", "project": p["id"],
-                  "project_name": p["name"]}  # fmt: skip
+                  "project_name": p["name"], "team": "", "pool": "unassigned",
+                  "cost_owner": "", "environment": ""}  # fmt: skip
         assert samples[("aicost_project_info", frozenset(labels.items()))] == 1
         assert names[p["id"]] == p["name"]
     keys = {k.key_id: k for k in stores.api_keys()}

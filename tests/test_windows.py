@@ -53,6 +53,7 @@ def test_totals_per_window_and_ratios() -> None:
     assert t.cost["today"][("openai", "a", "p", "", "web_search", "USD")] == Decimal("0.25")
     assert t.cost["yesterday"][("openai", "a", "p", "", "web_search", "USD")] == 0
     assert t.tokens["7d"][("openai", "a", "p", "m", "cache_read")] == 50 * sum(range(24, 31))
+    assert t.tokens["prev_7d"][("openai", "a", "p", "m", "cache_read")] == 50 * sum(range(17, 24))
     assert t.requests["month_to_date"][("openai", "a", "p", "m")] == 61
     s = ("openai", "a", "p", "m")
     assert t.cache_hit_ratio[s] == 50 / 160

@@ -25,6 +25,9 @@ TokenKey = tuple[str, str, str, str, str]  # stream + token_type
 
 
 WINDOW_NAMES: tuple[str, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
+# Tokens also get the 7 complete days before the last 7, so week-over-week growth is one
+# division of two gauges and needs no Prometheus retention (``aicost_tokens_prev_7d``).
+TOKEN_WINDOW_NAMES: tuple[str, ...] = (*WINDOW_NAMES, "prev_7d")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ def windows_for(today: date) -> list[Window]:
         Window("30d", today - timedelta(days=30), today),
         Window("month_to_date", first, today + timedelta(days=1)),
     ]
+
+
+def prev_7d_window(today: date) -> Window:
+    """The 7 complete days before the ``7d`` window (tokens only)."""
+    return Window("prev_7d", today - timedelta(days=14), today - timedelta(days=7))
 
 
 def history_start(today: date) -> date:
@@ -75,7 +83,7 @@ def compute_windows(
     ``costs`` are in the accounting currency; ``withheld`` rows (no usable FX rate) remove
     their (stream, cost_type) from every window containing their day.
     """
-    wins = windows_for(today)
+    wins = [*windows_for(today), prev_7d_window(today)]
     cost_keys = {(*_stream(c), c.cost_type, c.currency) for c in costs}
     usage_streams = {_stream(u) for u in usage}
     unconverted = list(withheld)

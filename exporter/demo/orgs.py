@@ -57,6 +57,27 @@ def start_anthropic(stack: ExitStack, today: date, days: int, seed: int) -> Demo
 
 DEMO_ORGS: list[Starter] = [start_openai, start_anthropic]
 
+# Attribution and budgets for the demo projects (by name), so `demo` shows the guardrails:
+# one budget runs over its limit, one is close, one is comfortable.
+DEMO_GOVERNANCE: dict[str, Any] = {
+    "attribution": [
+        {"match": {"project_name": "Search"}, "team": "search", "pool": "eng/search",
+         "cost_owner": "search-lead", "environment": "prod"},
+        {"match": {"project_name": "Support bot"}, "team": "support", "pool": "cx/support",
+         "cost_owner": "cx-lead", "environment": "prod"},
+        {"match": {"project_name": "Data pipeline"}, "team": "data", "pool": "eng/data",
+         "cost_owner": "data-lead", "environment": "prod"},
+        {"match": {"project_name": {"regex": "(?i).*sandbox.*"}}, "team": "research",
+         "pool": "eng/research", "environment": "dev"},
+    ],
+    "budgets": [
+        {"name": "eng-monthly", "period": "month", "limit": 600, "scope": {"pool": "eng"}},
+        {"name": "support-weekly", "period": "week", "limit": 100,
+         "scope": {"team": "support"}},
+        {"name": "dev-daily", "period": "day", "limit": 5, "scope": {"environment": "dev"}},
+    ],
+}  # fmt: skip
+
 
 @contextmanager
 def running_demo(today: date, days: int, seed: int) -> Iterator[list[DemoOrg]]:

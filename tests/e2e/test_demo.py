@@ -29,7 +29,11 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
         tmp_path / "demo.log",
     )
     try:
-        demo.wait_for(lambda: all_up(demo.get("/metrics")), "the demo's first poll")
+        # /metrics answers 503 "Not ready" (not an exposition) until the history is loaded
+        demo.wait_for(
+            lambda: demo.get("/-/ready").status_code == 200 and all_up(demo.get("/metrics")),
+            "the demo's first poll",
+        )
         samples = parse_exposition(demo.metrics())
         mtd = {
             dict(labels)["provider"]: value
@@ -44,6 +48,13 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
             if name == "aicost_project_info" and dict(labels)["provider"] == "anthropic"
         }
         assert "Default workspace" in info
+        budgets = {
+            dict(labels)["budget"]: value
+            for (name, labels), value in samples.items()
+            if name == "aicost_budget_spend"
+        }
+        assert set(budgets) == {"eng-monthly", "support-weekly", "dev-daily"}
+        assert budgets["eng-monthly"] > 0
         assert "<a href='/metrics'>" in demo.get("/").text
     finally:
         demo.stop()

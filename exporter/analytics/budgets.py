@@ -1,0 +1,111 @@
+"""Budgets: spend, end-of-period forecast and utilisation of each configured budget.
+
+A budget has a ``period`` (``day``, ``week`` or ``month``, in UTC; weeks are ISO weeks,
+Monday to Sunday, so a week can straddle two months), a ``limit`` in the accounting
+currency and a ``scope``: selectors on the cost row (provider, account, project, model)
+and on its project's attribution (team, pool, environment). All given selectors must
+match; an exact ``pool`` also matches the pools below it (``eng`` covers ``eng/search``).
+
+* spend = cost in scope from the first day of the current period through today (today is
+  partial and revised, like ``aicost_cost_month_to_date``);
+* forecast = :func:`~exporter.analytics.forecast.forecast_period` over the scope's daily
+  cost, to the end of the period;
+* matched = whether the scope matched any cost row in the loaded history (the last 30
+  complete days and the month so far). A budget that matches nothing is almost always a
+  typo; it is exposed as ``aicost_budget_scope_matched 0`` and logged as a warning.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from exporter.analytics.attribution import UNASSIGNED, Attribution, ProjectKey
+from exporter.analytics.forecast import Stream, forecast_period, month_end
+from exporter.analytics.series import daily_by
+from exporter.config import BudgetConfig, BudgetScope
+from exporter.records import CostRecord
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    name: str
+    period: str
+    start: date  # first day of the current period
+    end: date  # first day of the next period
+    limit: Decimal
+    spend: Decimal
+    forecast: Decimal
+    thresholds: tuple[Decimal, ...]
+    matched: bool
+
+    @property
+    def utilization(self) -> Decimal:
+        return self.spend / self.limit
+
+
+def period_bounds(period: str, today: date) -> tuple[date, date]:
+    """``[start, end)`` of the UTC period containing ``today``."""
+    if period == "day":
+        return today, today + timedelta(days=1)
+    if period == "week":
+        start = today - timedelta(days=today.weekday())  # ISO: Monday
+        return start, start + timedelta(days=7)
+    if period == "month":
+        return today.replace(day=1), month_end(today)
+    raise ValueError(f"unknown budget period {period!r}")
+
+
+def in_scope(scope: BudgetScope, stream: Stream, attribution: Attribution) -> bool:
+    """Whether a stream's cost (provider, account, project, model) counts for a budget."""
+    provider, account, project, model = stream
+    checks = (
+        (scope.provider, provider),
+        (scope.account, account),
+        (scope.project, project),
+        (scope.model, model),
+        (scope.team, attribution.team),
+        (scope.environment, attribution.environment),
+    )
+    if not all(sel is None or sel.matches(value) for sel, value in checks):
+        return False
+    return scope.pool is None or scope.pool.matches(attribution.pool, hierarchical=True)
+
+
+def evaluate_budgets(
+    budgets: Sequence[BudgetConfig],
+    today: date,
+    costs: Iterable[CostRecord],
+    attributions: Mapping[ProjectKey, Attribution],
+) -> list[BudgetStatus]:
+    """The status of every budget; ``costs`` must cover the last 28 complete days and the
+    current period of every budget (see ``governance.history_start``)."""
+    series = daily_by(costs, lambda c: (c.provider, c.account, c.project, c.model))
+    out = []
+    for budget in budgets:
+        start, end = period_bounds(budget.period, today)
+        daily: dict[date, Decimal] = defaultdict(Decimal)
+        matched = False
+        for stream, stream_daily in series.items():
+            if in_scope(budget.scope, stream, attributions.get(stream[:3], UNASSIGNED)):
+                matched = True
+                for day, amount in stream_daily.items():
+                    daily[day] += amount
+        spend = sum((v for d, v in daily.items() if start <= d < end), Decimal(0))
+        out.append(
+            BudgetStatus(
+                name=budget.name,
+                period=budget.period,
+                start=start,
+                end=end,
+                limit=budget.limit,
+                spend=spend,
+                forecast=forecast_period(daily, today, start, end),
+                thresholds=budget.thresholds,
+                matched=matched,
+            )
+        )
+    return out
