@@ -247,26 +247,21 @@ def overview(cur: str) -> Dashboard:
                         instant=True,
                     ),
                     Panel(
-                        "Last 30 days",
+                        "Forecast (month end)",
                         "stat",
-                        [(f"sum(aicost_cost_30d{{{SEL}}})", "")],
+                        [(f"sum(aicost_cost_forecast_month_end{{{SEL}}})", "")],
                         m,
-                        "Cost of the last 30 complete UTC days.",
+                        "Projected cost of the current UTC month: month to date plus a weekday-aware run rate of recent complete days.",
                         w=4,
                         h=4,
                         instant=True,
                     ),
                     Panel(
-                        "Cache hit ratio (30d)",
+                        "Month budgets used",
                         "stat",
-                        [
-                            (
-                                f'sum(aicost_tokens_30d{{{SEL}, token_type="cache_read"}}) / sum(aicost_tokens_30d{{{SEL}, token_type=~"input|cache_read|cache_write"}})',
-                                "",
-                            )
-                        ],
+                        [('max(aicost_budget_utilization_ratio{job=~"$job", period="month"})', "")],
                         "percentunit",
-                        "Share of input tokens served from a prompt cache over the last 30 complete days.",
+                        "Utilisation of the most used monthly budget (spend / limit).",
                         w=4,
                         h=4,
                         instant=True,
@@ -332,6 +327,16 @@ def overview(cur: str) -> Dashboard:
                         ],
                         m,
                         "Month-to-date cost per project/workspace with its name from aicost_project_info.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Month to date by team",
+                        "table",
+                        [('sort_desc(team:aicost_cost_month_to_date:sum{job=~"$job"})', "")],
+                        m,
+                        "Month-to-date cost per team (attribution config), via the recording rule team:aicost_cost_month_to_date:sum; an empty team is unattributed.",
                         w=8,
                         instant=True,
                         transformations=sorted_table(),
@@ -709,7 +714,7 @@ def health(cur: str) -> Dashboard:
                         "timeseries",
                         [
                             (
-                                f"sum by (base, quote, reason) (aicost_fx_unconverted_costs{{{JOB}}})",
+                                f"sum by (base, quote, reason) (aicost_fx_unconverted_costs{{{JOB}}}) or on () vector(0)",
                                 "{{base}}->{{quote}} {{reason}}",
                             )
                         ],
@@ -867,9 +872,183 @@ def savings(cur: str) -> Dashboard:
     )
 
 
+BUD = 'job=~"$job", budget=~"$budget"'
+
+
+def budgets(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-budgets",
+        title="AI Cost / Budgets and forecasts",
+        description="Budget utilisation, end-of-period forecasts, anomaly scores and the AI cost alerts that are firing.",
+        variables=("job", "provider", "account", "project", "model", "budget"),
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Budgets over limit",
+                        "stat",
+                        [
+                            (
+                                f"count(aicost_budget_utilization_ratio{{{BUD}}} >= 1) or vector(0)",
+                                "",
+                            )
+                        ],
+                        "short",
+                        "Budgets whose spend this period reached the limit.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Highest utilisation",
+                        "stat",
+                        [(f"max(aicost_budget_utilization_ratio{{{BUD}}})", "")],
+                        "percentunit",
+                        "The most used budget: spend / limit for its current period.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Forecast to overrun",
+                        "stat",
+                        [
+                            (
+                                f"count(aicost_budget_forecast{{{BUD}}} > aicost_budget_limit{{{BUD}}}) or vector(0)",
+                                "",
+                            )
+                        ],
+                        "short",
+                        "Budgets whose forecast for the end of the period exceeds the limit.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Month-end forecast",
+                        "stat",
+                        [(f"sum(aicost_cost_forecast_month_end{{{SEL}}})", "")],
+                        m,
+                        "Projected cost of the current UTC month for the selected streams: month to date plus a weekday-aware run rate.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Budgets",
+                [
+                    Panel(
+                        "Utilisation per budget",
+                        "bargauge",
+                        [(f"aicost_budget_utilization_ratio{{{BUD}}}", "{{budget}} ({{period}})")],
+                        "percentunit",
+                        "Spend / limit of each budget's current UTC period (day, ISO week, month).",
+                        w=12,
+                        instant=True,
+                        max=1.2,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                    Panel(
+                        "Spend, forecast and limit",
+                        "table",
+                        [
+                            (f"aicost_budget_spend{{{BUD}}}", ""),
+                            (f"aicost_budget_forecast{{{BUD}}}", ""),
+                            (f"aicost_budget_limit{{{BUD}}}", ""),
+                        ],
+                        m,
+                        "Per budget: spend so far this period (A), projected end-of-period spend (B), limit (C).",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table({"instance": True}),
+                    ),
+                    Panel(
+                        "Budget spend over time",
+                        "timeseries",
+                        [
+                            (f"aicost_budget_spend{{{BUD}}}", "{{budget}} spend"),
+                            (f"aicost_budget_limit{{{BUD}}}", "{{budget}} limit"),
+                        ],
+                        m,
+                        "Spend of each budget's current period against its limit.",
+                        w=24,
+                    ),
+                ],
+            ),
+            Row(
+                "Forecasts and anomalies",
+                [
+                    Panel(
+                        "Month-end forecast by project",
+                        "table",
+                        [
+                            (
+                                f"sort_desc(sum by (provider, account, project) (aicost_cost_forecast_month_end{{{SEL}}}))",
+                                "",
+                            )
+                        ],
+                        m,
+                        "Projected cost of the current month per project.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Anomaly score (yesterday)",
+                        "table",
+                        [(f"sort_desc(aicost_cost_anomaly_score{{{SEL}}})", "")],
+                        "short",
+                        "Yesterday's cost vs the weekday-aware 28-day baseline as a robust z-score; 3 or more is unusual.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                        decimals=1,
+                    ),
+                    Panel(
+                        "Yesterday vs baseline",
+                        "timeseries",
+                        [
+                            (f"sum(aicost_cost_yesterday{{{SEL}}})", "yesterday"),
+                            (f"sum(aicost_cost_daily_baseline{{{SEL}}})", "baseline"),
+                        ],
+                        m,
+                        "Cost of the last complete day against the sum of the streams' robust baselines.",
+                        w=8,
+                    ),
+                    Panel(
+                        "New workloads (last 7 days)",
+                        "table",
+                        [(f"aicost_stream_first_seen_timestamp_seconds{{{SEL}}} * 1000", "")],
+                        "dateTimeAsIso",
+                        "Streams (project and model) first seen in the last 7 days, with their first day.",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Firing AI cost alerts",
+                        "table",
+                        [('ALERTS{job=~"$job", alertname=~"AICost.*", alertstate="firing"}', "")],
+                        "short",
+                        "Alerts of the shipped rules that are firing now (Prometheus' ALERTS series).",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table({"alertstate": True}),
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
 DASHBOARDS = {
     "ai-spend-overview.json": overview,
     "ai-models-and-tokens.json": models,
+    "ai-budgets-and-forecasts.json": budgets,
     "ai-savings.json": savings,
     "ai-exporter-health.json": health,
 }

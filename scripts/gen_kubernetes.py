@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Generate deploy/kubernetes/{prometheusrule,dashboards-configmap}.yaml from the sources.
 
-    python scripts/gen_kubernetes.py           # rewrite
-    python scripts/gen_kubernetes.py --check   # exit 1 when they drifted from alerting/ or grafana/
+python scripts/gen_kubernetes.py           # rewrite
+python scripts/gen_kubernetes.py --check   # exit 1 when they drifted from alerting/ or grafana/
 """
 
 from __future__ import annotations
@@ -40,9 +40,7 @@ def prometheus_rule() -> str:
 
 
 def dashboards_configmap() -> str:
-    data = {
-        p.name: p.read_text() for p in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
-    }
+    data = {p.name: p.read_text() for p in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))}
     doc = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

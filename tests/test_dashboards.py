@@ -10,12 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from exporter.metrics import CATALOGUE
 
 ROOT = Path(__file__).parent.parent
 FILES = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 KNOWN = {m.name for m in CATALOGUE} | {m.name + "_total" for m in CATALOGUE if m.type == "counter"}
+
+
+RECORDED = {
+    rule["record"]
+    for path in (ROOT / "alerting").glob("*.yaml")
+    for group in yaml.safe_load(path.read_text())["groups"]
+    for rule in group["rules"]
+    if "record" in rule
+}
 
 
 def panels(path: Path) -> list[dict[str, Any]]:
@@ -81,8 +91,10 @@ def test_dashboard_conventions(path: Path) -> None:
 
 @pytest.mark.parametrize(("file", "title", "expr"), queries(), ids=lambda x: str(x)[:40])
 def test_queries_use_only_exposed_metrics(file: str, title: str, expr: str) -> None:
-    names = set(re.findall(r"\b(aicost_[a-z0-9_]+)", expr))
-    assert names, f"{file}/{title}: no aicost metric"
+    names = set(re.findall(r"(?<![:\w])(aicost_[a-z0-9_]+)", expr))
+    recorded = set(re.findall(r"\b([a-z_]+:aicost_[a-z0-9_]+:[a-z0-9_]+)", expr))
+    assert names or recorded or "ALERTS{" in expr, f"{file}/{title}: no aicost metric"
     assert names <= KNOWN, f"{file}/{title}: unknown metrics {names - KNOWN}"
+    assert recorded <= RECORDED, f"{file}/{title}: unknown recording rules {recorded - RECORDED}"
     for counter in re.findall(r"\b(aicost_[a-z0-9_]+_total)\b", expr):
         assert re.search(rf"(rate|increase)\({counter}", expr), f"{counter} outside rate()"

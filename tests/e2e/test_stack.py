@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
 
 from exporter.clock import utc_now
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
+from exporter.demo.fake_openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 from tests.e2e.process import ExporterProcess
 from tests.e2e.stack import ROOT, Alertmanager, Prometheus, Webhook, shorten_for, wait_until
@@ -55,25 +58,60 @@ def alertmanager_config(webhook: Webhook) -> dict:
     return config
 
 
+def exporter_config(tmp: Path, openai_url: str, ecb_url: str, projects: list[dict]) -> dict:
+    """EUR accounting, attribution and budgets: every dashboard panel has something to show."""
+    search, support, pipeline, sandbox = (p["id"] for p in projects[:4])
+    return {
+        "currency": "EUR",
+        "storage": {"path": str(tmp / "history.db")},
+        "poll": {"interval": "2s", "backfill_days": 65, "max_attempts": 1, "timeout": "2s"},
+        "fx": {"base_url": ecb_url, "refresh_interval": "1m"},
+        "attribution": [
+            {"match": {"project": search}, "team": "search", "pool": "eng/search",
+             "cost_owner": "search-lead", "environment": "prod"},
+            {"match": {"project": [support, pipeline]}, "team": "support", "pool": "ops",
+             "environment": "prod"},
+            {"match": {"project": sandbox}, "team": "research", "pool": "eng/rnd",
+             "environment": "dev"},
+        ],
+        "budgets": [
+            # far below the org's spend: AICostBudgetExceeded must page
+            {"name": "eng-monthly", "period": "month", "limit": 1, "scope": {"pool": "eng"}},
+            {"name": "ops-weekly", "period": "week", "limit": 100000, "scope": {"team": "support"}},
+            {"name": "dev-daily", "period": "day", "limit": 100000,
+             "scope": {"environment": "dev"}},
+        ],
+        "providers": [{"type": "openai", "name": "main", "base_url": openai_url,
+                       "api_key_env": "TEST_OPENAI_KEY"}],
+    }  # fmt: skip
+
+
+def with_new_workload(org: FakeOpenAIOrg, today: date) -> FakeOpenAIOrg:
+    """A model the org never used before appears two days ago (a new stream)."""
+    project = org.projects[0]["id"]
+    org.costs = [
+        *org.costs,
+        CostRow(today - timedelta(days=2), project, "gpt-4.1-2025-04-14, input", Decimal("3.5")),
+        CostRow(today - timedelta(days=1), project, "gpt-4.1-2025-04-14, input", Decimal("4.25")),
+    ]
+    return org
+
+
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict]:
     started: list = []
-    fake = FakeOpenAIServer(generate_org(today=utc_now().date(), days=35, seed=2)).start()
+    today = utc_now().date()
+    org = with_new_workload(generate_org(today=today, days=65, seed=2), today)
+    fake = FakeOpenAIServer(org).start()
     started.append(fake)
+    ecb = FakeEcbServer(EcbRates.generate(today - timedelta(days=90), today)).start()
+    started.append(ecb)
     webhook = Webhook()
     started.append(webhook)
     config = tmp_path / "exporter.yaml"
     config.write_text(
-        yaml.safe_dump(
-            {
-                "storage": {"path": str(tmp_path / "history.db")},
-                "poll": {"interval": "2s", "backfill_days": 35, "max_attempts": 1,
-                         "timeout": "2s"},
-                "providers": [{"type": "openai", "name": "main", "base_url": fake.base_url,
-                               "api_key_env": "TEST_OPENAI_KEY"}],
-            }
-        )
-    )  # fmt: skip
+        yaml.safe_dump(exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects))
+    )
     exporter = ExporterProcess(
         ["run", "--config", str(config)],
         {"TEST_OPENAI_KEY": fake.org.admin_key},
@@ -105,12 +143,40 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
         "two samples of the counters", 30, prom.process,
     )  # fmt: skip
 
+    webhook: Webhook = stack["webhook"]
+
+    def paged(alertname: str) -> bool:
+        return any(
+            path == "/pager"
+            and alert["labels"]["alertname"] == alertname
+            and alert["labels"]["severity"] == "critical"
+            and alert["status"] == "firing"
+            for path, alert in webhook.alerts()
+        )
+
+    # a budget configured below current spend pages through the shipped routing
+    wait_until(lambda: paged("AICostBudgetExceeded"), "AICostBudgetExceeded at the pager", 60,
+               prom.process)  # fmt: skip
+    budget = next(
+        a for p, a in webhook.alerts() if a["labels"]["alertname"] == "AICostBudgetExceeded"
+    )
+    assert budget["labels"]["budget"] == "eng-monthly"
+    assert budget["labels"]["currency"] == "EUR"
+    assert budget["annotations"]["summary"] == "A budget is exceeded."
+    # the lower tiers of the same budget are inhibited: never delivered
+    assert not any(
+        a["labels"]["alertname"] in ("AICostBudgetAlmostExhausted", "AICostBudgetThresholdReached")
+        and a["labels"].get("budget") == "eng-monthly"
+        for _, a in webhook.alerts()
+    )
+
     empty = [(f, t, e) for f, t, e in panel_queries() if not prom.query(e)]
     assert not empty, "panel queries without data:\n" + "\n".join(map(str, empty))
+    # money is in the accounting currency
+    assert {s["metric"]["currency"] for s in prom.query("aicost_cost_month_to_date")} == {"EUR"}
 
     # the provider goes away: polls fail -> AICostProviderPollFailing -> tickets receiver
     stack["fake"].stop()
-    webhook: Webhook = stack["webhook"]
 
     def delivered() -> bool:
         return any(
@@ -124,4 +190,5 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
 
     wait_until(delivered, "AICostProviderPollFailing at the tickets webhook", 60, prom.process)
     assert exporter.proc.poll() is None, "the exporter must survive a provider outage"
-    assert not any(path == "/pager" for path, _ in webhook.alerts())
+    pages = {a["labels"]["alertname"] for path, a in webhook.alerts() if path == "/pager"}
+    assert pages <= {"AICostBudgetExceeded"}, pages
