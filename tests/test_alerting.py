@@ -71,3 +71,13 @@ def test_every_recording_rule_is_pinned_by_a_promql_expr_test() -> None:
                     name = rule["record"]
                     assert re.fullmatch(r"[a-z_]+:aicost_[a-z0-9_]+:[a-z0-9_]+", name), name
                     assert f"expr: {name}\n" in tests, f"no promql_expr_test for {name}"
+
+
+def test_readme_alert_table_matches_the_rules() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for rule in alerts():
+        row = (
+            f"| `{rule['alert']}` | {rule['labels']['severity']} | {rule['for']} | "
+            f"{rule['annotations']['summary']} |"
+        )
+        assert row in readme, f"README alerts table lacks or misstates: {row}"
