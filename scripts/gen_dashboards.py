@@ -1,0 +1,1085 @@
+#!/usr/bin/env python3
+"""Generate grafana/dashboards/*.json (the committed JSON is what users import).
+
+    python scripts/gen_dashboards.py                  # rewrite the JSON files
+    python scripts/gen_dashboards.py --check          # exit 1 if they are stale (CI)
+    python scripts/gen_dashboards.py --currency EUR   # money units for another currency
+
+Conventions (monitoring mixins, grafana/dashboard-linter): fixed readable uid, `datasource`
+variable and no hard-coded datasource uid, `job`/`provider`/`account`/`project`/`model`
+variables, a unit and a description on every panel, a headline stat row, UTC, uneditable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Label selectors. Health metrics have no project/model labels.
+SEL = (
+    'job=~"$job", provider=~"$provider", account=~"$account", project=~"$project", model=~"$model"'
+)
+ACC = 'job=~"$job", provider=~"$provider", account=~"$account"'
+JOB = 'job=~"$job"'
+
+
+@dataclass
+class Panel:
+    title: str
+    kind: str  # stat | timeseries | table | bargauge | piechart | gauge
+    exprs: list[tuple[str, str]]  # (expr, legend)
+    unit: str
+    description: str
+    w: int = 12
+    h: int = 8
+    instant: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    transformations: list[dict[str, Any]] = field(default_factory=list)
+    decimals: int | None = None
+    max: float | None = None
+
+
+@dataclass
+class Row:
+    title: str
+    panels: list[Panel]
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    rows: list[Row]
+    variables: tuple[str, ...] = ("job", "provider", "account", "project", "model")
+
+
+def money(currency: str) -> str:
+    return f"currency{currency}"
+
+
+def variable(name: str) -> dict[str, Any]:
+    queries = {
+        "job": "label_values(aicost_build_info, job)",
+        "provider": 'label_values(aicost_up{job=~"$job"}, provider)',
+        "account": 'label_values(aicost_up{job=~"$job", provider=~"$provider"}, account)',
+        "project": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account"}, project)'
+        ),
+        "model": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account", project=~"$project"}, model)'
+        ),
+        "budget": 'label_values(aicost_budget_limit{job=~"$job"}, budget)',
+    }
+    return {
+        "name": name,
+        "label": name,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": queries[name], "refId": f"{name}-var"},
+        "definition": queries[name],
+        "refresh": 2,  # on time range change
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": p.unit}
+    if p.decimals is not None:
+        defaults["decimals"] = p.decimals
+    if p.max is not None:
+        defaults["max"] = p.max
+        defaults["min"] = 0
+    if p.kind == "timeseries":
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
+    options = dict(p.options)
+    if p.kind in ("stat", "gauge", "bargauge"):
+        options.setdefault(
+            "reduceOptions", {"calcs": ["lastNotNull"], "fields": "", "values": False}
+        )
+    targets = [
+        {
+            "datasource": DS,
+            "expr": expr,
+            "legendFormat": legend,
+            "refId": chr(ord("A") + i),
+            "instant": p.instant,
+            "range": not p.instant,
+            **({"format": "table"} if p.kind == "table" else {}),
+        }
+        for i, (expr, legend) in enumerate(p.exprs)
+    ]
+    out: dict[str, Any] = {
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": p.w, "h": p.h},
+        "fieldConfig": {"defaults": defaults, "overrides": p.overrides},
+        "options": options,
+        "targets": targets,
+    }
+    if p.transformations:
+        out["transformations"] = p.transformations
+    return out
+
+
+def dashboard_json(d: Dashboard) -> dict[str, Any]:
+    panels: list[dict[str, Any]] = []
+    pid, y = 1, 0
+    for row in d.rows:
+        panels.append(
+            {
+                "id": pid,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+                "panels": [],
+            }
+        )
+        pid, y, x, row_h = pid + 1, y + 1, 0, 0
+        for p in row.panels:
+            if x + p.w > 24:
+                x, y, row_h = 0, y + row_h, 0
+            panels.append(panel_json(p, pid, x, y))
+            pid, x, row_h = pid + 1, x + p.w, max(row_h, p.h)
+        y += row_h
+    return {
+        "uid": d.uid,
+        "title": d.title,
+        "description": d.description,
+        "tags": ["ai-cost"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "5m",
+        "schemaVersion": 39,
+        "time": {"from": "now-30d", "to": "now"},
+        "id": None,
+        "links": [
+            {"type": "dashboards", "tags": ["ai-cost"], "asDropdown": True, "title": "AI Cost"}
+        ],
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                },
+                *(variable(v) for v in d.variables),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def sorted_table(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [
+        {"id": "merge", "options": {}},
+        {
+            "id": "organize",
+            "options": {
+                "excludeByName": {"Time": True, "__name__": True, "job": True, **(extra or {})}
+            },
+        },
+        {"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}},
+    ]
+
+
+def overview(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-overview",
+        title="AI Cost / Spend overview",
+        description="AI API spend by provider, model and project, from the providers' billed cost.",
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Month to date",
+                        "stat",
+                        [(f"sum(aicost_cost_month_to_date{{{SEL}}})", "")],
+                        m,
+                        "Billed cost from the 1st of the UTC month through now, all selected streams.",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Today",
+                        "stat",
+                        [(f"sum(aicost_cost_today{{{SEL}}})", "")],
+                        m,
+                        "Cost so far in the current UTC day; partial and revised by the provider for days.",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Yesterday",
+                        "stat",
+                        [(f"sum(aicost_cost_yesterday{{{SEL}}})", "")],
+                        m,
+                        "Cost of the last complete UTC day (may still be revised for ~3 days).",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Forecast (month end)",
+                        "stat",
+                        [(f"sum(aicost_cost_forecast_month_end{{{SEL}}})", "")],
+                        m,
+                        "Projected cost of the current UTC month: month to date plus a weekday-aware run rate of recent complete days.",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Month budgets used",
+                        "stat",
+                        [('max(aicost_budget_utilization_ratio{job=~"$job", period="month"})', "")],
+                        "percentunit",
+                        "Utilisation of the most used monthly budget (spend / limit).",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Data complete through",
+                        "stat",
+                        [
+                            (
+                                f"min(aicost_data_complete_through_timestamp_seconds{{{ACC}}}) * 1000",
+                                "",
+                            )
+                        ],
+                        "dateTimeFromNow",
+                        "Every UTC day before this time was read after it closed (oldest across selected providers).",
+                        w=4,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Breakdown",
+                [
+                    Panel(
+                        "Month to date by provider",
+                        "bargauge",
+                        [
+                            (
+                                f"sum by (provider, account) (aicost_cost_month_to_date{{{SEL}}})",
+                                "{{provider}}/{{account}}",
+                            )
+                        ],
+                        m,
+                        "Month-to-date billed cost per provider account.",
+                        w=8,
+                        instant=True,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                    Panel(
+                        "Month to date by model (ranked)",
+                        "table",
+                        [
+                            (
+                                f'sort_desc(sum by (provider, model) (aicost_cost_month_to_date{{{SEL}, model!=""}}))',
+                                "",
+                            )
+                        ],
+                        m,
+                        'Month-to-date token cost per model, highest first. Tool costs (model="") are excluded.',
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Month to date by project",
+                        "table",
+                        [
+                            (
+                                f"sort_desc(sum by (provider, account, project) (aicost_cost_month_to_date{{{SEL}}}) * on (provider, account, project) group_left (project_name) max by (provider, account, project, project_name) (aicost_project_info{{{JOB}}}))",
+                                "",
+                            )
+                        ],
+                        m,
+                        "Month-to-date cost per project/workspace with its name from aicost_project_info.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Month to date by team",
+                        "table",
+                        [('sort_desc(team:aicost_cost_month_to_date:sum{job=~"$job"})', "")],
+                        m,
+                        "Month-to-date cost per team (attribution config), via the recording rule team:aicost_cost_month_to_date:sum; an empty team is unattributed.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Cost by type (month to date)",
+                        "piechart",
+                        [
+                            (
+                                f"sum by (cost_type) (aicost_cost_month_to_date{{{SEL}}})",
+                                "{{cost_type}}",
+                            )
+                        ],
+                        m,
+                        "Token cost vs agentic tool costs (web search, code execution, file search) this month.",
+                        w=8,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Trend",
+                [
+                    Panel(
+                        "Daily cost by provider",
+                        "timeseries",
+                        [(f"sum by (provider) (aicost_cost_yesterday{{{SEL}}})", "{{provider}}")],
+                        m,
+                        "Cost of the previous complete UTC day as Prometheus saw it; each day's value holds for a day.",
+                        w=12,
+                    ),
+                    Panel(
+                        "Cost today by model",
+                        "timeseries",
+                        [(f"sum by (model) (aicost_cost_today{{{SEL}}})", "{{model}}")],
+                        m,
+                        "Running cost of the current UTC day per model; resets at midnight UTC.",
+                        w=12,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def models(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-models",
+        title="AI Cost / Models and tokens",
+        description="Token volumes, caching and effective prices per model.",
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Tokens (30d)",
+                        "stat",
+                        [(f"sum(aicost_tokens_30d{{{SEL}}})", "")],
+                        "short",
+                        "All tokens of the last 30 complete days.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Requests (30d)",
+                        "stat",
+                        [(f"sum(aicost_requests_30d{{{SEL}}})", "")],
+                        "short",
+                        "API requests of the last 30 complete days.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Cost per 1K tokens (30d)",
+                        "stat",
+                        [
+                            (
+                                f'sum(aicost_cost_30d{{{SEL}, cost_type="tokens"}}) / sum(aicost_tokens_30d{{{SEL}}}) * 1000',
+                                "",
+                            )
+                        ],
+                        m,
+                        "Billed token cost per 1,000 tokens over the last 30 complete days, all selected streams.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                        decimals=4,
+                    ),
+                    Panel(
+                        "Cache hit ratio (30d)",
+                        "stat",
+                        [
+                            (
+                                f'sum(aicost_tokens_30d{{{SEL}, token_type="cache_read"}}) / sum(aicost_tokens_30d{{{SEL}, token_type=~"input|cache_read|cache_write"}})',
+                                "",
+                            )
+                        ],
+                        "percentunit",
+                        "Share of input tokens served from a prompt cache over the last 30 complete days.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Tokens",
+                [
+                    Panel(
+                        "Tokens by type (30d)",
+                        "bargauge",
+                        [(f"sum by (token_type) (aicost_tokens_30d{{{SEL}}})", "{{token_type}}")],
+                        "short",
+                        "Tokens of the last 30 complete days: input (uncached), output, cache_read, cache_write add up to all tokens.",
+                        w=8,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Tokens today by type",
+                        "timeseries",
+                        [(f"sum by (token_type) (aicost_tokens_today{{{SEL}}})", "{{token_type}}")],
+                        "short",
+                        "Running token count of the current UTC day.",
+                        w=16,
+                    ),
+                    Panel(
+                        "Input / output ratio (30d)",
+                        "table",
+                        [
+                            (
+                                f'sum by (provider, model) (aicost_tokens_30d{{{SEL}, token_type=~"input|cache_read|cache_write"}}) / sum by (provider, model) (aicost_tokens_30d{{{SEL}, token_type="output"}} > 0)',
+                                "",
+                            )
+                        ],
+                        "short",
+                        "All input tokens per output token over the last 30 complete days.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Requests (30d) by model",
+                        "table",
+                        [
+                            (
+                                f"sort_desc(sum by (provider, model) (aicost_requests_30d{{{SEL}}}))",
+                                "",
+                            )
+                        ],
+                        "short",
+                        "API requests of the last 30 complete days.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Model spend distribution (30d)",
+                        "piechart",
+                        [(f'sum by (model) (aicost_cost_30d{{{SEL}, model!=""}})', "{{model}}")],
+                        m,
+                        "Share of the last 30 days' token cost per model.",
+                        w=8,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Efficiency",
+                [
+                    Panel(
+                        "Cache hit ratio (30d)",
+                        "bargauge",
+                        [
+                            (
+                                f"aicost_cache_hit_ratio{{{SEL}}}",
+                                "{{provider}} {{project}} {{model}}",
+                            )
+                        ],
+                        "percentunit",
+                        "cache_read / (input + cache_read + cache_write) over the last 30 complete days, per stream.",
+                        w=8,
+                        instant=True,
+                        max=1,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                    Panel(
+                        "Effective cost per 1K tokens (30d)",
+                        "table",
+                        [(f"sort_desc(aicost_cost_per_1k_tokens{{{SEL}}})", "")],
+                        m,
+                        "Billed token cost / tokens x 1000 over the last 30 complete days (includes caching and batch discounts).",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                        decimals=4,
+                    ),
+                    Panel(
+                        "Cost per request (30d)",
+                        "table",
+                        [(f"sort_desc(aicost_cost_per_request{{{SEL}}})", "")],
+                        m,
+                        "Billed cost / requests over the last 30 complete days.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                        decimals=4,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def health(cur: str) -> Dashboard:
+    return Dashboard(
+        uid="aicost-exporter-health",
+        title="AI Cost / Exporter health",
+        description="Is the exporter polling, how fast, and how fresh is the data.",
+        variables=("job", "provider", "account"),
+        rows=[
+            Row(
+                "Status",
+                [
+                    Panel(
+                        "Providers up",
+                        "stat",
+                        [(f"sum(aicost_up{{{ACC}}})", "")],
+                        "short",
+                        "Provider accounts whose last poll succeeded.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Providers down",
+                        "stat",
+                        [(f"count(aicost_up{{{ACC}}} == 0) or vector(0)", "")],
+                        "short",
+                        "Provider accounts whose last poll failed.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Last successful poll",
+                        "stat",
+                        [(f"min(aicost_last_success_timestamp_seconds{{{ACC}}}) * 1000", "")],
+                        "dateTimeFromNow",
+                        "End of the oldest last-successful poll across the selected accounts.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Exporter version",
+                        "stat",
+                        [(f"count by (version) (aicost_build_info{{{JOB}}})", "{{version}}")],
+                        "short",
+                        "Running exporter instances per version.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                        options={"textMode": "name"},
+                    ),
+                ],
+            ),
+            Row(
+                "Polling",
+                [
+                    Panel(
+                        "Up by provider",
+                        "timeseries",
+                        [(f"aicost_up{{{ACC}}}", "{{provider}}/{{account}}")],
+                        "bool_yes_no",
+                        "1 when the last poll of the account succeeded.",
+                        w=12,
+                        max=1,
+                    ),
+                    Panel(
+                        "Poll duration",
+                        "timeseries",
+                        [(f"aicost_poll_duration_seconds{{{ACC}}}", "{{provider}}/{{account}}")],
+                        "s",
+                        "Duration of the last poll (backfills take longer).",
+                        w=12,
+                    ),
+                    Panel(
+                        "Poll errors by reason",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (provider, account, reason) (increase(aicost_poll_errors_total{{{ACC}}}[$__rate_interval]))",
+                                "{{provider}}/{{account}} {{reason}}",
+                            )
+                        ],
+                        "short",
+                        "Failed polls per interval by reason (auth, rate_limit, upstream, timeout, parse, config).",
+                        w=12,
+                    ),
+                    Panel(
+                        "Provider API requests by status",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (provider, code) (rate(aicost_api_requests_total{{{ACC}}}[$__rate_interval]))",
+                                "{{provider}} {{code}}",
+                            )
+                        ],
+                        "reqps",
+                        "HTTP calls to provider APIs per second by status; 429 = rate limited.",
+                        w=12,
+                    ),
+                    Panel(
+                        "Data watermark age",
+                        "timeseries",
+                        [
+                            (
+                                f"time() - aicost_data_complete_through_timestamp_seconds{{{ACC}}}",
+                                "{{provider}}/{{account}}",
+                            )
+                        ],
+                        "s",
+                        "Age of the newest complete UTC day read; above 26 h the stale-data alert fires.",
+                        w=12,
+                    ),
+                    Panel(
+                        "Time since last success",
+                        "timeseries",
+                        [
+                            (
+                                f"time() - aicost_last_success_timestamp_seconds{{{ACC}}}",
+                                "{{provider}}/{{account}}",
+                            )
+                        ],
+                        "s",
+                        "Seconds since the last successful poll; it should stay under two poll intervals.",
+                        w=12,
+                    ),
+                ],
+            ),
+            Row(
+                "Currency conversion",
+                [
+                    Panel(
+                        "FX rate applied today",
+                        "stat",
+                        [(f"aicost_fx_rate{{{JOB}}}", "{{base}}->{{quote}} ({{source}})")],
+                        "none",
+                        "ECB reference rate applied to today's costs (units of quote per unit of base) and its source: ecb-daily, ecb-hist-90d, ecb-hist, bundled or identity.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                        decimals=5,
+                    ),
+                    Panel(
+                        "FX rate date",
+                        "stat",
+                        [
+                            (
+                                f"aicost_fx_rate_date_timestamp_seconds{{{JOB}}} * 1000",
+                                "{{base}}->{{quote}}",
+                            )
+                        ],
+                        "dateTimeAsIsoNoDateIfToday",
+                        "ECB day of the rate in use: the previous working day on weekends, holidays, before 16:00 CET and during ECB outages.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Costs without a rate",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (base, quote, reason) (aicost_fx_unconverted_costs{{{JOB}}}) or on () vector(0)",
+                                "{{base}}->{{quote}} {{reason}}",
+                            )
+                        ],
+                        "short",
+                        "Stored cost records that could not be converted (no_rate, stale) or await conversion (pending); their money is withheld.",
+                        w=6,
+                        h=6,
+                    ),
+                    Panel(
+                        "ECB refresh errors",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (reason) (increase(aicost_fx_refresh_errors_total{{{JOB}}}[$__rate_interval]))",
+                                "{{reason}}",
+                            )
+                        ],
+                        "short",
+                        "Failed ECB downloads per interval; cached rates are used meanwhile.",
+                        w=6,
+                        h=6,
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+def savings(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-savings",
+        title="AI Cost / Savings",
+        description="Savings recommendations (batch API, cheaper model, cheaper route), inactive API keys and realised prompt-cache savings.",
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Recommended savings per month",
+                        "stat",
+                        [(f"sum(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
+                        m,
+                        "Sum of all published recommendations' projected savings per 30 days. Recommendations can overlap on one stream (batch and downgrade), so treat this as an upper bound.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Inactive key exposure per month",
+                        "stat",
+                        [(f"sum(aicost_inactive_key_exposure_monthly{{{ACC}}}) or vector(0)", "")],
+                        m,
+                        "What quiet-but-valid API keys would cost per 30 days if they resumed at their old rate.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Prompt-cache savings (30d)",
+                        "stat",
+                        [(f"sum(aicost_cache_savings_30d{{{SEL}}}) or vector(0)", "")],
+                        m,
+                        "Realised over the last 30 complete days: cache-read tokens x (input - cache-read list price).",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Open recommendations",
+                        "stat",
+                        [(f"count(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
+                        "short",
+                        "Published (not dismissed) recommendations.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Recommendations",
+                [
+                    Panel(
+                        "Recommendations ranked by monthly saving",
+                        "table",
+                        [(f"sort_desc(aicost_savings_monthly{{{SEL}}})", "")],
+                        m,
+                        "Each recommendation with its stream and target (cheaper model, cheaper provider route, or batch). Evidence: `ai-cost-exporter recommendations --config FILE`.",
+                        w=24,
+                        h=10,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Savings by kind",
+                        "piechart",
+                        [
+                            (
+                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
+                                "{{recommendation}}",
+                            )
+                        ],
+                        m,
+                        "Projected monthly savings per recommendation kind.",
+                        w=8,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Recommended savings over time",
+                        "timeseries",
+                        [
+                            (
+                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
+                                "{{recommendation}}",
+                            )
+                        ],
+                        m,
+                        "How the projected monthly savings evolve as teams act on them.",
+                        w=16,
+                    ),
+                ],
+            ),
+            Row(
+                "Keys and caching",
+                [
+                    Panel(
+                        "Inactive API keys",
+                        "table",
+                        [(f"sort_desc(aicost_inactive_key_exposure_monthly{{{ACC}}})", "")],
+                        m,
+                        "Keys with spend in days 31-60 and near zero in the last 30 days: rotate or revoke.",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Prompt-cache savings by model (30d)",
+                        "bargauge",
+                        [
+                            (
+                                f"sum by (provider, model) (aicost_cache_savings_30d{{{SEL}}})",
+                                "{{provider}} {{model}}",
+                            )
+                        ],
+                        m,
+                        "Realised prompt-cache savings over the last 30 complete days, per model.",
+                        w=12,
+                        instant=True,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+BUD = 'job=~"$job", budget=~"$budget"'
+
+
+def budgets(cur: str) -> Dashboard:
+    m = money(cur)
+    return Dashboard(
+        uid="aicost-budgets",
+        title="AI Cost / Budgets and forecasts",
+        description="Budget utilisation, end-of-period forecasts, anomaly scores and the AI cost alerts that are firing.",
+        variables=("job", "provider", "account", "project", "model", "budget"),
+        rows=[
+            Row(
+                "Headline",
+                [
+                    Panel(
+                        "Budgets over limit",
+                        "stat",
+                        [
+                            (
+                                f"count(aicost_budget_utilization_ratio{{{BUD}}} >= 1) or vector(0)",
+                                "",
+                            )
+                        ],
+                        "short",
+                        "Budgets whose spend this period reached the limit.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Highest utilisation",
+                        "stat",
+                        [(f"max(aicost_budget_utilization_ratio{{{BUD}}})", "")],
+                        "percentunit",
+                        "The most used budget: spend / limit for its current period.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Forecast to overrun",
+                        "stat",
+                        [
+                            (
+                                f"count(aicost_budget_forecast{{{BUD}}} > aicost_budget_limit{{{BUD}}}) or vector(0)",
+                                "",
+                            )
+                        ],
+                        "short",
+                        "Budgets whose forecast for the end of the period exceeds the limit.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Month-end forecast",
+                        "stat",
+                        [(f"sum(aicost_cost_forecast_month_end{{{SEL}}})", "")],
+                        m,
+                        "Projected cost of the current UTC month for the selected streams: month to date plus a weekday-aware run rate.",
+                        w=6,
+                        h=4,
+                        instant=True,
+                    ),
+                ],
+            ),
+            Row(
+                "Budgets",
+                [
+                    Panel(
+                        "Utilisation per budget",
+                        "bargauge",
+                        [(f"aicost_budget_utilization_ratio{{{BUD}}}", "{{budget}} ({{period}})")],
+                        "percentunit",
+                        "Spend / limit of each budget's current UTC period (day, ISO week, month).",
+                        w=12,
+                        instant=True,
+                        max=1.2,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                    Panel(
+                        "Spend, forecast and limit",
+                        "table",
+                        [
+                            (f"aicost_budget_spend{{{BUD}}}", ""),
+                            (f"aicost_budget_forecast{{{BUD}}}", ""),
+                            (f"aicost_budget_limit{{{BUD}}}", ""),
+                        ],
+                        m,
+                        "Per budget: spend so far this period (A), projected end-of-period spend (B), limit (C).",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table({"instance": True}),
+                    ),
+                    Panel(
+                        "Budget spend over time",
+                        "timeseries",
+                        [
+                            (f"aicost_budget_spend{{{BUD}}}", "{{budget}} spend"),
+                            (f"aicost_budget_limit{{{BUD}}}", "{{budget}} limit"),
+                        ],
+                        m,
+                        "Spend of each budget's current period against its limit.",
+                        w=24,
+                    ),
+                ],
+            ),
+            Row(
+                "Forecasts and anomalies",
+                [
+                    Panel(
+                        "Month-end forecast by project",
+                        "table",
+                        [
+                            (
+                                f"sort_desc(sum by (provider, account, project) (aicost_cost_forecast_month_end{{{SEL}}}))",
+                                "",
+                            )
+                        ],
+                        m,
+                        "Projected cost of the current month per project.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Anomaly score (yesterday)",
+                        "table",
+                        [(f"sort_desc(aicost_cost_anomaly_score{{{SEL}}})", "")],
+                        "short",
+                        "Yesterday's cost vs the weekday-aware 28-day baseline as a robust z-score; 3 or more is unusual.",
+                        w=8,
+                        instant=True,
+                        transformations=sorted_table(),
+                        decimals=1,
+                    ),
+                    Panel(
+                        "Yesterday vs baseline",
+                        "timeseries",
+                        [
+                            (f"sum(aicost_cost_yesterday{{{SEL}}})", "yesterday"),
+                            (f"sum(aicost_cost_daily_baseline{{{SEL}}})", "baseline"),
+                        ],
+                        m,
+                        "Cost of the last complete day against the sum of the streams' robust baselines.",
+                        w=8,
+                    ),
+                    Panel(
+                        "New workloads (last 7 days)",
+                        "table",
+                        [(f"aicost_stream_first_seen_timestamp_seconds{{{SEL}}} * 1000", "")],
+                        "dateTimeAsIso",
+                        "Streams (project and model) first seen in the last 7 days, with their first day.",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table(),
+                    ),
+                    Panel(
+                        "Firing AI cost alerts",
+                        "table",
+                        [('ALERTS{job=~"$job", alertname=~"AICost.*", alertstate="firing"}', "")],
+                        "short",
+                        "Alerts of the shipped rules that are firing now (Prometheus' ALERTS series).",
+                        w=12,
+                        instant=True,
+                        transformations=sorted_table({"alertstate": True}),
+                    ),
+                ],
+            ),
+        ],
+    )
+
+
+DASHBOARDS = {
+    "ai-spend-overview.json": overview,
+    "ai-models-and-tokens.json": models,
+    "ai-budgets-and-forecasts.json": budgets,
+    "ai-savings.json": savings,
+    "ai-exporter-health.json": health,
+}
+
+
+def render_all(currency: str) -> dict[str, str]:
+    return {
+        name: json.dumps(dashboard_json(build(currency)), indent=2, sort_keys=False) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail if the files are stale")
+    parser.add_argument("--currency", default="USD", help="ISO code for money units (USD)")
+    args = parser.parse_args()
+    stale = []
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, text in render_all(args.currency).items():
+        path = OUT / name
+        if args.check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(name)
+        else:
+            path.write_text(text)
+    if stale:
+        print("stale dashboards (run scripts/gen_dashboards.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""End to end: fake provider -> exporter -> real Prometheus (shipped rules) -> real
+Alertmanager (shipped routing) -> webhook. Every dashboard panel query returns data, and
+stopping the provider delivers the poll-failing alert to the tickets receiver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.clock import utc_now
+from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
+from exporter.demo.fake_openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.traffic import generate_org
+from tests.e2e.process import ExporterProcess
+from tests.e2e.stack import ROOT, Alertmanager, Prometheus, Webhook, shorten_for, wait_until
+
+pytestmark = pytest.mark.e2e
+
+DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
+VARIABLES = {
+    "$job": "ai-cost-exporter",
+    "$provider": ".*",
+    "$account": ".*",
+    "$project": ".*",
+    "$model": ".*",
+    "$budget": ".*",
+    "$__rate_interval": "15s",
+}
+
+
+def panel_queries() -> list[tuple[str, str, str]]:
+    out = []
+    for path in DASHBOARDS:
+        for p in json.loads(path.read_text())["panels"]:
+            for t in p.get("targets", []):
+                expr = t["expr"]
+                for var, value in VARIABLES.items():
+                    expr = expr.replace(var, value)
+                out.append((path.name, p["title"], expr))
+    return out
+
+
+def alertmanager_config(webhook: Webhook) -> dict:
+    """The shipped routing, with receivers pointed at the test webhook and short waits."""
+    config = yaml.safe_load((ROOT / "alerting" / "alertmanager.example.yml").read_text())
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{webhook.url}/{receiver['name']}"
+    route = config["route"]
+    route.update(group_wait="1s", group_interval="1s", repeat_interval="1m")
+    return config
+
+
+def exporter_config(tmp: Path, openai_url: str, ecb_url: str, projects: list[dict]) -> dict:
+    """EUR accounting, attribution and budgets: every dashboard panel has something to show."""
+    search, support, pipeline, sandbox = (p["id"] for p in projects[:4])
+    return {
+        "currency": "EUR",
+        "storage": {"path": str(tmp / "history.db")},
+        "poll": {"interval": "2s", "backfill_days": 65, "max_attempts": 1, "timeout": "2s"},
+        "fx": {"base_url": ecb_url, "refresh_interval": "1m"},
+        "attribution": [
+            {"match": {"project": search}, "team": "search", "pool": "eng/search",
+             "cost_owner": "search-lead", "environment": "prod"},
+            {"match": {"project": [support, pipeline]}, "team": "support", "pool": "ops",
+             "environment": "prod"},
+            {"match": {"project": sandbox}, "team": "research", "pool": "eng/rnd",
+             "environment": "dev"},
+        ],
+        "budgets": [
+            # far below the org's spend: AICostBudgetExceeded must page
+            {"name": "eng-monthly", "period": "month", "limit": 1, "scope": {"pool": "eng"}},
+            {"name": "ops-weekly", "period": "week", "limit": 100000, "scope": {"team": "support"}},
+            {"name": "dev-daily", "period": "day", "limit": 100000,
+             "scope": {"environment": "dev"}},
+        ],
+        "providers": [{"type": "openai", "name": "main", "base_url": openai_url,
+                       "api_key_env": "TEST_OPENAI_KEY"}],
+    }  # fmt: skip
+
+
+def with_new_workload(org: FakeOpenAIOrg, today: date) -> FakeOpenAIOrg:
+    """A model the org never used before appears two days ago (a new stream)."""
+    project = org.projects[0]["id"]
+    org.costs = [
+        *org.costs,
+        CostRow(today - timedelta(days=2), project, "gpt-4.1-2025-04-14, input", Decimal("3.5")),
+        CostRow(today - timedelta(days=1), project, "gpt-4.1-2025-04-14, input", Decimal("4.25")),
+    ]
+    return org
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[dict]:
+    started: list = []
+    today = utc_now().date()
+    org = with_new_workload(generate_org(today=today, days=65, seed=2), today)
+    fake = FakeOpenAIServer(org).start()
+    started.append(fake)
+    ecb = FakeEcbServer(EcbRates.generate(today - timedelta(days=90), today)).start()
+    started.append(ecb)
+    webhook = Webhook()
+    started.append(webhook)
+    config = tmp_path / "exporter.yaml"
+    config.write_text(
+        yaml.safe_dump(exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects))
+    )
+    exporter = ExporterProcess(
+        ["run", "--config", str(config)],
+        {"TEST_OPENAI_KEY": fake.org.admin_key},
+        tmp_path / "exporter.log",
+    )
+    started.append(exporter)
+    try:
+        am = Alertmanager(tmp_path, alertmanager_config(webhook))
+        started.append(am.process)
+        rules = shorten_for(sorted((ROOT / "alerting").glob("*.yaml")), tmp_path)
+        prom = Prometheus(tmp_path, [f"127.0.0.1:{exporter.port}"], rules, am.url)
+        started.append(prom.process)
+        yield {"fake": fake, "webhook": webhook, "exporter": exporter, "prom": prom}
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+
+
+def test_dashboards_and_alert_delivery(stack: dict) -> None:
+    prom: Prometheus = stack["prom"]
+    exporter: ExporterProcess = stack["exporter"]
+    wait_until(
+        lambda: any(s["value"][1] == "1" for s in prom.query('aicost_up{job="ai-cost-exporter"}')),
+        "Prometheus scrapes a successful poll", 60, prom.process,
+    )  # fmt: skip
+    # rate()/increase() panels need a few samples
+    wait_until(
+        lambda: bool(prom.query('rate(aicost_api_requests_total{job="ai-cost-exporter"}[15s])')),
+        "two samples of the counters", 30, prom.process,
+    )  # fmt: skip
+
+    webhook: Webhook = stack["webhook"]
+
+    def paged(alertname: str) -> bool:
+        return any(
+            path == "/pager"
+            and alert["labels"]["alertname"] == alertname
+            and alert["labels"]["severity"] == "critical"
+            and alert["status"] == "firing"
+            for path, alert in webhook.alerts()
+        )
+
+    # a budget configured below current spend pages through the shipped routing
+    wait_until(lambda: paged("AICostBudgetExceeded"), "AICostBudgetExceeded at the pager", 60,
+               prom.process)  # fmt: skip
+    budget = next(
+        a for p, a in webhook.alerts() if a["labels"]["alertname"] == "AICostBudgetExceeded"
+    )
+    assert budget["labels"]["budget"] == "eng-monthly"
+    assert budget["labels"]["currency"] == "EUR"
+    assert budget["annotations"]["summary"] == "A budget is exceeded."
+    # the lower tiers of the same budget are inhibited: never delivered
+    assert not any(
+        a["labels"]["alertname"] in ("AICostBudgetAlmostExhausted", "AICostBudgetThresholdReached")
+        and a["labels"].get("budget") == "eng-monthly"
+        for _, a in webhook.alerts()
+    )
+
+    empty = [(f, t, e) for f, t, e in panel_queries() if not prom.query(e)]
+    assert not empty, "panel queries without data:\n" + "\n".join(map(str, empty))
+    # money is in the accounting currency
+    assert {s["metric"]["currency"] for s in prom.query("aicost_cost_month_to_date")} == {"EUR"}
+
+    # the provider goes away: polls fail -> AICostProviderPollFailing -> tickets receiver
+    stack["fake"].stop()
+
+    def delivered() -> bool:
+        return any(
+            path == "/tickets"
+            and alert["labels"]["alertname"] == "AICostProviderPollFailing"
+            and alert["labels"]["severity"] == "warning"
+            and alert["labels"]["provider"] == "openai"
+            and alert["status"] == "firing"
+            for path, alert in webhook.alerts()
+        )
+
+    wait_until(delivered, "AICostProviderPollFailing at the tickets webhook", 60, prom.process)
+    assert exporter.proc.poll() is None, "the exporter must survive a provider outage"
+    pages = {a["labels"]["alertname"] for path, a in webhook.alerts() if path == "/pager"}
+    assert pages <= {"AICostBudgetExceeded"}, pages
