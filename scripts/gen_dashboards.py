@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generated import write_or_check
+
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -1066,19 +1068,8 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
     parser.add_argument("--currency", default="USD", help="ISO code for money units (USD)")
     args = parser.parse_args()
-    stale = []
-    OUT.mkdir(parents=True, exist_ok=True)
-    for name, text in render_all(args.currency).items():
-        path = OUT / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    if stale:
-        print("stale dashboards (run scripts/gen_dashboards.py):", ", ".join(stale))
-        return 1
-    return 0
+    files = {OUT / name: text for name, text in render_all(args.currency).items()}
+    return write_or_check(files, check=args.check, generator="gen_dashboards.py")
 
 
 if __name__ == "__main__":

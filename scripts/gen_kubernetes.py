@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from generated import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "deploy" / "kubernetes"
@@ -63,18 +64,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--check", action="store_true", help="fail if the files are stale")
     args = parser.parse_args()
-    stale = []
-    for name, build in FILES.items():
-        text, path = build(), OUT / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(name)
-        else:
-            path.write_text(text)
-    if stale:
-        print("stale manifests (run scripts/gen_kubernetes.py):", ", ".join(stale))
-        return 1
-    return 0
+    files = {OUT / name: build() for name, build in FILES.items()}
+    return write_or_check(files, check=args.check, generator="gen_kubernetes.py")
 
 
 if __name__ == "__main__":
