@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from exporter.demo.fake_openai import FakeOpenAIServer, RecordedRequest, Response
+from exporter.demo.fake_http import FakeHTTPServer, RecordedRequest, Response
 from exporter.ecb import DAILY, EUROFXREF_NS, GESMES_NS, HIST, HIST_90D, is_target_working_day
 
 PREFIX = "/stats/eurofxref"
@@ -117,7 +117,7 @@ def render_xml(days: Iterable[date], rates: dict[date, dict[str, Decimal]]) -> b
     return "\n".join(lines).encode()
 
 
-class FakeEcbServer(FakeOpenAIServer):
+class FakeEcbServer(FakeHTTPServer[EcbRates]):
     """Serves an :class:`EcbRates` on loopback; ``now`` (any tz) decides what is published.
 
     The loopback lifecycle, fault queue and request log are the fake servers' shared ones
@@ -126,6 +126,8 @@ class FakeEcbServer(FakeOpenAIServer):
     port, so a client sees "connection refused" in between.
     """
 
+    name = "fake-ecb"
+
     def __init__(
         self,
         rates: EcbRates,
@@ -133,11 +135,11 @@ class FakeEcbServer(FakeOpenAIServer):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        super().__init__(rates, host=host, port=port, now=now)  # type: ignore[arg-type]
+        super().__init__(rates, host=host, port=port, now=now)
 
     @property
     def rates(self) -> EcbRates:
-        return self.org  # type: ignore[return-value]
+        return self.org
 
     def start(self) -> FakeEcbServer:
         super().start()
