@@ -982,6 +982,68 @@ def budgets(cur: str) -> Dashboard:
                 ],
             ),
             Row(
+                "Provider credits, limits and invoices",
+                [
+                    Panel(
+                        "Prepaid credit left",
+                        "stat",
+                        [(f"aicost_prepaid_balance{{{ACC}}}", "{{provider}}/{{account}}")],
+                        m,
+                        "Prepaid credit still available at the provider (xAI), converted at the rate of the day it was read.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                    ),
+                    Panel(
+                        "Credit runway (days)",
+                        "stat",
+                        [
+                            (
+                                f"aicost_prepaid_balance{{{ACC}}} / on (job, provider, account, currency) (sum by (job, provider, account, currency) (aicost_cost_7d{{{ACC}}}) / 7)",
+                                "{{provider}}/{{account}}",
+                            )
+                        ],
+                        "d",
+                        "Days the prepaid credit lasts at the average daily spend of the last 7 complete days.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                        decimals=1,
+                    ),
+                    Panel(
+                        "Spending limit used (month)",
+                        "bargauge",
+                        [
+                            (
+                                f"sum by (job, provider, account, currency) (aicost_cost_month_to_date{{{ACC}}}) / on (job, provider, account, currency) aicost_spending_limit{{{ACC}}}",
+                                "{{provider}}/{{account}}",
+                            )
+                        ],
+                        "percentunit",
+                        "Month-to-date cost over the spending limit set at the provider; at 100 % the provider rejects requests.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                        max=1,
+                        options={"displayMode": "gradient", "orientation": "horizontal"},
+                    ),
+                    Panel(
+                        "Invoice preview vs daily data",
+                        "table",
+                        [
+                            (f"aicost_invoice_preview{{{ACC}}}", ""),
+                            (f"aicost_invoice_preview_gap{{{ACC}}}", ""),
+                        ],
+                        m,
+                        "The provider's running invoice for the billing period (A) and its gap to the summed daily costs the exporter stored (B); about 0 when the daily data is complete.",
+                        w=6,
+                        h=6,
+                        instant=True,
+                        transformations=sorted_table({"instance": True}),
+                    ),
+                ],
+            ),
+            Row(
                 "Forecasts and anomalies",
                 [
                     Panel(

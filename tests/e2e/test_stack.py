@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from exporter.clock import utc_now
 from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
 from exporter.demo.fake_openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.orgs import start_anthropic, start_xai
 from exporter.demo.traffic import generate_org
 from tests.e2e.process import ExporterProcess
 from tests.e2e.stack import ROOT, Alertmanager, Prometheus, Webhook, shorten_for, wait_until
@@ -108,15 +110,17 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     started.append(ecb)
     webhook = Webhook()
     started.append(webhook)
+    others = ExitStack()  # the demo's Anthropic org and xAI team (prepaid credit, limit)
+    started.append(others)
+    demo_orgs = [start_anthropic(others, today, 65, 3), start_xai(others, today, 65, 4)]
+    settings = exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects)
+    settings["providers"] += [o.provider for o in demo_orgs]
     config = tmp_path / "exporter.yaml"
-    config.write_text(
-        yaml.safe_dump(exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects))
-    )
-    exporter = ExporterProcess(
-        ["run", "--config", str(config)],
-        {"TEST_OPENAI_KEY": fake.org.admin_key},
-        tmp_path / "exporter.log",
-    )
+    config.write_text(yaml.safe_dump(settings))
+    env = {"TEST_OPENAI_KEY": fake.org.admin_key}
+    for o in demo_orgs:
+        env.update(o.env)
+    exporter = ExporterProcess(["run", "--config", str(config)], env, tmp_path / "exporter.log")
     started.append(exporter)
     try:
         am = Alertmanager(tmp_path, alertmanager_config(webhook))
@@ -127,15 +131,15 @@ def stack(tmp_path: Path) -> Iterator[dict]:
         yield {"fake": fake, "webhook": webhook, "exporter": exporter, "prom": prom}
     finally:
         for thing in reversed(started):
-            thing.stop()
+            thing.close() if isinstance(thing, ExitStack) else thing.stop()
 
 
 def test_dashboards_and_alert_delivery(stack: dict) -> None:
     prom: Prometheus = stack["prom"]
     exporter: ExporterProcess = stack["exporter"]
     wait_until(
-        lambda: any(s["value"][1] == "1" for s in prom.query('aicost_up{job="ai-cost-exporter"}')),
-        "Prometheus scrapes a successful poll", 60, prom.process,
+        lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 3,
+        "Prometheus scrapes a successful poll of all three providers", 60, prom.process,
     )  # fmt: skip
     # rate()/increase() panels need a few samples
     wait_until(
