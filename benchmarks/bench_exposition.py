@@ -330,7 +330,7 @@ def bench_size(target: int, repeat: int, log: Callable[[str], None]) -> dict[str
         "target": target,
         "sample_lines": lines,
         "streams": len(snapshot.totals.requests["30d"]),
-        "projects": len(snapshot.projects),
+        "projects": len(snapshot.governance.project_info),
         "repeat": repeat,
         "build_snapshot_s": build_s,
         "render_s": {

@@ -1,0 +1,29 @@
+"""The benchmarks still run against the current code (tiny sizes; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parent.parent / "benchmarks"
+
+
+def test_exposition_benchmark_runs_on_a_small_snapshot() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_exposition.py"), "--series", "1000",
+         "--repeat", "1", "--rss-series", "0", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)
+
+
+def test_forecast_backtest_runs_on_one_synthetic_year() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "forecast_backtest.py"), "--seeds", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "MAPE" in proc.stdout
