@@ -12,10 +12,19 @@ import pytest
 from exporter.config import Config, validate
 from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
 from exporter.demo.traffic import generate_org
+from tests.helpers import close_opened
 
 TODAY = date(2026, 3, 18)  # a Wednesday in mid-month
 NOW = datetime(2026, 3, 18, 13, 30, tzinfo=UTC)
 KEY_ENV = "AICOST_TEST_OPENAI_KEY"
+
+
+@pytest.fixture(autouse=True)
+def _close_opened() -> Iterator[None]:
+    """Clients and services a test registered with ``opened()`` are closed even when it fails,
+    so no socket is left for a later test's ResourceWarning."""
+    yield
+    close_opened()
 
 
 def fixed_clock() -> datetime:

@@ -4,8 +4,25 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any, TypeVar
 
 import pytest
+
+T = TypeVar("T")
+_OPENED: list[Any] = []
+
+
+def opened(thing: T) -> T:
+    """Register an httpx client or a Service to be closed after the test, pass or fail."""
+    _OPENED.append(thing)
+    return thing
+
+
+def close_opened() -> None:
+    """Called by the autouse fixture in conftest.py; closing twice is harmless."""
+    while _OPENED:
+        thing = _OPENED.pop()
+        thing.stop() if hasattr(thing, "stop") else thing.close()
 
 
 def promtool() -> str:

@@ -28,7 +28,7 @@ from exporter.providers.anthropic import AnthropicProvider, token_type_of
 from exporter.providers.base import AuthError, ParseError, RetryPolicy, UpstreamError
 from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
-from tests.helpers import parse_exposition
+from tests.helpers import opened, parse_exposition
 
 KEY_ENV = "AICOST_TEST_ANTHROPIC_KEY"
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
@@ -55,25 +55,11 @@ def service_config(tmp_path: Path, fake: FakeAnthropicServer) -> Config:
     return make_config(tmp_path, fake.base_url, providers=[block])
 
 
-_clients: list[httpx.Client] = []
-_services: list[Service] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients_and_services() -> Iterator[None]:
-    """Stopped even when a test fails, so no socket is left for a later test to warn about."""
-    yield
-    while _clients:
-        _clients.pop().close()
-    while _services:
-        _services.pop().stop()
-
-
 def service(tmp_path: Path, fake: FakeAnthropicServer) -> Service:
     svc = Service(
         service_config(tmp_path, fake), clock=fixed_clock, env={KEY_ENV: fake.org.admin_key}
     )
-    _services.append(svc)
+    opened(svc)
     return svc
 
 
@@ -85,7 +71,7 @@ def provider(
 ) -> AnthropicProvider:
     config = service_config(Path("/nonexistent"), fake).providers[0]
     client = httpx.Client(timeout=2)
-    _clients.append(client)
+    opened(client)
     return AnthropicProvider(
         config,
         client,

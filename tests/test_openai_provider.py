@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -20,25 +19,15 @@ from exporter.providers.base import AuthError, ParseError, RetryPolicy
 from exporter.providers.openai import OpenAIProvider, parse_line_item
 from exporter.scheduler import Service
 from tests.conftest import TODAY, fixed_clock, make_config
-from tests.helpers import parse_exposition
+from tests.helpers import opened, parse_exposition
 
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
-
-
-_clients: list[httpx.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while _clients:
-        _clients.pop().close()
 
 
 def provider(fake: FakeOpenAIServer, key: str | None = None, **kw: object) -> OpenAIProvider:
     config = make_config(Path("/nonexistent"), fake.base_url).providers[0]
     client = httpx.Client(timeout=2)
-    _clients.append(client)
+    opened(client)
     return OpenAIProvider(
         config,
         client,
@@ -76,7 +65,7 @@ def test_line_items(text: str, expected: tuple[str, str, str, str]) -> None:
 def test_every_window_equals_the_fake_orgs_truth_to_the_cent(
     fake: FakeOpenAIServer, config, env
 ) -> None:
-    service = Service(config, clock=fixed_clock, env=env)
+    service = opened(Service(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     samples = parse_exposition(service.rendered.text.decode())
     stores = service.store

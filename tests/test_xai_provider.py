@@ -24,15 +24,12 @@ from exporter.providers.xai import XAIProvider, classify_unit
 from exporter.records import FetchResult
 from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock
-from tests.helpers import parse_exposition
+from tests.helpers import opened, parse_exposition
 
 KEY_ENV = "AICOST_TEST_XAI_KEY"
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
 MONTH_START = TODAY.replace(day=1)
 TEAM = {"provider": "xai", "account": "grok", "currency": "USD"}
-
-_clients: list[httpx.Client] = []
-_services: list[Service] = []
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +47,6 @@ def team(base_team: FakeXaiTeam) -> FakeXaiTeam:
 def fake(team: FakeXaiTeam) -> Iterator[FakeXaiServer]:
     with FakeXaiServer(team, now=fixed_clock) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    """Close what a test opened even when it fails half-way."""
-    yield
-    while _clients:
-        _clients.pop().close()
-    while _services:
-        _services.pop().stop()
 
 
 def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
@@ -84,14 +71,14 @@ def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
 def service(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Service:
     env = {KEY_ENV: fake.team.management_key}
     svc = Service(xai_config(tmp_path, fake, **provider), clock=fixed_clock, env=env)
-    _services.append(svc)
+    opened(svc)
     return svc
 
 
 def provider(fake: FakeXaiServer, key: str | None = None, **kw: Any) -> XAIProvider:
     config = xai_config(Path("/nonexistent"), fake).providers[0]
     client = httpx.Client(timeout=2)
-    _clients.append(client)
+    opened(client)
     retry = RetryPolicy(max_attempts=2, backoff_initial=0.01, backoff_max=0.01)
     return XAIProvider(config, client, Secret(key or fake.team.management_key), retry=retry, **kw)
 
@@ -352,7 +339,6 @@ def test_billing_of_an_account_no_longer_configured_is_not_exposed(
     svc = service(tmp_path, fake)
     assert svc.poll_once()
     svc.stop()
-    _services.remove(svc)
     renamed = service(tmp_path, fake, name="grok-2")  # same history, other account
     names = {name for name, _ in samples(renamed)}
     assert "aicost_cost_30d" in names and "aicost_prepaid_balance" not in names
