@@ -47,19 +47,21 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.analytics.attribution import UNASSIGNED, ProjectInfo
-from exporter.analytics.governance import Governance
-from exporter.analytics.windows import WINDOW_NAMES, CostKey, Stream, TokenKey, WindowTotals
-from exporter.exposition import (
-    TEXT_CONTENT_TYPE,
-    ProviderHealth,
-    Rendered,
-    Snapshot,
-    families,
-    render,
-)
-from exporter.records import TOKEN_TYPES
+from exporter.exposition import TEXT_CONTENT_TYPE, Rendered, families, render
+from exporter.records import TOKEN_TYPES, Stream
 from exporter.server import MetricsServer
+from exporter.snapshot import (
+    UNASSIGNED,
+    WINDOW_NAMES,
+    CostKey,
+    Governance,
+    ProjectInfo,
+    ProviderHealth,
+    Snapshot,
+    StreamMoney,
+    TokenKey,
+    WindowTotals,
+)
 
 MIB = 1024 * 1024
 
@@ -128,9 +130,9 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
             ProjectInfo(provider, account, project, f"Team {i:05d} workload", UNASSIGNED)
         )
         for model in rng.sample(MODELS[provider], MODELS_PER_PROJECT):
-            streams.append((provider, account, project, model))
+            streams.append(Stream(provider, account, project, model))
         for cost_type in TOOL_COST_TYPES:
-            tool_keys.append((provider, account, project, "", cost_type, "USD"))
+            tool_keys.append(CostKey(provider, account, project, "", cost_type, "USD"))
 
     # Scale factor per window: a 30-day window holds more than a day.
     scale = {"today": 0.5, "yesterday": 1.0, "7d": 7.0, "30d": 30.0, "month_to_date": 15.0}
@@ -141,9 +143,9 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
         tokens: dict[TokenKey, int] = {}
         requests: dict[Stream, int] = {}
         for s in streams:
-            cost[(*s, "tokens", "USD")] = _money(rng, 50 * f)
+            cost[CostKey(*s, "tokens", "USD")] = _money(rng, 50 * f)
             for t in TOKEN_TYPES:
-                tokens[(*s, t)] = int(rng.uniform(0, 5e7) * f)
+                tokens[TokenKey(*s, t)] = int(rng.uniform(0, 5e7) * f)
             requests[s] = int(rng.uniform(0, 2e4) * f)
         for k in tool_keys:
             cost[k] = _money(rng, 5 * f)
@@ -152,8 +154,8 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
         totals.requests[window] = requests
     for s in streams:
         totals.cache_hit_ratio[s] = rng.random()
-        totals.cost_per_1k_tokens[(*s, "USD")] = _money(rng, 0.02)
-        totals.cost_per_request[(*s, "USD")] = _money(rng, 0.05)
+        totals.cost_per_1k_tokens[StreamMoney.of(s, "USD")] = _money(rng, 0.02)
+        totals.cost_per_request[StreamMoney.of(s, "USD")] = _money(rng, 0.05)
 
     health = [
         ProviderHealth(

@@ -241,12 +241,12 @@ def budget_warnings(config: Config) -> list[str]:
         return []
     import sqlite3
 
+    from exporter.analytics.build import load_governance, load_history
+    from exporter.app import open_store
     from exporter.clock import utc_now
-    from exporter.scheduler import load_governance, load_history
-    from exporter.store import Store
 
     try:
-        store = Store(path, read_only=True)
+        store = open_store(config, read_only=True)
         try:
             today = utc_now().date()
             usage, costs, _withheld = load_history(store, today, config.currency)
@@ -269,13 +269,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_level or config.log_level)
-    from exporter.scheduler import Service
+    from exporter.app import build
 
-    service = Service(config)
+    app = build(config)
     try:
-        ok = service.poll_once()
+        ok = app.poll_once()
     finally:
-        service.stop()
+        app.stop()
     return 0 if ok else 1
 
 
@@ -284,12 +284,10 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_level or config.log_level)
+    from exporter.analytics.build import find_recommendations
+    from exporter.app import open_history
     from exporter.clock import utc_now
-    from exporter.fx import FxService
-    from exporter.pricing import Catalogue
     from exporter.report import as_dicts, to_json, to_table
-    from exporter.scheduler import find_recommendations, usd_converter
-    from exporter.store import Store
 
     path = config.storage.path
     if not Path(path).is_file():
@@ -301,15 +299,12 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
         return 1
     today = utc_now().date()
     rec = config.recommendations
-    store = Store(path)
-    fx = FxService(config, store)
+    history = open_history(config)
     try:
-        catalogue = Catalogue(currency=config.currency, convert=usd_converter(fx, config.currency))
-        findings = find_recommendations(store, config, today, catalogue, rec.maps())
-        first_seen = store.recommendation_first_seen()
+        findings = find_recommendations(history.store, config, today, history.catalogue, rec.maps())
+        first_seen = history.store.recommendation_first_seen()
     finally:
-        fx.close()
-        store.close()
+        history.close()
     rows = as_dicts(
         findings.recommendations,
         currency=config.currency,
@@ -322,9 +317,10 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
-    from exporter.ecb import IDENTITY
-    from exporter.fx import FxError, FxService
-    from exporter.store import Store
+    from exporter.app import open_history
+    from exporter.config import StorageConfig
+    from exporter.fx.ecb import IDENTITY
+    from exporter.fx.rates import FxError
 
     config = _load(args.config) if args.config else Config()
     if config is None:
@@ -339,8 +335,10 @@ def cmd_fx(args: argparse.Namespace) -> int:
     if args.config and not Path(config.storage.path).exists():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
-    store = Store(config.storage.path if args.config else ":memory:")
-    fx = FxService(config, store)
+    if not args.config:  # no history: the bundled ECB rates only
+        config = config.model_copy(update={"storage": StorageConfig(path=":memory:")})
+    history = open_history(config)
+    store, fx = history.store, history.fx
     status = 0
     try:
         for currency in [base] if base else sorted(fx.source_currencies()):
@@ -364,8 +362,7 @@ def cmd_fx(args: argparse.Namespace) -> int:
                 return 2
             print_audit(store.cost_audit(args.date))
     finally:
-        fx.close()
-        store.close()
+        history.close()
     return status
 
 
@@ -406,7 +403,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
-    from exporter.scheduler import Service
+    from exporter import schedule
+    from exporter.app import build
     from exporter.server import MetricsServer
 
     try:
@@ -424,14 +422,15 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    service = Service(config, env=env)
-    server.source = service
-    service.start()
+    app = build(config, env=env)
+    server.source = app
+    scheduler = schedule.start(app)
     try:
         stop.wait()
     finally:
         log.info("shutting down")
-        service.stop()
+        scheduler.shutdown(wait=False)
+        app.stop()
         server.stop()
     return 0
 

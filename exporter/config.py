@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -28,9 +28,8 @@ from pydantic import (
     model_validator,
 )
 
-if TYPE_CHECKING:
-    from exporter.pricing import ModelMaps
-from exporter.ecb import supported_currencies
+from exporter.fx.ecb import supported_currencies
+from exporter.pricing import PROVIDERS, ModelMaps, load_maps
 
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
 DEFAULT_STORAGE_PATH = "/var/lib/ai-cost-exporter/history.db"
@@ -152,8 +151,6 @@ class RecommendationsConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_providers(self) -> RecommendationsConfig:
-        from exporter.pricing import PROVIDERS
-
         used = set(self.alternatives) | set(self.batch_models)
         for routes in self.equivalence.values():
             used |= set(routes or {})
@@ -168,13 +165,14 @@ class RecommendationsConfig(_Strict):
 
     def maps(self) -> ModelMaps:
         """The packaged model maps with this config's overrides applied."""
-        from exporter.pricing import load_maps
-
         return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
 class ProviderConfig(_Strict):
-    """Settings every provider shares. Each provider type subclasses it with its ``type``."""
+    """Settings every provider shares. Each provider type subclasses it with its ``type``
+    and the ``default_base_url`` its API answers on."""
+
+    default_base_url: ClassVar[str] = ""
 
     type: str
     name: str = ""
@@ -235,22 +233,27 @@ class ProviderConfig(_Strict):
 
     @property
     def url(self) -> str:
-        from exporter.providers import DEFAULT_BASE_URLS
-
-        return self.base_url or DEFAULT_BASE_URLS[self.type]
+        return self.base_url or self.default_base_url
 
 
 class OpenAIConfig(ProviderConfig):
+    """OpenAI organisation usage and cost APIs (paths below it start at /organization/)."""
+
+    default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     type: Literal["openai"]
 
 
 class AnthropicConfig(ProviderConfig):
+    """Anthropic Admin API usage and cost reports (paths /v1/organizations/...)."""
+
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
     type: Literal["anthropic"]
 
 
 class XAIConfig(ProviderConfig):
     """xAI Management API: billing paths take the team id (xAI Console -> team settings)."""
 
+    default_base_url: ClassVar[str] = "https://management-api.x.ai"
     type: Literal["xai"]
     team_id: str
 
@@ -265,13 +268,17 @@ class XAIConfig(ProviderConfig):
         return value
 
 
-# One entry per provider type: the `type` tag selects the model (unknown keys of that
-# provider are then rejected). Add a provider's config model to both lines.
+# The config model of each provider type: the `type` tag selects the model (unknown keys
+# of that provider are then rejected). `exporter.providers.REGISTRY` has the same types
+# (a test holds them equal); adding a provider adds its config class here.
 AnyProviderConfig = Annotated[
     OpenAIConfig | AnthropicConfig | XAIConfig,
     Field(discriminator="type"),
 ]
-PROVIDER_TYPES: tuple[str, ...] = ("openai", "anthropic", "xai")
+PROVIDER_CONFIGS: tuple[type[ProviderConfig], ...] = get_args(get_args(AnyProviderConfig)[0])
+PROVIDER_TYPES: tuple[str, ...] = tuple(
+    get_args(c.model_fields["type"].annotation)[0] for c in PROVIDER_CONFIGS
+)
 
 
 # --------------------------------------------------------------------------- governance

@@ -1,6 +1,6 @@
 """Snapshot -> pre-rendered ``/metrics`` bytes.
 
-After every poll the scheduler builds a :class:`Snapshot` (plain values) and calls
+After every poll the analytics build a :class:`Snapshot` (plain values) and calls
 :func:`render`, which produces the Prometheus text format and OpenMetrics, each plain and
 gzipped. A scrape only picks one of those byte strings: no I/O, no computation.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 import gzip
 import platform
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import date
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -28,56 +27,17 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter import __version__
-from exporter.analytics.billing import BillingGauges
-from exporter.analytics.governance import Governance
-from exporter.analytics.recommendations import RecommendationMetrics
-from exporter.analytics.windows import TOKEN_WINDOW_NAMES, WINDOW_NAMES, WindowTotals
 from exporter.clock import midnight_ts
-from exporter.metrics import BY_NAME
+from exporter.metrics import BY_NAME, MetricDef
+from exporter.snapshot import (
+    TOKEN_WINDOW_NAMES,
+    WINDOW_NAMES,
+    FxState,
+    Governance,
+    Snapshot,
+)
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-@dataclass
-class ProviderHealth:
-    provider: str
-    account: str
-    up: bool = False
-    last_success: float = 0.0
-    data_complete_through: float = 0.0
-    poll_duration: float = 0.0
-    errors: dict[str, int] = field(default_factory=dict)  # reason -> count
-    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
-
-
-@dataclass(frozen=True)
-class FxRateSample:
-    """The rate applied for the latest day: ``rate`` units of ``quote`` per unit of ``base``."""
-
-    base: str  # the source currency costs are billed in
-    quote: str  # the accounting currency
-    source: str  # ecb-daily | ecb-hist-90d | ecb-hist | bundled | identity
-    rate: Decimal
-    rate_date: date  # the ECB day the rate is of (earlier on weekends, holidays, outages)
-
-
-@dataclass
-class FxState:
-    rates: list[FxRateSample] = field(default_factory=list)
-    unconverted: dict[tuple[str, str, str], int] = field(
-        default_factory=dict
-    )  # base, quote, reason
-    refresh_errors: dict[str, int] = field(default_factory=dict)  # reason -> count
-
-
-@dataclass
-class Snapshot:
-    totals: WindowTotals = field(default_factory=WindowTotals)
-    governance: Governance = field(default_factory=Governance)
-    health: list[ProviderHealth] = field(default_factory=list)
-    fx: FxState = field(default_factory=FxState)
-    recommendations: RecommendationMetrics = field(default_factory=RecommendationMetrics)
-    billing: BillingGauges = field(default_factory=BillingGauges)
 
 
 @dataclass(frozen=True)
@@ -110,23 +70,45 @@ def _num(value: Decimal | int | float) -> float:
     return float(value)
 
 
+def labels(metric: MetricDef, *parts: tuple[Any, ...], **extra: object) -> list[str]:
+    """The label values of ``metric``, taken BY NAME from named-tuple ``parts`` (the
+    snapshot's keys) and ``extra``; a label that none of them names is an error."""
+    named: dict[str, object] = {}
+    for part in parts:
+        fields = getattr(part, "_fields", None)
+        if fields is None:
+            raise TypeError(f"{metric.name}: label key {part!r} is not a named tuple")
+        named.update(zip(fields, part, strict=True))
+    named.update(extra)
+    missing = [name for name in metric.labels if name not in named]
+    if missing:
+        raise KeyError(f"{metric.name}: no value for label(s) {', '.join(missing)}")
+    return [str(named[name]) for name in metric.labels]
+
+
+def _add(fam: Metric, *parts: tuple[Any, ...], value: float, **extra: object) -> None:
+    """Add one sample to ``fam``, its labels by name (a counter's family drops ``_total``)."""
+    metric = BY_NAME.get(fam.name) or BY_NAME[f"{fam.name}_total"]
+    fam.add_metric(labels(metric, *parts, **extra), value)  # type: ignore[attr-defined]
+
+
 def families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of a snapshot, in catalogue order."""
     t = snapshot.totals
     for window in WINDOW_NAMES:
         fam = _gauge(f"aicost_cost_{window}")
         for key, amount in sorted(t.cost.get(window, {}).items()):
-            fam.add_metric(list(key), _num(amount))
+            _add(fam, key, value=_num(amount))
         yield fam
     for window in TOKEN_WINDOW_NAMES:
         fam = _gauge(f"aicost_tokens_{window}")
         for key, n in sorted(t.tokens.get(window, {}).items()):
-            fam.add_metric(list(key), n)
+            _add(fam, key, value=n)
         yield fam
     for window in WINDOW_NAMES:
         fam = _gauge(f"aicost_requests_{window}")
         for key, n in sorted(t.requests.get(window, {}).items()):
-            fam.add_metric(list(key), n)
+            _add(fam, key, value=n)
         yield fam
     recs, b = snapshot.recommendations, snapshot.billing
     keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
@@ -145,7 +127,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     for name, values in keyed:
         fam = _gauge(name)
         for key, v in sorted(values.items()):
-            fam.add_metric(list(key), _num(v))
+            _add(fam, key, value=_num(v))
         yield fam
 
     yield from _governance(snapshot.governance)
@@ -159,22 +141,29 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     ):
         fam = _gauge(name)
         for h in health:
-            fam.add_metric([h.provider, h.account], float(getattr(h, attr)))
+            _add(fam, value=float(getattr(h, attr)), provider=h.provider, account=h.account)
         yield fam
     errors = _counter("aicost_poll_errors_total")
     requests = _counter("aicost_api_requests_total")
     for h in health:
         for reason, n in sorted(h.errors.items()):
-            errors.add_metric([h.provider, h.account, reason], n)
+            _add(errors, value=n, provider=h.provider, account=h.account, reason=reason)
         for (endpoint, code), n in sorted(h.requests.items()):
-            requests.add_metric([h.provider, h.account, endpoint, code], n)
+            _add(
+                requests,
+                value=n,
+                provider=h.provider,
+                account=h.account,
+                endpoint=endpoint,
+                code=code,
+            )
     yield errors
     yield requests
 
     yield from _fx_families(snapshot.fx)
 
     build = _gauge("aicost_build_info")
-    build.add_metric([__version__, platform.python_version()], 1)
+    _add(build, value=1, version=__version__, python_version=platform.python_version())
     yield build
 
 
@@ -182,17 +171,17 @@ def _fx_families(fx: FxState) -> Iterator[Metric]:
     rate = _gauge("aicost_fx_rate")
     rate_date = _gauge("aicost_fx_rate_date_timestamp_seconds")
     for r in sorted(fx.rates, key=lambda r: (r.base, r.quote)):
-        rate.add_metric([r.base, r.quote, r.source], _num(r.rate))
-        rate_date.add_metric([r.base, r.quote], midnight_ts(r.rate_date))
+        _add(rate, value=_num(r.rate), base=r.base, quote=r.quote, source=r.source)
+        _add(rate_date, value=midnight_ts(r.rate_date), base=r.base, quote=r.quote)
     yield rate
     yield rate_date
     unconverted = _gauge("aicost_fx_unconverted_costs")
     for key, n in sorted(fx.unconverted.items()):
-        unconverted.add_metric(list(key), n)
+        _add(unconverted, key, value=n)
     yield unconverted
     errors = _counter("aicost_fx_refresh_errors_total")
     for reason, n in sorted(fx.refresh_errors.items()):
-        errors.add_metric([reason], n)
+        _add(errors, value=n, reason=reason)
     yield errors
 
 
@@ -202,17 +191,17 @@ def _governance(g: Governance) -> Iterator[Metric]:
     baseline = _gauge("aicost_cost_daily_baseline")
     score = _gauge("aicost_cost_anomaly_score")
     for stream, b in sorted(g.baselines.items()):
-        baseline.add_metric([*stream, cur], _num(b.expected))
-        score.add_metric(list(stream), b.score)
+        _add(baseline, stream, value=_num(b.expected), currency=cur)
+        _add(score, stream, value=b.score)
     yield baseline
     yield score
     forecast = _gauge("aicost_cost_forecast_month_end")
     for stream, amount in sorted(g.forecasts.items()):
-        forecast.add_metric([*stream, cur], _num(amount))
+        _add(forecast, stream, value=_num(amount), currency=cur)
     yield forecast
     first_seen = _gauge("aicost_stream_first_seen_timestamp_seconds")
     for stream, day in sorted(g.new_streams.items()):
-        first_seen.add_metric(list(stream), midnight_ts(day))
+        _add(first_seen, stream, value=midnight_ts(day))
     yield first_seen
 
     budgets = sorted(g.budgets, key=lambda b: b.name)
@@ -224,24 +213,24 @@ def _governance(g: Governance) -> Iterator[Metric]:
     ):
         fam = _gauge(name)
         for b in budgets:
-            fam.add_metric([b.name, b.period, cur], _num(getattr(b, attr)))
+            _add(fam, value=_num(getattr(b, attr)), budget=b.name, period=b.period, currency=cur)
         yield fam
     thresholds = _gauge("aicost_budget_threshold_ratio")
     matched = _gauge("aicost_budget_scope_matched")
     for b in budgets:
         for t in b.thresholds:
-            thresholds.add_metric([b.name, format(t.normalize(), "f")], _num(t))
-        matched.add_metric([b.name], 1 if b.matched else 0)
+            _add(thresholds, value=_num(t), budget=b.name, threshold=format(t.normalize(), "f"))
+        _add(matched, value=1 if b.matched else 0, budget=b.name)
     yield thresholds
     yield matched
 
     info = _gauge("aicost_project_info")
     for p in g.project_info:
         a = p.attribution
-        info.add_metric(
-            [p.provider, p.account, p.project, p.project_name,
-             a.team, a.pool, a.cost_owner, a.environment],
-            1,
+        _add(
+            info, value=1, provider=p.provider, account=p.account, project=p.project,
+            project_name=p.project_name, team=a.team, pool=a.pool, cost_owner=a.cost_owner,
+            environment=a.environment,
         )  # fmt: skip
     yield info
 

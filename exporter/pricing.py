@@ -106,8 +106,8 @@ def model_family(model: str) -> str:
 
 
 def is_batch(row: UsageRecord) -> bool:
-    """Batch traffic: OpenAI's ``batch`` flag, or Anthropic's ``batch`` service tier."""
-    return row.batch == "true" or row.service_tier == "batch"
+    """Batch traffic. Providers set ``batch`` from their own batch flag or service tier."""
+    return row.batch == "true"
 
 
 # --------------------------------------------------------------------------- prices

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 TOKEN_TYPES: tuple[str, ...] = ("input", "output", "cache_read", "cache_write")
 
@@ -48,6 +49,25 @@ ATTRIBUTIONS: tuple[str, ...] = ("line_item", "requests_split", "unattributed")
 BILLING_KINDS: tuple[str, ...] = ("prepaid_balance", "spending_limit", "invoice_preview")
 
 
+class Stream(NamedTuple):
+    """What a cost or usage row belongs to: the stream labels of every per-stream metric."""
+
+    provider: str
+    account: str
+    project: str
+    model: str
+
+
+# The natural keys the store upserts by (its unique indexes): one row per key and day.
+USAGE_KEY: tuple[str, ...] = (
+    "provider", "account", "day", "project", "model", "source",
+    "api_key", "batch", "service_tier", "unit",
+)  # fmt: skip
+COST_KEY: tuple[str, ...] = (
+    "provider", "account", "day", "project", "line_item", "model", "api_key", "service_tier",
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
     """Volume for one (day, project, model, fine-grain dimensions, source) combination."""
@@ -69,19 +89,12 @@ class UsageRecord:
     units: int = 0  # non-token volume (images, characters, seconds), see ``unit``
     unit: str = ""
 
+    @property
+    def stream(self) -> Stream:
+        return Stream(self.provider, self.account, self.project, self.model)
+
     def key(self) -> tuple[object, ...]:
-        return (
-            self.provider,
-            self.account,
-            self.day,
-            self.project,
-            self.model,
-            self.source,
-            self.api_key,
-            self.batch,
-            self.service_tier,
-            self.unit,
-        )
+        return tuple(getattr(self, name) for name in USAGE_KEY)
 
     def tokens(self, token_type: str) -> int:
         return int(getattr(self, f"{token_type}_tokens"))
@@ -116,17 +129,12 @@ class CostRecord:
     service_tier: str = ""
     attribution: str = "line_item"  # one of ATTRIBUTIONS
 
+    @property
+    def stream(self) -> Stream:
+        return Stream(self.provider, self.account, self.project, self.model)
+
     def key(self) -> tuple[object, ...]:
-        return (
-            self.provider,
-            self.account,
-            self.day,
-            self.project,
-            self.line_item,
-            self.model,
-            self.api_key,
-            self.service_tier,
-        )
+        return tuple(getattr(self, name) for name in COST_KEY)
 
     def merged(self, other: CostRecord) -> CostRecord:
         if other.currency != self.currency:

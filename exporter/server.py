@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol
 
 from exporter import __version__
-from exporter.exposition import ProviderHealth, Rendered
+from exporter.exposition import Rendered
+from exporter.snapshot import ProviderHealth
 
 log = logging.getLogger(__name__)
 

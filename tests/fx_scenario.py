@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from exporter.demo.fake_ecb import EcbRates
 from exporter.demo.fake_openai import FakeOpenAIOrg
-from exporter.ecb import bundled
+from exporter.fx.ecb import bundled
 
 
 def _anchor() -> date:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from exporter.analytics.windows import windows_for
+from exporter.app import App, build
 from exporter.config import Config, Secret
 from exporter.demo.anthropic_traffic import (
     generate_anthropic_org,
@@ -25,8 +26,8 @@ from exporter.demo.anthropic_traffic import (
 from exporter.demo.fake_anthropic import CostRow, FakeAnthropicOrg, FakeAnthropicServer, UsageRow
 from exporter.demo.fake_http import Fault
 from exporter.providers.anthropic import AnthropicProvider, token_type_of
-from exporter.providers.base import AuthError, ParseError, RetryPolicy, UpstreamError
-from exporter.scheduler import Service
+from exporter.providers.errors import AuthError, ParseError, UpstreamError
+from exporter.providers.http import RetryPolicy
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
 
@@ -55,8 +56,8 @@ def service_config(tmp_path: Path, fake: FakeAnthropicServer) -> Config:
     return make_config(tmp_path, fake.base_url, providers=[block])
 
 
-def service(tmp_path: Path, fake: FakeAnthropicServer) -> Service:
-    svc = Service(
+def service(tmp_path: Path, fake: FakeAnthropicServer) -> App:
+    svc = build(
         service_config(tmp_path, fake), clock=fixed_clock, env={KEY_ENV: fake.org.admin_key}
     )
     opened(svc)
@@ -89,7 +90,7 @@ def one_day(fake: FakeAnthropicServer) -> Any:
     return provider(fake).fetch(DAY, DAY + timedelta(days=1))
 
 
-def samples(svc: Service) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(svc: App) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return parse_exposition(svc.rendered.text.decode())
 
 

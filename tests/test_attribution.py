@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from exporter.analytics.attribution import UNASSIGNED, Attribution, attribute, project_infos
+from exporter.analytics.attribution import attribute, project_infos
 from exporter.config import ConfigErrors, validate
 from exporter.records import CostRecord, ProjectRecord
+from exporter.snapshot import UNASSIGNED, Attribution
 
 
 def rules(*items: dict[str, Any]) -> Any:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from exporter.app import App, build
 from exporter.config import validate
 from exporter.demo.fake_ecb import FakeEcbServer
 from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, generate_team
-from exporter.scheduler import Service
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.helpers import parse_exposition
 
@@ -49,7 +49,7 @@ def ecb_server(clock: MutableClock) -> Iterator[FakeEcbServer]:
         yield server
 
 
-def make_service(tmp_path: Path, fake: FakeXaiServer, ecb_url: str, clock: MutableClock) -> Service:
+def make_service(tmp_path: Path, fake: FakeXaiServer, ecb_url: str, clock: MutableClock) -> App:
     config = validate(
         {
             "storage": {"path": str(tmp_path / "history.db")},
@@ -61,10 +61,10 @@ def make_service(tmp_path: Path, fake: FakeXaiServer, ecb_url: str, clock: Mutab
                            "api_key_env": KEY_ENV, "team_id": fake.team.team_id}],
         }
     )  # fmt: skip
-    return Service(config, clock=clock, env={KEY_ENV: fake.team.management_key})
+    return build(config, clock=clock, env={KEY_ENV: fake.team.management_key})
 
 
-def billing_samples(service: Service) -> dict[tuple[str, str], float]:
+def billing_samples(service: App) -> dict[tuple[str, str], float]:
     """(metric, currency) -> value of the billing gauges."""
     return {
         (name, dict(labels)["currency"]): value

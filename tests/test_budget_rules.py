@@ -21,8 +21,9 @@ from exporter.analytics.governance import compute_governance
 from exporter.analytics.windows import compute_windows
 from exporter.clock import day_range
 from exporter.config import validate
-from exporter.exposition import Snapshot, render
-from exporter.records import CostRecord, ProjectRecord, UsageRecord
+from exporter.exposition import render
+from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
+from exporter.snapshot import Snapshot
 from tests.helpers import parse_exposition, promtool
 
 DOC = Path(__file__).parent.parent / "docs" / "budgets-and-forecasts.md"
@@ -85,7 +86,7 @@ def scenario() -> str:
                                  input_tokens=tokens, requests=10))  # fmt: skip
         usage.append(UsageRecord("openai", "main", day, "p_stg", "gpt-4o-mini", "completions",
                                  input_tokens=1000, requests=10))  # fmt: skip
-    first_seen = {("openai", "main", "p_prod", "gpt-4o-mini"): TODAY - timedelta(days=2)}
+    first_seen = {Stream("openai", "main", "p_prod", "gpt-4o-mini"): TODAY - timedelta(days=2)}
     snapshot = Snapshot(
         totals=compute_windows(TODAY, usage, costs),
         governance=compute_governance(config, TODAY, costs, usage, projects, first_seen),

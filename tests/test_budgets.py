@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from exporter.analytics.attribution import Attribution
-from exporter.analytics.budgets import BudgetStatus, evaluate_budgets, period_bounds
+from exporter.analytics.budgets import evaluate_budgets, period_bounds
 from exporter.clock import day_range
 from exporter.config import DEFAULT_THRESHOLDS, ConfigErrors, validate
 from exporter.records import CostRecord
+from exporter.snapshot import Attribution, BudgetStatus
 
 ATTRIBUTIONS = {
     ("openai", "main", "p_search"): Attribution("search", "eng/search", "ana", "prod"),

@@ -145,12 +145,19 @@ def test_the_commented_examples_in_the_example_config_validate_when_uncommented(
     assert len(config.attribution) == 2 and len(config.budgets) == 3
 
 
-def test_provider_types_match_the_registry() -> None:
-    from exporter.config import PROVIDER_TYPES
-    from exporter.providers import DEFAULT_BASE_URLS, REGISTRY
+def test_registry_and_config_union_agree() -> None:
+    """The registry is the one list of provider types: each has exactly one config class
+    in the union, carrying its own default base URL and its catalogue id."""
+    from exporter.config import PROVIDER_CONFIGS, PROVIDER_TYPES
+    from exporter.pricing import CATALOGUE_PROVIDER
+    from exporter.providers import REGISTRY
 
-    assert set(PROVIDER_TYPES) == set(REGISTRY)
-    assert set(REGISTRY) <= set(DEFAULT_BASE_URLS)
+    assert list(PROVIDER_TYPES) == list(REGISTRY)
+    assert len(set(PROVIDER_TYPES)) == len(PROVIDER_CONFIGS)
+    for provider_type, cls in zip(PROVIDER_TYPES, PROVIDER_CONFIGS, strict=True):
+        assert REGISTRY[provider_type].type == provider_type
+        assert cls.default_base_url.startswith("https://"), provider_type
+        assert provider_type in CATALOGUE_PROVIDER
     assert errors_of({"providers": [{"api_key_env": "K"}]}) == [
         "providers[0].type: unknown or missing provider type; expected one of "
         + ", ".join(repr(t) for t in PROVIDER_TYPES)

@@ -12,14 +12,21 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from exporter.analytics.anomaly import Baseline
 from exporter.analytics.billing import compute_billing
 from exporter.analytics.governance import compute_governance
 from exporter.analytics.windows import compute_windows
 from exporter.config import validate
-from exporter.exposition import FxRateSample, FxState, ProviderHealth, Snapshot, render
+from exporter.exposition import render
 from exporter.metrics import CATALOGUE
-from exporter.records import BillingRecord, CostRecord, ProjectRecord, UsageRecord
+from exporter.records import BillingRecord, CostRecord, ProjectRecord, Stream, UsageRecord
+from exporter.snapshot import (
+    Baseline,
+    FxRateSample,
+    FxState,
+    ProviderHealth,
+    Snapshot,
+    UnconvertedKey,
+)
 from tests.helpers import parse_exposition, promtool
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
@@ -81,12 +88,12 @@ def seeded_snapshot() -> Snapshot:
             ],
         }
     )  # fmt: skip
-    new_stream = ("openai", "main", "proj_b", "text-embedding-3-small")
+    new_stream = Stream("openai", "main", "proj_b", "text-embedding-3-small")
     governance = compute_governance(
         config, TODAY, costs, usage, projects, first_seen={new_stream: date(2026, 2, 27)}
     )
     # three days of history give no baseline yet; render one anyway
-    governance.baselines[("openai", "main", "proj_a", "gpt-4o-2024-08-06")] = Baseline(
+    governance.baselines[Stream("openai", "main", "proj_a", "gpt-4o-2024-08-06")] = Baseline(
         Decimal("0.005"), 4.5
     )
     return Snapshot(
@@ -95,7 +102,10 @@ def seeded_snapshot() -> Snapshot:
         health=[health],
         fx=FxState(
             rates=[FxRateSample("USD", "USD", "identity", Decimal(1), TODAY)],
-            unconverted={("EUR", "USD", "no_rate"): 0, ("EUR", "USD", "stale"): 2},
+            unconverted={
+                UnconvertedKey("EUR", "USD", "no_rate"): 0,
+                UnconvertedKey("EUR", "USD", "stale"): 2,
+            },
             refresh_errors={"parse": 0, "timeout": 1, "upstream": 0},
         ),
         billing=compute_billing([(b, Decimal(1)) for b in billing], costs, "USD"),

@@ -10,7 +10,7 @@ import pytest
 
 from exporter.demo.fake_ecb import EcbRates, FakeEcbServer, berlin_time
 from exporter.demo.fake_openai import Fault
-from exporter.ecb import EcbFormatError, parse_xml
+from exporter.fx.ecb import EcbFormatError, parse_xml
 
 # 2026: Good Friday 3 April, Easter Monday 6 April, 1 May a Friday.
 RATES = EcbRates.generate(date(2026, 3, 20), date(2026, 5, 8), seed=5)

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.app import App, build
 from exporter.demo.fake_ecb import FakeEcbServer
 from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.demo.traffic import generate_org
-from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.test_cli import cli
@@ -22,7 +22,7 @@ YESTERDAY = FX_TODAY - timedelta(days=1)
 
 
 @pytest.fixture
-def polled(tmp_path: Path) -> Iterator[tuple[Path, Service]]:
+def polled(tmp_path: Path) -> Iterator[tuple[Path, App]]:
     """A history polled and converted to EUR, and a config file pointing at it."""
     clock = MutableClock(AFTER_PUBLICATION)
     org = generate_org(today=FX_TODAY, days=10, seed=5)
@@ -31,7 +31,7 @@ def polled(tmp_path: Path) -> Iterator[tuple[Path, Service]]:
             tmp_path, openai.base_url, currency="EUR", fx={"base_url": ecb.base_url},
             poll={"backfill_days": 5},
         )  # fmt: skip
-        service = Service(config, clock=clock, env={KEY_ENV: org.admin_key})
+        service = build(config, clock=clock, env={KEY_ENV: org.admin_key})
         assert service.poll_once()
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
@@ -39,7 +39,7 @@ def polled(tmp_path: Path) -> Iterator[tuple[Path, Service]]:
         service.stop()
 
 
-def test_fx_prints_the_rate_of_the_day_and_its_source(polled: tuple[Path, Service]) -> None:
+def test_fx_prints_the_rate_of_the_day_and_its_source(polled: tuple[Path, App]) -> None:
     path, _ = polled
     proc = cli("fx", "--date", YESTERDAY.isoformat(), "--config", str(path))
     assert proc.returncode == 0, proc.stderr
@@ -54,7 +54,7 @@ def test_fx_prints_the_rate_of_the_day_and_its_source(polled: tuple[Path, Servic
 
 
 def test_fx_costs_prints_the_audit_trail_of_every_stored_row(
-    polled: tuple[Path, Service],
+    polled: tuple[Path, App],
 ) -> None:
     path, service = polled
     rows = service.store.cost_audit(YESTERDAY)

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from exporter.analytics.windows import windows_for
+from exporter.app import App, build
 from exporter.clock import midnight_ts
 from exporter.demo.fake_ecb import FakeEcbServer
 from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
 from exporter.demo.traffic import generate_org, truth_costs
-from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import (
     AFTER_PUBLICATION,
@@ -74,21 +74,21 @@ def service_for(
     ecb_server: FakeEcbServer,
     clock: MutableClock,
     currency: str,
-) -> Service:
+) -> App:
     config = make_config(
         tmp_path, openai.base_url, currency=currency, fx={"base_url": ecb_server.base_url}
     )
-    return Service(config, clock=clock, env={KEY_ENV: openai.org.admin_key})
+    return build(config, clock=clock, env={KEY_ENV: openai.org.admin_key})
 
 
 @pytest.fixture
 def make_service(
     tmp_path: Path, openai: FakeOpenAIServer, ecb_server: FakeEcbServer, clock: MutableClock
-) -> Iterator[Callable[[str], Service]]:
+) -> Iterator[Callable[[str], App]]:
     """Services on one history (a new one = a restart), stopped after the test."""
-    services: list[Service] = []
+    services: list[App] = []
 
-    def make(currency: str) -> Service:
+    def make(currency: str) -> App:
         services.append(service_for(tmp_path, openai, ecb_server, clock, currency))
         return services[-1]
 
@@ -97,11 +97,11 @@ def make_service(
         service.stop()
 
 
-def samples_of(service: Service) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples_of(service: App) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return parse_exposition(service.rendered.text.decode())
 
 
-def money(service: Service, window: str) -> dict[tuple[str, str, str], tuple[float, str]]:
+def money(service: App, window: str) -> dict[tuple[str, str, str], tuple[float, str]]:
     """(project, model, cost_type) -> (value, currency) of one aicost_cost_<window>."""
     out = {}
     for (name, labels), value in samples_of(service).items():
@@ -112,7 +112,7 @@ def money(service: Service, window: str) -> dict[tuple[str, str, str], tuple[flo
 
 
 def assert_windows_equal_truth(
-    service: Service, org: FakeOpenAIOrg, currency: str, rates_at: datetime
+    service: App, org: FakeOpenAIOrg, currency: str, rates_at: datetime
 ) -> None:
     for w in windows_for(FX_TODAY):
         want = truth_converted(org, ECB_RATES, rates_at, currency, days_between(w.start, w.end))
@@ -125,11 +125,11 @@ def assert_windows_equal_truth(
             assert abs(Decimal(repr(value)) - amount) < Decimal("1e-9"), (w.name, key)
 
 
-def sample(service: Service, name: str, **labels: str) -> float:
+def sample(service: App, name: str, **labels: str) -> float:
     return samples_of(service)[(name, frozenset(labels.items()))]
 
 
-def audit(service: Service, day: date) -> list[dict[str, Any]]:
+def audit(service: App, day: date) -> list[dict[str, Any]]:
     return service.store.cost_audit(day)
 
 
@@ -138,7 +138,7 @@ def audit(service: Service, day: date) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("currency", ["EUR", "GBP"])
 def test_every_money_window_equals_the_ecb_rate_of_each_day(
-    make_service: Callable[[str], Service],
+    make_service: Callable[[str], App],
     openai: FakeOpenAIServer,
     ecb_server: FakeEcbServer,
     clock: MutableClock,
@@ -170,7 +170,7 @@ def test_every_money_window_equals_the_ecb_rate_of_each_day(
 
 
 def test_weekend_and_holiday_costs_carry_the_previous_working_days_rate(
-    make_service: Callable[[str], Service],
+    make_service: Callable[[str], App],
 ) -> None:
     service = make_service("EUR")
     assert service.poll_once()
@@ -187,7 +187,7 @@ def test_weekend_and_holiday_costs_carry_the_previous_working_days_rate(
 
 
 def test_usd_accounting_needs_no_ecb_request_and_uses_identity(
-    make_service: Callable[[str], Service], openai: FakeOpenAIServer, ecb_server: FakeEcbServer
+    make_service: Callable[[str], App], openai: FakeOpenAIServer, ecb_server: FakeEcbServer
 ) -> None:
     service = make_service("USD")
     assert service.poll_once()
@@ -207,7 +207,7 @@ def test_usd_accounting_needs_no_ecb_request_and_uses_identity(
 
 
 def test_todays_costs_are_reconverted_when_the_days_rate_is_published(
-    make_service: Callable[[str], Service], openai: FakeOpenAIServer, clock: MutableClock
+    make_service: Callable[[str], App], openai: FakeOpenAIServer, clock: MutableClock
 ) -> None:
     clock.now = BEFORE_PUBLICATION  # 14:00 CET: the daily file still holds yesterday
     service = make_service("EUR")
@@ -235,7 +235,7 @@ def test_todays_costs_are_reconverted_when_the_days_rate_is_published(
 
 @pytest.mark.parametrize("outage", ["connection_refused", "http_500", "truncated_xml"])
 def test_ecb_outage_falls_back_to_the_newest_cached_rate_and_says_so(
-    make_service: Callable[[str], Service],
+    make_service: Callable[[str], App],
     openai: FakeOpenAIServer,
     ecb_server: FakeEcbServer,
     clock: MutableClock,
@@ -281,7 +281,7 @@ def test_ecb_outage_falls_back_to_the_newest_cached_rate_and_says_so(
 
 
 def test_no_rate_at_all_withholds_the_money_and_counts_the_records(
-    make_service: Callable[[str], Service],
+    make_service: Callable[[str], App],
     openai: FakeOpenAIServer,
     ecb_server: FakeEcbServer,
     caplog: pytest.LogCaptureFixture,
@@ -313,7 +313,7 @@ def test_no_rate_at_all_withholds_the_money_and_counts_the_records(
 
 
 def test_changing_the_currency_recomputes_every_amount_from_the_source(
-    make_service: Callable[[str], Service], openai: FakeOpenAIServer, ecb_server: FakeEcbServer
+    make_service: Callable[[str], App], openai: FakeOpenAIServer, ecb_server: FakeEcbServer
 ) -> None:
     first = make_service("EUR")
     assert first.poll_once()

@@ -13,14 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter import ecb
 from exporter.analytics.windows import windows_for
+from exporter.app import build
 from exporter.config import validate
 from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
 from exporter.demo.fake_openai import FakeOpenAIServer
-from exporter.fx import FxService
+from exporter.fx import ecb
+from exporter.fx.service import FxService
 from exporter.records import CostRecord, FetchResult
-from exporter.scheduler import Service
 from exporter.store import Store
 from tests.conftest import TODAY, fixed_clock, make_config
 from tests.fx_scenario import FX_TODAY, MutableClock
@@ -46,7 +46,7 @@ def test_bundled_history_converts_past_days_without_network(
     assert TODAY < ecb.bundled().last  # the shared test org lies inside the bundled history
     config = make_config(tmp_path, fake.base_url, currency="EUR")
     transport = httpx.MockTransport(no_network)
-    service = Service(config, clock=fixed_clock, env=env, fx_transport=transport)
+    service = build(config, clock=fixed_clock, env=env, fx_transport=transport)
     assert service.poll_once()
     usd = bundled_usd_per_eur()
     samples = parse_exposition(service.rendered.text.decode())
@@ -74,7 +74,7 @@ def test_a_timeout_is_counted_as_such(tmp_path: Path, fake: FakeOpenAIServer, en
         raise httpx.ReadTimeout("timed out", request=request)
 
     config = make_config(tmp_path, fake.base_url, currency="GBP")
-    service = Service(config, clock=fixed_clock, env=env, fx_transport=httpx.MockTransport(slow))
+    service = build(config, clock=fixed_clock, env=env, fx_transport=httpx.MockTransport(slow))
     assert service.poll_once()
     samples = parse_exposition(service.rendered.text.decode())
     assert samples[("aicost_fx_refresh_errors_total", frozenset({("reason", "timeout")}))] == 1

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from exporter import ecb
-from exporter.fx import FxError, RateTable
+from exporter.fx import ecb
+from exporter.fx.rates import FxError, RateTable
 
 REAL_SAMPLE = b"""<?xml version="1.0" encoding="UTF-8"?>
 <gesmes:Envelope xmlns:gesmes="http://www.gesmes.org/xml/2002-08-01" \

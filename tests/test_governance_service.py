@@ -1,4 +1,4 @@
-"""End to end through Service and the fake OpenAI org: budgets, attribution, anomalies."""
+"""End to end through App and the fake OpenAI org: budgets, attribution, anomalies."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter.analytics.budgets import period_bounds
+from exporter.app import App, build
 from exporter.demo.fake_openai import AMOUNT_QUANTUM, CostRow, FakeOpenAIServer
 from exporter.demo.traffic import GPT_4O_MINI
-from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import parse_exposition
 
@@ -58,7 +58,7 @@ def governance_config(tmp_path: Path, fake: FakeOpenAIServer, **poll: Any) -> An
     return make_config(tmp_path, fake.base_url, attribution=attribution, budgets=BUDGETS, poll=poll)
 
 
-def samples(service: Service) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(service: App) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return parse_exposition(service.rendered.text.decode())
 
 
@@ -80,7 +80,7 @@ def test_published_budget_spend_equals_the_fake_orgs_truth_for_every_scope_and_p
     fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str], caplog
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        service = Service(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
+        service = build(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
         assert not [r for r in caplog.records if "budget" in r.getMessage()]  # empty store
         assert service.poll_once()
         assert service.poll_once()
@@ -111,7 +111,7 @@ def test_published_budget_spend_equals_the_fake_orgs_truth_for_every_scope_and_p
 def test_project_info_carries_the_attribution(
     fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str]
 ) -> None:
-    service = Service(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
+    service = build(governance_config(tmp_path, fake), clock=fixed_clock, env=env)
     assert service.poll_once()
     got = samples(service)
     for p in fake.org.projects:
@@ -144,7 +144,7 @@ def test_replayed_day_by_day_an_injected_spike_is_the_streams_only_anomaly(
     with fake.lock:
         fake.org.costs = spike_stream(fake.org.costs, spike, search, 3)
     now = [NOW]
-    service = Service(
+    service = build(
         governance_config(tmp_path, fake, backfill_days=60), clock=lambda: now[0], env=env
     )
     assert service.poll_once()  # the whole 60-day history, as stored on TODAY

@@ -12,12 +12,13 @@ import httpx
 import pytest
 
 from exporter.analytics.windows import windows_for
+from exporter.app import build
 from exporter.config import Secret
 from exporter.demo.fake_openai import CostRow, FakeOpenAIServer, Fault
 from exporter.demo.traffic import truth_costs, truth_tokens
-from exporter.providers.base import AuthError, ParseError, RetryPolicy
+from exporter.providers.errors import AuthError, ParseError
+from exporter.providers.http import RetryPolicy
 from exporter.providers.openai import OpenAIProvider, parse_line_item
-from exporter.scheduler import Service
 from tests.conftest import TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
 
@@ -65,7 +66,7 @@ def test_line_items(text: str, expected: tuple[str, str, str, str]) -> None:
 def test_every_window_equals_the_fake_orgs_truth_to_the_cent(
     fake: FakeOpenAIServer, config, env
 ) -> None:
-    service = opened(Service(config, clock=fixed_clock, env=env))
+    service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     samples = parse_exposition(service.rendered.text.decode())
     stores = service.store

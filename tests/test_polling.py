@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
+from exporter.app import App, build
 from exporter.demo.fake_openai import FakeOpenAIServer, Fault
-from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
 
 
-def stored(service: Service) -> tuple[list[str], list[str]]:
+def stored(service: App) -> tuple[list[str], list[str]]:
     start, end = TODAY - timedelta(days=400), TODAY + timedelta(days=1)
     return (
         sorted(map(repr, service.store.costs_between(start, end))),
@@ -22,7 +22,7 @@ def stored(service: Service) -> tuple[list[str], list[str]]:
     )
 
 
-def sample(service: Service, name: str, **labels: str) -> float:
+def sample(service: App, name: str, **labels: str) -> float:
     return parse_exposition(service.rendered.text.decode())[(name, frozenset(labels.items()))]
 
 
@@ -32,7 +32,7 @@ HEALTH = {"provider": "openai", "account": "main"}
 def test_first_poll_backfills_then_polls_only_the_lookback_window(
     fake: FakeOpenAIServer, config, env
 ) -> None:
-    service = opened(Service(config, clock=fixed_clock, env=env))
+    service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     first = next(r for r in fake.requests if r.path.endswith("/costs"))
     backfill_start = (NOW - timedelta(days=45)).replace(hour=0, minute=0)
@@ -52,7 +52,7 @@ def test_first_poll_backfills_then_polls_only_the_lookback_window(
 def test_revisions_up_and_down_are_mirrored_without_double_counting(
     fake: FakeOpenAIServer, config, env
 ) -> None:
-    service = opened(Service(config, clock=fixed_clock, env=env))
+    service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     before = fake.org.cost_total(TODAY - timedelta(days=45), TODAY + timedelta(days=1))
     with fake.lock:
@@ -88,7 +88,7 @@ def test_revisions_up_and_down_are_mirrored_without_double_counting(
 def test_a_failed_poll_changes_no_stored_row_and_is_counted(
     fake: FakeOpenAIServer, config, env, fault: Fault, reason: str, caplog
 ) -> None:
-    service = opened(Service(config, clock=fixed_clock, env=env))
+    service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     with fake.lock:
         fake.org.scale_day(TODAY, Decimal("2"))
@@ -110,7 +110,7 @@ def test_a_failed_poll_changes_no_stored_row_and_is_counted(
 def test_429_honours_retry_after_and_5xx_retries_within_one_poll(
     fake: FakeOpenAIServer, config, env
 ) -> None:
-    service = opened(Service(config, clock=fixed_clock, env=env))
+    service = opened(build(config, clock=fixed_clock, env=env))
     fake.inject(Fault("/costs", status=429, retry_after="1"))
     fake.inject(Fault("/usage/completions", status=503))
     assert service.poll_once()
@@ -123,7 +123,7 @@ def test_429_honours_retry_after_and_5xx_retries_within_one_poll(
 
 
 def test_missing_key_is_a_config_error_not_a_crash(fake: FakeOpenAIServer, config) -> None:
-    service = opened(Service(config, clock=fixed_clock, env={}))
+    service = opened(build(config, clock=fixed_clock, env={}))
     assert not service.poll_once()
     assert sample(service, "aicost_poll_errors_total", **HEALTH, reason="config") == 1
     assert fake.requests == []

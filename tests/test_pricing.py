@@ -98,7 +98,7 @@ def test_batch_rows_cost_half_the_list_price() -> None:
     sync = row("gpt-4o", input_tokens=1_000_000, output_tokens=100_000)
     batch = row("gpt-4o", input_tokens=1_000_000, output_tokens=100_000, batch="true")
     anthropic_batch = row("claude-sonnet-4-20250514", "anthropic", input_tokens=10**6,
-                          batch="", service_tier="batch")  # fmt: skip
+                          batch="true", service_tier="batch")  # fmt: skip
     assert cat.row_cost(sync) == Decimal("3.5")
     assert cat.row_cost(batch) == Decimal("1.75")
     assert cat.row_cost(anthropic_batch) == Decimal("1.5")

@@ -22,11 +22,11 @@ from exporter.analytics.recommendations import (
     compute_recommendations,
     publish,
 )
+from exporter.app import App, build
 from exporter.config import Config, ConfigErrors, validate
 from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
 from exporter.pricing import CATALOGUE_PROVIDER, Catalogue
 from exporter.records import ApiKeyRecord, CostRecord, FetchResult, UsageRecord
-from exporter.scheduler import Service
 from tests.conftest import TODAY, fixed_clock, make_config
 from tests.helpers import parse_exposition
 
@@ -192,11 +192,11 @@ def test_no_batch_advice_for_batch_flex_unknown_or_non_batch_models() -> None:
 def test_anthropic_standard_tier_is_synchronous_and_its_batch_tier_is_not() -> None:
     model = "claude-sonnet-4-20250514"
     standard = [
-        use(age, model, provider="anthropic", project="default", batch="", tier="standard")
+        use(age, model, provider="anthropic", project="default", batch="false", tier="standard")
         for age in range(1, 31)
     ]
     batch = [
-        use(age, model, provider="anthropic", project="wrk_b", batch="", tier="batch")
+        use(age, model, provider="anthropic", project="wrk_b", batch="true", tier="batch")
         for age in range(1, 31)
     ]
     recs = of_kind(find(standard + batch), "batch")
@@ -428,7 +428,7 @@ def test_a_dismissal_needs_a_reason() -> None:
 
 
 def _seed_store(config: Config, rows: list[UsageRecord], keys: list[ApiKeyRecord]) -> None:
-    service = Service(config, clock=fixed_clock)
+    service = build(config, clock=fixed_clock)
     result = FetchResult(day(60), TODAY + timedelta(days=1), rows, billed(rows), [], keys)
     service.store.replace_window("openai", "main", result)
     service.stop()
@@ -440,7 +440,7 @@ def _crafted(tmp_path: Path, **recommendations: Any) -> Config:
     )
 
 
-def _samples(service: Service, name: str) -> dict[frozenset[tuple[str, str]], float]:
+def _samples(service: App, name: str) -> dict[frozenset[tuple[str, str]], float]:
     text = service.rendered.text.decode()
     return {labels: v for (n, labels), v in parse_exposition(text).items() if n == name}
 
@@ -449,7 +449,7 @@ def test_service_publishes_recommendations_and_keeps_their_first_seen_date(tmp_p
     rows = [use(age) for age in range(61)] + _keyed(last_age=33)
     config = _crafted(tmp_path)
     _seed_store(config, rows, [])
-    first = Service(config, clock=fixed_clock)
+    first = build(config, clock=fixed_clock)
     kinds = {dict(k)["recommendation"] for k in _samples(first, "aicost_savings_monthly")}
     assert kinds == {"batch", "model_downgrade"}
     [exposure] = _samples(first, "aicost_inactive_key_exposure_monthly")
@@ -460,7 +460,7 @@ def test_service_publishes_recommendations_and_keeps_their_first_seen_date(tmp_p
     first.stop()
 
     two_days_later = datetime(2026, 3, 20, 13, 0, tzinfo=UTC)
-    later = Service(config, clock=lambda: two_days_later)
+    later = build(config, clock=lambda: two_days_later)
     assert set(_samples(later, "aicost_recommendation_first_seen_timestamp_seconds").values()) == {
         midnight
     }
@@ -472,7 +472,7 @@ def test_a_dismissed_recommendation_is_no_longer_published(tmp_path) -> None:
     dismissed = [{"recommendation": "batch", "project": "proj_a", "reason": "chat latency"}]
     config = _crafted(tmp_path, dismissed=dismissed)
     _seed_store(config, rows, [])
-    service = Service(config, clock=fixed_clock)
+    service = build(config, clock=fixed_clock)
     published = {dict(k)["recommendation"] for k in _samples(service, "aicost_savings_monthly")}
     seen = {
         dict(k)["recommendation"]
@@ -494,7 +494,7 @@ def test_published_savings_on_the_fake_org_equal_the_truth_to_the_cent(
 ) -> None:
     org = fake.org
     config = make_config(tmp_path, fake.base_url, poll={"backfill_days": 60})
-    service = Service(config, clock=fixed_clock, env=env)
+    service = build(config, clock=fixed_clock, env=env)
     assert service.poll_once()
     start, end = day(30), TODAY
     ids = _stream_of(org)

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from exporter.exposition import ProviderHealth, Rendered, render
+from exporter.exposition import Rendered, render
 from exporter.server import MetricsServer
+from exporter.snapshot import ProviderHealth
 from tests.test_exposition import seeded_snapshot
 
 

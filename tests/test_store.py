@@ -7,7 +7,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
-from exporter.store import MIGRATIONS, Store
+from exporter.store import Store
+from exporter.store.migrations import MIGRATIONS
 
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 
@@ -116,7 +117,7 @@ def test_fx_migration_keeps_existing_rows_and_source_amounts(tmp_path: Path) -> 
 
     import sqlite_utils
 
-    from exporter.store import _m001_initial
+    from exporter.store.migrations import _m001_initial
 
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(sqlite3.connect(path))

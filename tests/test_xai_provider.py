@@ -16,13 +16,14 @@ import httpx
 import pytest
 
 from exporter.analytics.windows import windows_for
+from exporter.app import App, build
 from exporter.config import Config, ConfigErrors, Secret, validate
 from exporter.demo.fake_http import Fault
 from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
-from exporter.providers.base import AuthError, ParseError, RetryPolicy
+from exporter.providers.errors import AuthError, ParseError
+from exporter.providers.http import RetryPolicy
 from exporter.providers.xai import XAIProvider, classify_unit
 from exporter.records import FetchResult
-from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
 
@@ -68,9 +69,9 @@ def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
     )  # fmt: skip
 
 
-def service(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Service:
+def service(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> App:
     env = {KEY_ENV: fake.team.management_key}
-    svc = Service(xai_config(tmp_path, fake, **provider), clock=fixed_clock, env=env)
+    svc = build(xai_config(tmp_path, fake, **provider), clock=fixed_clock, env=env)
     opened(svc)
     return svc
 
@@ -83,11 +84,11 @@ def provider(fake: FakeXaiServer, key: str | None = None, **kw: Any) -> XAIProvi
     return XAIProvider(config, client, Secret(key or fake.team.management_key), retry=retry, **kw)
 
 
-def samples(svc: Service) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def samples(svc: App) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return parse_exposition(svc.rendered.text.decode())
 
 
-def gauge(svc: Service, name: str, **labels: str) -> float | None:
+def gauge(svc: App, name: str, **labels: str) -> float | None:
     return samples(svc).get((name, frozenset(labels.items())))
 
 

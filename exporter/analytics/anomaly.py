@@ -31,7 +31,6 @@ scores the cap, :data:`SCORE_CAP`. Scores are clamped to ``[-SCORE_CAP, SCORE_CA
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -44,7 +43,8 @@ from exporter.analytics.series import (
     median,
     weekday_factors,
 )
-from exporter.records import CostRecord
+from exporter.records import CostRecord, Stream
+from exporter.snapshot import Baseline
 
 BASELINE_DAYS = 28
 MIN_BASELINE_DAYS = 7
@@ -53,14 +53,6 @@ MAD_TO_SIGMA = Decimal("1.4826")
 MIN_SPREAD = Decimal("0.2")  # relative: the spread is never taken below 20 % of expected
 SCORE_CAP = 100.0
 NEW_STREAM_DAYS = 7  # a stream first seen on or after today - 7 is "new"
-
-Stream = tuple[str, str, str, str]  # provider, account, project, model
-
-
-@dataclass(frozen=True)
-class Baseline:
-    expected: Decimal  # what the day was expected to cost
-    score: float  # robust z-score of the day's actual cost against ``expected``
 
 
 def _clamp(score: Decimal) -> float:
@@ -133,7 +125,7 @@ def stream_baselines(costs: Iterable[CostRecord], today: date) -> dict[Stream, B
     ``costs`` must cover the :data:`BASELINE_DAYS` days before yesterday.
     """
     yesterday = today - timedelta(days=1)
-    series = daily_by(costs, lambda c: (c.provider, c.account, c.project, c.model))
+    series = daily_by(costs, lambda c: c.stream)
     out = {}
     for stream, daily in series.items():
         b = baseline({d: v for d, v in daily.items() if d <= yesterday}, yesterday)

@@ -15,37 +15,14 @@ labels directly.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from exporter.config import AttributionRule
 from exporter.records import CostRecord, ProjectRecord, UsageRecord
+from exporter.snapshot import Attribution, ProjectInfo
 
-UNASSIGNED_POOL = "unassigned"
 LABELS: tuple[str, ...] = ("team", "pool", "cost_owner", "environment")
 
 ProjectKey = tuple[str, str, str]  # provider, account, project
-
-
-@dataclass(frozen=True)
-class Attribution:
-    team: str = ""
-    pool: str = UNASSIGNED_POOL
-    cost_owner: str = ""
-    environment: str = ""
-
-
-UNASSIGNED = Attribution()
-
-
-@dataclass(frozen=True)
-class ProjectInfo:
-    """One ``aicost_project_info`` series."""
-
-    provider: str
-    account: str
-    project: str
-    project_name: str
-    attribution: Attribution
 
 
 def _rule_matches(rule: AttributionRule, key: ProjectKey, name: str) -> bool:

@@ -17,23 +17,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 from exporter.records import BillingRecord, CostRecord
-
-BillingKey = tuple[str, str, str]  # provider, account, currency
+from exporter.snapshot import AccountMoney, BillingGauges
 
 _PERIOD = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-@dataclass
-class BillingGauges:
-    prepaid_balance: dict[BillingKey, Decimal] = field(default_factory=dict)
-    spending_limit: dict[BillingKey, Decimal] = field(default_factory=dict)
-    invoice_preview: dict[BillingKey, Decimal] = field(default_factory=dict)
-    invoice_preview_gap: dict[BillingKey, Decimal] = field(default_factory=dict)
 
 
 def period_bounds(period: str) -> tuple[date, date] | None:
@@ -67,7 +57,7 @@ def compute_billing(
     """
     out = BillingGauges()
     for b, rate in billing:
-        key = (b.provider, b.account, currency)
+        key = AccountMoney(b.provider, b.account, currency)
         if b.kind == "prepaid_balance":
             out.prepaid_balance[key] = b.amount * rate
         elif b.kind == "spending_limit":

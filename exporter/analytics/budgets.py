@@ -19,32 +19,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from exporter.analytics.attribution import UNASSIGNED, Attribution, ProjectKey
-from exporter.analytics.forecast import Stream, forecast_period, month_end
+from exporter.analytics.attribution import ProjectKey
+from exporter.analytics.forecast import forecast_period, month_end
 from exporter.analytics.series import daily_by
 from exporter.config import BudgetConfig, BudgetScope
-from exporter.records import CostRecord
-
-
-@dataclass(frozen=True)
-class BudgetStatus:
-    name: str
-    period: str
-    start: date  # first day of the current period
-    end: date  # first day of the next period
-    limit: Decimal
-    spend: Decimal
-    forecast: Decimal
-    thresholds: tuple[Decimal, ...]
-    matched: bool
-
-    @property
-    def utilization(self) -> Decimal:
-        return self.spend / self.limit
+from exporter.records import CostRecord, Stream
+from exporter.snapshot import UNASSIGNED, Attribution, BudgetStatus
 
 
 def period_bounds(period: str, today: date) -> tuple[date, date]:
@@ -83,7 +66,7 @@ def evaluate_budgets(
 ) -> list[BudgetStatus]:
     """The status of every budget; ``costs`` must cover the last 28 complete days and the
     current period of every budget (see ``governance.history_start``)."""
-    series = daily_by(costs, lambda c: (c.provider, c.account, c.project, c.model))
+    series = daily_by(costs, lambda c: c.stream)
     out = []
     for budget in budgets:
         start, end = period_bounds(budget.period, today)

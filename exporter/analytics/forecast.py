@@ -36,13 +36,11 @@ from exporter.analytics.series import (
     mean,
     weekday_factors,
 )
-from exporter.records import CostRecord
+from exporter.records import CostRecord, Stream
 
 RUN_RATE_DAYS = 28  # complete days the weekly pattern is estimated from
 LEVEL_DAYS = 14  # the most recent complete days that set the level
 MIN_PATTERN_DAYS = 7  # below this, the plain mean of the days there are
-
-Stream = tuple[str, str, str, str]  # provider, account, project, model
 
 
 @dataclass(frozen=True)
@@ -105,5 +103,5 @@ def month_end_forecasts(costs: Iterable[CostRecord], today: date) -> dict[Stream
     every stream with a row there gets a forecast (the month to date when it is idle).
     """
     first, end = today.replace(day=1), month_end(today)
-    series = daily_by(costs, lambda c: (c.provider, c.account, c.project, c.model))
+    series = daily_by(costs, lambda c: c.stream)
     return {s: forecast_period(daily, today, first, end) for s, daily in series.items()}

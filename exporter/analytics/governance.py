@@ -8,26 +8,15 @@ accounting currency already; every money value is labelled with ``config.currenc
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 
-from exporter.analytics.anomaly import BASELINE_DAYS, Baseline, new_streams, stream_baselines
-from exporter.analytics.attribution import ProjectInfo, project_infos
-from exporter.analytics.budgets import BudgetStatus, evaluate_budgets, period_bounds
-from exporter.analytics.forecast import RUN_RATE_DAYS, Stream, month_end_forecasts
+from exporter.analytics.anomaly import BASELINE_DAYS, new_streams, stream_baselines
+from exporter.analytics.attribution import project_infos
+from exporter.analytics.budgets import evaluate_budgets, period_bounds
+from exporter.analytics.forecast import RUN_RATE_DAYS, month_end_forecasts
 from exporter.config import Config
-from exporter.records import CostRecord, ProjectRecord, UsageRecord
-
-
-@dataclass
-class Governance:
-    currency: str = "USD"
-    project_info: list[ProjectInfo] = field(default_factory=list)
-    budgets: list[BudgetStatus] = field(default_factory=list)
-    forecasts: dict[Stream, Decimal] = field(default_factory=dict)
-    baselines: dict[Stream, Baseline] = field(default_factory=dict)
-    new_streams: dict[Stream, date] = field(default_factory=dict)  # stream -> first day
+from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
+from exporter.snapshot import Governance
 
 
 def history_start(today: date) -> date:

@@ -24,14 +24,19 @@ from decimal import Decimal
 from exporter.clock import midnight
 from exporter.config import Dismissal, RecommendationsConfig
 from exporter.pricing import BATCH_DISCOUNT, MTOK, Catalogue, ModelMaps, UnitPrices, is_batch
-from exporter.records import TOKEN_TYPES, ApiKeyRecord, CostRecord, UsageRecord
-
-Stream = tuple[str, str, str, str]  # provider, account, project, model
+from exporter.records import TOKEN_TYPES, ApiKeyRecord, CostRecord, Stream, UsageRecord
+from exporter.snapshot import (
+    OTHER,
+    KeyExposureKey,
+    RecommendationKey,
+    RecommendationMetrics,
+    SavingsKey,
+    StreamMoney,
+)
 
 MONTH_DAYS = 30
 SAVINGS_KINDS: tuple[str, ...] = ("batch", "model_downgrade", "cross_provider")
 INACTIVE_KEY = "inactive_key"
-OTHER = "other"
 # Service tiers billed at the standard list price; flex/priority traffic is not a batch
 # candidate (it already trades latency for price, or pays for latency on purpose).
 STANDARD_TIERS = frozenset({"", "default", "standard", "auto"})
@@ -103,10 +108,6 @@ def recommendations_start(today: date) -> date:
     return days_31_60(today).start
 
 
-def _stream(row: UsageRecord | CostRecord) -> Stream:
-    return (row.provider, row.account, row.project, row.model)
-
-
 def _tokens(row: UsageRecord) -> int:
     return sum(row.tokens(t) for t in TOKEN_TYPES)
 
@@ -115,7 +116,7 @@ def _by_stream(usage: Iterable[UsageRecord], period: Period) -> dict[Stream, lis
     out: dict[Stream, list[UsageRecord]] = defaultdict(list)
     for row in usage:
         if row.day in period and row.model:
-            out[_stream(row)].append(row)
+            out[row.stream].append(row)
     return dict(sorted(out.items()))
 
 
@@ -124,7 +125,7 @@ def _billed_tokens(costs: Iterable[CostRecord], period: Period) -> dict[Stream, 
     out: dict[Stream, Decimal] = defaultdict(Decimal)
     for c in costs:
         if c.day in period and c.model and c.cost_type == "tokens":
-            out[_stream(c)] += c.amount
+            out[c.stream] += c.amount
     return out
 
 
@@ -134,10 +135,9 @@ def cents(value: Decimal) -> str:
 
 
 def _is_sync(row: UsageRecord) -> bool:
-    """Synchronous standard-tier traffic: OpenAI ``batch=false``; Anthropic tier != batch."""
-    if is_batch(row) or row.service_tier not in STANDARD_TIERS:
-        return False
-    return row.batch == "false" or (row.provider == "anthropic" and row.service_tier != "")
+    """Synchronous standard-tier traffic: known not to be batch (providers set ``batch``
+    from their own flag or service tier), on a standard tier."""
+    return row.batch == "false" and row.service_tier in STANDARD_TIERS
 
 
 def _priced(rows: Sequence[UsageRecord], catalogue: Catalogue) -> list[Decimal] | None:
@@ -321,7 +321,7 @@ def cross_provider_recommendations(
     billed = _billed_tokens(costs, period)
     streams: dict[str, dict[Stream, _Route]] = defaultdict(dict)
     for stream, rows in _by_stream(usage, period).items():
-        group = maps.group(stream[0], stream[3])
+        group = maps.group(stream.provider, stream.model)
         if group is not None:
             route = _Route(sum(_tokens(r) for r in rows), billed.get(stream, Decimal(0)))
             streams[group][stream] = route
@@ -536,16 +536,6 @@ def dismissal_for(rec: Recommendation, dismissed: Iterable[Dismissal]) -> Dismis
     return None
 
 
-@dataclass
-class RecommendationMetrics:
-    """Label tuples -> values, in the catalogue's label order (see exporter/metrics.py)."""
-
-    savings: dict[tuple[str, ...], Decimal] = field(default_factory=dict)
-    key_exposure: dict[tuple[str, ...], Decimal] = field(default_factory=dict)
-    first_seen: dict[tuple[str, ...], float] = field(default_factory=dict)
-    cache_savings: dict[tuple[str, ...], Decimal] = field(default_factory=dict)
-
-
 def _ranked(recs: Iterable[Recommendation]) -> list[Recommendation]:
     return sorted(recs, key=lambda r: (-r.monthly, r.id))
 
@@ -570,21 +560,27 @@ def publish(
     keys = _ranked(r for r in live if r.kind == INACTIVE_KEY)
     for i, r in enumerate(savings):
         if i < max_series:
-            label = (r.provider, r.account, r.project, r.model, r.kind, r.target, currency)
+            label = SavingsKey(
+                r.provider, r.account, r.project, r.model, r.kind, r.target, currency
+            )
         else:
-            label = (OTHER, OTHER, OTHER, OTHER, r.kind, OTHER, currency)
+            label = SavingsKey(OTHER, OTHER, OTHER, OTHER, r.kind, OTHER, currency)
         out.savings[label] = out.savings.get(label, Decimal(0)) + r.monthly
     for i, r in enumerate(keys):
         if i < max_series:
-            label = (r.provider, r.account, r.project, r.api_key, r.api_key_name, currency)
+            key = KeyExposureKey(
+                r.provider, r.account, r.project, r.api_key, r.api_key_name, currency
+            )
         else:
-            label = (OTHER, OTHER, OTHER, OTHER, OTHER, currency)
-        out.key_exposure[label] = out.key_exposure.get(label, Decimal(0)) + r.monthly
+            key = KeyExposureKey(OTHER, OTHER, OTHER, OTHER, OTHER, currency)
+        out.key_exposure[key] = out.key_exposure.get(key, Decimal(0)) + r.monthly
     for r in [*savings[:max_series], *keys[:max_series]]:
         seen = first_seen.get(r.id)
         if seen is not None:
-            label = (r.provider, r.account, r.project, r.model, r.api_key, r.kind, r.target)
-            out.first_seen[label] = midnight(seen).timestamp()
+            identity = RecommendationKey(
+                r.provider, r.account, r.project, r.model, r.api_key, r.kind, r.target
+            )
+            out.first_seen[identity] = midnight(seen).timestamp()
     for stream, amount in sorted(findings.cache_savings.items()):
-        out.cache_savings[(*stream, currency)] = amount
+        out.cache_savings[StreamMoney.of(stream, currency)] = amount
     return out

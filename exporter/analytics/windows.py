@@ -13,21 +13,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 
-from exporter.records import TOKEN_TYPES, CostRecord, UsageRecord
-
-Stream = tuple[str, str, str, str]  # provider, account, project, model
-CostKey = tuple[str, str, str, str, str, str]  # stream + cost_type, currency
-TokenKey = tuple[str, str, str, str, str]  # stream + token_type
-
-
-WINDOW_NAMES: tuple[str, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
-# Tokens also get the 7 complete days before the last 7, so week-over-week growth is one
-# division of two gauges and needs no Prometheus retention (``aicost_tokens_prev_7d``).
-TOKEN_WINDOW_NAMES: tuple[str, ...] = (*WINDOW_NAMES, "prev_7d")
+from exporter.records import TOKEN_TYPES, CostRecord, Stream, UsageRecord
+from exporter.snapshot import CostKey, StreamMoney, TokenKey, WindowTotals
 
 
 @dataclass(frozen=True)
@@ -58,20 +49,6 @@ def history_start(today: date) -> date:
     return min(w.start for w in windows_for(today))
 
 
-@dataclass
-class WindowTotals:
-    cost: dict[str, dict[CostKey, Decimal]] = field(default_factory=dict)
-    tokens: dict[str, dict[TokenKey, int]] = field(default_factory=dict)
-    requests: dict[str, dict[Stream, int]] = field(default_factory=dict)
-    cache_hit_ratio: dict[Stream, float] = field(default_factory=dict)
-    cost_per_1k_tokens: dict[tuple[str, str, str, str, str], Decimal] = field(default_factory=dict)
-    cost_per_request: dict[tuple[str, str, str, str, str], Decimal] = field(default_factory=dict)
-
-
-def _stream(row: UsageRecord | CostRecord) -> Stream:
-    return (row.provider, row.account, row.project, row.model)
-
-
 def compute_windows(
     today: date,
     usage: list[UsageRecord],
@@ -84,23 +61,27 @@ def compute_windows(
     their (stream, cost_type) from every window containing their day.
     """
     wins = [*windows_for(today), prev_7d_window(today)]
-    cost_keys = {(*_stream(c), c.cost_type, c.currency) for c in costs}
-    usage_streams = {_stream(u) for u in usage}
+    cost_keys = {CostKey(*c.stream, c.cost_type, c.currency) for c in costs}
+    usage_streams = {u.stream for u in usage}
     unconverted = list(withheld)
     out = WindowTotals()
     for w in wins:
-        blocked = {(*_stream(c), c.cost_type) for c in unconverted if w.start <= c.day < w.end}
-        cost: dict[CostKey, Decimal] = {k: Decimal(0) for k in cost_keys if k[:5] not in blocked}
+        blocked = {(c.stream, c.cost_type) for c in unconverted if w.start <= c.day < w.end}
+        cost: dict[CostKey, Decimal] = {
+            k: Decimal(0) for k in cost_keys if (k.stream, k.cost_type) not in blocked
+        }
         for c in costs:
-            if w.start <= c.day < w.end and (*_stream(c), c.cost_type) not in blocked:
-                cost[(*_stream(c), c.cost_type, c.currency)] += c.amount
-        tokens: dict[TokenKey, int] = {(*s, t): 0 for s in usage_streams for t in TOKEN_TYPES}
+            if w.start <= c.day < w.end and (c.stream, c.cost_type) not in blocked:
+                cost[CostKey(*c.stream, c.cost_type, c.currency)] += c.amount
+        tokens: dict[TokenKey, int] = {
+            TokenKey(*s, t): 0 for s in usage_streams for t in TOKEN_TYPES
+        }
         requests: dict[Stream, int] = dict.fromkeys(usage_streams, 0)
         for u in usage:
             if w.start <= u.day < w.end:
-                s = _stream(u)
+                s = u.stream
                 for t in TOKEN_TYPES:
-                    tokens[(*s, t)] += u.tokens(t)
+                    tokens[TokenKey(*s, t)] += u.tokens(t)
                 requests[s] += u.requests
         out.cost[w.name] = cost
         out.tokens[w.name] = tokens
@@ -109,25 +90,25 @@ def compute_windows(
     # 30-day ratios (complete days only)
     tok30, req30, cost30 = out.tokens["30d"], out.requests["30d"], out.cost["30d"]
     for s in usage_streams:
-        cache_read = tok30[(*s, "cache_read")]
-        denominator = cache_read + tok30[(*s, "input")] + tok30[(*s, "cache_write")]
+        cache_read = tok30[TokenKey(*s, "cache_read")]
+        denominator = cache_read + tok30[TokenKey(*s, "input")] + tok30[TokenKey(*s, "cache_write")]
         if denominator:
             out.cache_hit_ratio[s] = cache_read / denominator
-    billed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
-    token_billed: dict[tuple[str, str, str, str, str], Decimal] = defaultdict(Decimal)
-    for (p, a, proj, m, cost_type, cur), amount in cost30.items():
-        if not m:
+    billed: dict[StreamMoney, Decimal] = defaultdict(Decimal)
+    token_billed: dict[StreamMoney, Decimal] = defaultdict(Decimal)
+    for k, amount in cost30.items():
+        if not k.model:
             continue
-        billed[(p, a, proj, m, cur)] += amount
-        if cost_type == "tokens":
-            token_billed[(p, a, proj, m, cur)] += amount
+        money = StreamMoney.of(k.stream, k.currency)
+        billed[money] += amount
+        if k.cost_type == "tokens":
+            token_billed[money] += amount
     for key, amount in token_billed.items():
-        s = key[:4]
-        all_tokens = sum(tok30.get((*s, t), 0) for t in TOKEN_TYPES)
+        all_tokens = sum(tok30.get(TokenKey(*key.stream, t), 0) for t in TOKEN_TYPES)
         if all_tokens:
             out.cost_per_1k_tokens[key] = amount * 1000 / all_tokens
     for key, amount in billed.items():
-        n = req30.get(key[:4], 0)
+        n = req30.get(key.stream, 0)
         if n:
             out.cost_per_request[key] = amount / n
     return out

@@ -26,7 +26,7 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 from exporter.demo.fake_http import FakeHTTPServer, RecordedRequest, Response
-from exporter.ecb import DAILY, EUROFXREF_NS, GESMES_NS, HIST, HIST_90D, is_target_working_day
+from exporter.fx.ecb import DAILY, EUROFXREF_NS, GESMES_NS, HIST, HIST_90D, is_target_working_day
 
 PREFIX = "/stats/eurofxref"
 PUBLICATION = time(16, 0)  # Europe/Berlin

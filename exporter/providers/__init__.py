@@ -1,26 +1,23 @@
 """The provider registry: an explicit dict from config ``type`` to provider class.
 
-Adding a provider: a module here that translates its API into :mod:`exporter.records`,
-its entry below, a fake server, tests, a config example block and a docs row
-(see ``docs/adding-a-provider.md``; the reference implementation is ``openai.py``).
+This is the one list of provider types (the config union in :mod:`exporter.config` is
+held equal to it by a test). Adding a provider: its module here, translating its API into
+:mod:`exporter.records`; its config class (with its default base URL) in
+:mod:`exporter.config`; its entry below; its fake in :mod:`exporter.demo`. See
+``docs/adding-a-provider.md``; the reference implementation is ``openai.py``.
 """
 
 from __future__ import annotations
 
 from exporter.providers.anthropic import AnthropicProvider
+from exporter.providers.http import Provider
 from exporter.providers.openai import OpenAIProvider
 from exporter.providers.xai import XAIProvider
 
-REGISTRY = {
+REGISTRY: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "xai": XAIProvider,
 }
 
-DEFAULT_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com",
-    "xai": "https://management-api.x.ai",
-}
-
-__all__ = ["DEFAULT_BASE_URLS", "REGISTRY"]
+__all__ = ["REGISTRY"]

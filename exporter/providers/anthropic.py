@@ -35,14 +35,9 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from exporter.config import Secret
-from exporter.providers.base import (
-    HttpProvider,
-    ParseError,
-    as_count,
-    cents,
-    json_field,
-    optional_str,
-)
+from exporter.providers.errors import ParseError
+from exporter.providers.http import HttpProvider
+from exporter.providers.parse import as_count, cents, json_field, optional_str
 from exporter.records import (
     ApiKeyRecord,
     CostRecord,

@@ -30,14 +30,9 @@ from typing import Any, ClassVar
 
 from exporter.clock import midnight_ts
 from exporter.config import Secret
-from exporter.providers.base import (
-    HttpProvider,
-    ParseError,
-    as_count,
-    as_decimal,
-    json_field,
-    optional_str,
-)
+from exporter.providers.errors import ParseError
+from exporter.providers.http import HttpProvider
+from exporter.providers.parse import as_count, as_decimal, json_field, optional_str
 from exporter.records import (
     ApiKeyRecord,
     CostRecord,

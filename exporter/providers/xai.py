@@ -42,17 +42,10 @@ from urllib.parse import quote
 
 import httpx
 
-from exporter.config import ProviderConfig, Secret
-from exporter.providers.base import (
-    ClientError,
-    ConfigError,
-    HttpProvider,
-    ParseError,
-    as_count,
-    as_decimal,
-    cents,
-    json_field,
-)
+from exporter.config import Secret, XAIConfig
+from exporter.providers.errors import ClientError, ParseError
+from exporter.providers.http import HttpProvider
+from exporter.providers.parse import as_count, as_decimal, cents, json_field
 from exporter.records import (
     BillingRecord,
     CostRecord,
@@ -114,13 +107,11 @@ class XAIProvider(HttpProvider):
     type: ClassVar[str] = "xai"
 
     def __init__(
-        self, config: ProviderConfig, client: httpx.Client, api_key: Secret, **options: Any
+        self, config: XAIConfig, client: httpx.Client, api_key: Secret, **options: Any
     ) -> None:
         """``options``: those of :class:`HttpProvider` (retry, observer, page_size)."""
-        team = getattr(config, "team_id", "")
-        if not team:
-            raise ConfigError(f"providers[{config.account}]: an xai provider needs team_id")
         super().__init__(config, client, api_key, **options)
+        team = config.team_id
         self.team: str = team
         self._base = f"/v1/billing/teams/{quote(team, safe='')}"
         self._unknown_units: set[str] = set()

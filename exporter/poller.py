@@ -1,0 +1,159 @@
+"""One account's poll: the window to read, the fetch, the write, the health it leaves.
+
+* The first successful poll of an account backfills ``poll.backfill_days``; later polls
+  re-read today plus ``poll.lookback_days`` and overwrite those days.
+* One poll at a time per account (a poll still running when the next is due is skipped).
+* A failed poll writes nothing, is counted by reason, and is retried next cycle. Inside a
+  poll, 429s honour Retry-After and 5xx/timeouts back off with jitter (see
+  :class:`~exporter.providers.http.RetryPolicy`).
+* Costs land converted to the accounting currency: the composition root passes the FX
+  service's annotator, which the store applies inside the poll's one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import date, timedelta
+
+import httpx
+
+from exporter.clock import Clock, midnight, utc_now
+from exporter.config import Config, ProviderConfig, resolve_key
+from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
+from exporter.providers.http import Provider, RetryPolicy
+from exporter.snapshot import ProviderHealth
+from exporter.store import CostAnnotator, Store
+
+log = logging.getLogger(__name__)
+
+# A registered provider class: built with (config, client, key, retry=, observer=).
+ProviderClass = Callable[..., Provider]
+
+
+class Poller:
+    """Polls one configured provider account."""
+
+    def __init__(
+        self,
+        config: Config,
+        provider_config: ProviderConfig,
+        store: Store,
+        provider_class: ProviderClass,
+        *,
+        clock: Clock = utc_now,
+        transport: httpx.BaseTransport | None = None,
+        env: Mapping[str, str] | None = None,
+        annotate: CostAnnotator | None = None,
+    ) -> None:
+        """``provider_class``: the registered class of ``provider_config.type``; ``annotate``
+        gives each cost row its FX columns as it is written."""
+        self.type = provider_config.type
+        self.account = provider_config.account
+        self._config = config
+        self._provider_config = provider_config
+        self._store = store
+        self._clock = clock
+        self._env = env
+        self._provider_class = provider_class
+        self._annotate = annotate
+        self._lock = threading.Lock()
+        self._client = httpx.Client(
+            timeout=config.poll.timeout, transport=transport, follow_redirects=False
+        )
+        self.health = ProviderHealth(self.type, self.account)
+        self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
+        state = store.provider_state(self.type, self.account)
+        if state:
+            self.health.last_success = state["last_success"] or 0.0
+            self.health.data_complete_through = state["data_complete_through"] or 0.0
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _observe(self, endpoint: str, code: str) -> None:
+        key = (endpoint, code)
+        self.health.requests[key] = self.health.requests.get(key, 0) + 1
+
+    def _provider(self) -> Provider:
+        poll = self._config.poll
+        retry = RetryPolicy(
+            max_attempts=poll.max_attempts,
+            backoff_initial=poll.backoff_initial,
+            backoff_max=poll.backoff_max,
+            max_retry_after=poll.max_retry_after,
+        )
+        try:
+            key = resolve_key(self._provider_config, dict(self._env) if self._env else None)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return self._provider_class(
+            self._provider_config, self._client, key, retry=retry, observer=self._observe
+        )
+
+    def window(self, today: date) -> tuple[date, date, bool]:
+        """The days to read now: (start, end exclusive, is_backfill)."""
+        state = self._store.provider_state(self.type, self.account)
+        end = today + timedelta(days=1)
+        if state is None or not state.get("backfilled_from"):
+            return today - timedelta(days=self._config.poll.backfill_days), end, True
+        return today - timedelta(days=self._config.poll.lookback_days), end, False
+
+    def poll(self) -> bool:
+        """One poll cycle. Returns True on success; False on failure or when one is running."""
+        if not self._lock.acquire(blocking=False):
+            log.warning("%s/%s: previous poll still running; skipped", self.type, self.account)
+            return False
+        started = time.monotonic()
+        try:
+            now = self._clock()
+            today = now.date()
+            start, end, backfill = self.window(today)
+            try:
+                result = self._provider().fetch(start, end)
+                result.billing = [replace(b, observed_at=now) for b in result.billing]
+                self._store.replace_window(self.type, self.account, result, self._annotate)
+            except ProviderError as exc:
+                self._failed(exc.reason, str(exc))
+                return False
+            except Exception as exc:  # a payload shape we did not foresee: fail this poll only
+                log.exception("%s/%s: poll failed unexpectedly", self.type, self.account)
+                self._failed("parse", f"{type(exc).__name__}: {exc}")
+                return False
+            finished = self._clock()
+            complete_through = midnight(today)
+            self._store.record_success(
+                self.type, self.account, finished, complete_through, start if backfill else None
+            )
+            self.health.up = True
+            self.health.last_success = finished.timestamp()
+            self.health.data_complete_through = complete_through.timestamp()
+            log.info(
+                "%s/%s: polled %s..%s (%d usage rows, %d cost rows, %d billing values)%s",
+                self.type,
+                self.account,
+                start,
+                end - timedelta(days=1),
+                len(result.usage),
+                len(result.costs),
+                len(result.billing),
+                " [backfill]" if backfill else "",
+            )
+            return True
+        finally:
+            self.health.poll_duration = time.monotonic() - started
+            self._lock.release()
+
+    def _failed(self, reason: str, message: str) -> None:
+        self.health.up = False
+        self.health.errors[reason] = self.health.errors.get(reason, 0) + 1
+        log.error(
+            "%s/%s: poll failed (reason=%s): %s; stored data unchanged, retrying next cycle",
+            self.type,
+            self.account,
+            reason,
+            message,
+        )

@@ -1,0 +1,133 @@
+"""The FX side of the history: cached ECB rates, which days they cover, and the
+conversion columns of stored costs (re-converted from the source amounts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from exporter.records import (
+    CostRecord,
+)
+from exporter.store.db import Database
+from exporter.store.migrations import FX_COLUMNS
+from exporter.store.rows import CostAnnotator, cost_record
+
+
+class FxCache(Database):
+    """The ECB rate cache (``fx_rates``, ``fx_coverage``) and the FX columns of cost rows."""
+
+    def cost_currencies(self) -> set[str]:
+        """Source currencies of the stored cost rows."""
+        with self._lock:
+            return {r[0] for r in self.db.execute("SELECT DISTINCT currency FROM costs")}
+
+    def first_cost_day(self, other_than: str) -> date | None:
+        """The earliest day of a cost row billed in a currency other than ``other_than``."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT MIN(day) FROM costs WHERE currency != ?", (other_than,)
+            ).fetchone()
+        return date.fromisoformat(row[0]) if row[0] else None
+
+    def fx_rates(self, currencies: Iterable[str]) -> dict[str, dict[date, tuple[Decimal, str]]]:
+        """Cached ECB rates: {currency: {day: (units per EUR, source)}}."""
+        wanted = sorted(set(currencies))
+        out: dict[str, dict[date, tuple[Decimal, str]]] = {c: {} for c in wanted}
+        if not wanted:
+            return out
+        marks = ", ".join("?" for _ in wanted)
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT day, currency, rate, source FROM fx_rates WHERE currency IN ({marks})",
+                wanted,
+            ).fetchall()
+        for day, currency, rate, source in rows:
+            out[currency][date.fromisoformat(day)] = (Decimal(rate), source)
+        return out
+
+    def fx_rate_days(self) -> set[date]:
+        """Every day the cache holds a rate for (any currency)."""
+        with self._lock:
+            rows = self.db.execute("SELECT DISTINCT day FROM fx_rates").fetchall()
+        return {date.fromisoformat(r[0]) for r in rows}
+
+    def upsert_fx_rates(
+        self, rates: Mapping[date, Mapping[str, Decimal]], source: str, fetched_at: datetime
+    ) -> date | None:
+        """Cache rates; return the earliest day whose rate was new or changed (else None)."""
+        if not rates:
+            return None
+        first, last = min(rates).isoformat(), max(rates).isoformat()
+        with self._transaction() as conn:
+            known = {
+                (day, currency): Decimal(rate)
+                for day, currency, rate in conn.execute(
+                    "SELECT day, currency, rate FROM fx_rates WHERE day >= ? AND day <= ?",
+                    (first, last),
+                )
+            }
+            changed = [
+                (day.isoformat(), currency, format(rate, "f"))
+                for day, by_currency in rates.items()
+                for currency, rate in by_currency.items()
+                if known.get((day.isoformat(), currency)) != rate
+            ]
+            conn.executemany(
+                "INSERT OR REPLACE INTO fx_rates (day, currency, rate, source, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(*row, source, fetched_at.isoformat()) for row in changed],
+            )
+        return min((date.fromisoformat(row[0]) for row in changed), default=None)
+
+    def fx_coverage(self) -> list[tuple[date, date]]:
+        with self._lock:
+            rows = self.db.execute("SELECT first_day, last_day FROM fx_coverage").fetchall()
+        return [(date.fromisoformat(a), date.fromisoformat(b)) for a, b in rows]
+
+    def add_fx_coverage(self, first: date, last: date, source: str, fetched_at: datetime) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO fx_coverage (first_day, last_day, source, fetched_at) "
+                "VALUES (?, ?, ?, ?)",
+                (first.isoformat(), last.isoformat(), source, fetched_at.isoformat()),
+            )
+
+    def reconvert_costs(
+        self, currency: str, since: date | None, convert: CostAnnotator
+    ) -> list[tuple[CostRecord, Mapping[str, Any]]]:
+        """Recompute the FX columns of every row not finally converted to ``currency`` (and of
+        every row from ``since`` on) from its source amount, in one transaction, so a poll
+        writing the same rows meanwhile cannot interleave. Returns (row, new columns)."""
+        out = []
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "SELECT rowid, * FROM costs WHERE fx_currency IS NULL OR fx_currency != ? "
+                "OR fx_status IS NOT 'final' OR day >= ?",
+                (currency, since.isoformat() if since else "9999-12-31"),
+            )
+            names = [d[0] for d in cursor.description]
+            updates = []
+            for values in cursor.fetchall():
+                row = dict(zip(names, values, strict=True))
+                record = cost_record(row)
+                columns = {c: None for c in FX_COLUMNS} | dict(convert(record))
+                out.append((record, columns))
+                updates.append((*(columns[c] for c in FX_COLUMNS), row["rowid"]))
+            assignments = ", ".join(f"{c} = ?" for c in FX_COLUMNS)
+            conn.executemany(f"UPDATE costs SET {assignments} WHERE rowid = ?", updates)
+        return out
+
+    def fx_unconverted(self, currency: str) -> dict[tuple[str, str], int]:
+        """{(source currency, reason): rows} of cost rows without a usable conversion to
+        ``currency``; reason is the row's error (no_rate, stale) or pending (not yet run)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT currency, CASE WHEN fx_currency IS ? THEN fx_error ELSE 'pending' END, "
+                "COUNT(*) FROM costs WHERE fx_currency IS NOT ? OR fx_status = 'error' "
+                "GROUP BY 1, 2",
+                (currency, currency),
+            ).fetchall()
+        return {(c, reason): n for c, reason, n in rows}

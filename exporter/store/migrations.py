@@ -1,0 +1,170 @@
+"""The schema as numbered migrations, recorded in ``_migrations``; each runs once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+from exporter.records import (
+    COST_KEY,
+    USAGE_KEY,
+)
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["usage"].create(
+        {
+            "provider": str,
+            "account": str,
+            "day": str,
+            "project": str,
+            "model": str,
+            "source": str,
+            "api_key": str,
+            "batch": str,
+            "service_tier": str,
+            "unit": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cache_read_tokens": int,
+            "cache_write_tokens": int,
+            "requests": int,
+            "units": int,
+        },
+        pk=USAGE_KEY,
+        not_null=set(USAGE_KEY),
+    )
+    db["costs"].create(
+        {
+            "provider": str,
+            "account": str,
+            "day": str,
+            "project": str,
+            "line_item": str,
+            "model": str,
+            "api_key": str,
+            "service_tier": str,
+            "cost_type": str,
+            "token_type": str,
+            "amount": str,
+            "currency": str,
+            "attribution": str,
+        },
+        pk=COST_KEY,
+        not_null=set(COST_KEY) | {"amount", "currency", "cost_type"},
+    )
+    db["usage"].create_index(["day"])
+    db["costs"].create_index(["day"])
+    db["projects"].create(
+        {
+            "provider": str,
+            "account": str,
+            "project": str,
+            "name": str,
+            "status": str,
+            "created_at": str,
+            "archived_at": str,
+            "updated_at": str,
+        },
+        pk=("provider", "account", "project"),
+    )
+    db["api_keys"].create(
+        {
+            "provider": str,
+            "account": str,
+            "key_id": str,
+            "project": str,
+            "name": str,
+            "status": str,
+            "owner_type": str,
+            "created_at": str,
+            "last_used_at": str,
+            "updated_at": str,
+        },
+        pk=("provider", "account", "key_id"),
+    )
+    db["provider_state"].create(
+        {
+            "provider": str,
+            "account": str,
+            "last_success": float,
+            "data_complete_through": float,
+            "backfilled_from": str,
+        },
+        pk=("provider", "account"),
+    )
+
+
+# The audit trail of a cost row's conversion to the accounting currency. ``amount`` and
+# ``currency`` stay the provider's source amount and currency; these are filled by the
+# conversion step (exporter.fx) and recomputed from the source amount whenever needed.
+FX_COLUMNS = (
+    "fx_amount",  # converted amount (decimal text); NULL when not converted
+    "fx_currency",  # the accounting currency it was converted to
+    "fx_rate",  # units of fx_currency per 1 unit of currency (decimal text)
+    "fx_rate_date",  # date of the ECB rate used (latest publication <= day)
+    "fx_source",  # ecb-daily | ecb-hist-90d | ecb-hist | bundled | identity
+    "fx_status",  # final | provisional (fallback rate, re-converted later) | error
+    "fx_error",  # no_rate | stale when fx_status = error
+)
+
+
+def _m002_fx(db: sqlite_utils.Database) -> None:
+    for column in FX_COLUMNS:
+        db["costs"].add_column(column, str)
+    db["fx_rates"].create(
+        {"day": str, "currency": str, "rate": str, "source": str, "fetched_at": str},
+        pk=("day", "currency"),
+        not_null={"day", "currency", "rate", "source"},
+    )
+    # Day ranges read from a complete ECB file: a TARGET working day inside one without a
+    # rate was a closing day, not a gap to fill.
+    db["fx_coverage"].create(
+        {"first_day": str, "last_day": str, "source": str, "fetched_at": str},
+        pk=("first_day", "last_day"),
+    )
+
+
+def _m003_billing_state(db: sqlite_utils.Database) -> None:
+    db["billing_state"].create(
+        {
+            "provider": str,
+            "account": str,
+            "kind": str,
+            "amount": str,
+            "currency": str,
+            "period": str,
+            "observed_at": str,
+        },
+        pk=("provider", "account", "kind"),
+        not_null={"provider", "account", "kind", "amount", "currency", "period"},
+    )
+
+
+def _m006_recommendations(db: sqlite_utils.Database) -> None:
+    """When each recommendation (batch, downgrade, route, inactive key) was first seen."""
+    db["recommendations"].create(
+        {
+            "id": str,
+            "kind": str,
+            "provider": str,
+            "account": str,
+            "project": str,
+            "model": str,
+            "api_key": str,
+            "target": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"id", "kind", "first_seen", "last_seen"},
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_fx", _m002_fx),
+    ("003_billing_state", _m003_billing_state),
+    ("006_recommendations", _m006_recommendations),
+]

@@ -1,0 +1,70 @@
+"""Records <-> table rows: dates as ISO text, money as exact decimal text."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from exporter.records import (
+    BillingRecord,
+    CostRecord,
+    UsageRecord,
+)
+
+CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
+
+
+def insert_rows(
+    conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], *, replace: bool = False
+) -> None:
+    if not rows:
+        return
+    columns = list(rows[0])
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    conn.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+
+
+def plain_row(record: Any) -> dict[str, Any]:
+    out = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        out[f.name] = value
+    return out
+
+
+def usage_row(u: UsageRecord) -> dict[str, Any]:
+    return plain_row(u)
+
+
+COST_FIELDS = tuple(f.name for f in fields(CostRecord))
+
+
+def cost_record(row: Mapping[str, Any]) -> CostRecord:
+    values = {k: row[k] for k in COST_FIELDS}
+    return CostRecord(
+        **{**values, "day": date.fromisoformat(row["day"]), "amount": Decimal(row["amount"])}
+    )
+
+
+def cost_row(c: CostRecord) -> dict[str, Any]:
+    row = plain_row(c)
+    row["amount"] = format(c.amount, "f")
+    return row
+
+
+def billing_row(b: BillingRecord, now: str) -> dict[str, Any]:
+    row = plain_row(b)
+    row["amount"] = format(b.amount, "f")
+    row["observed_at"] = row["observed_at"] or now
+    return row
+
+
+def parse_datetime(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
