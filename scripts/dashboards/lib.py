@@ -1,0 +1,191 @@
+"""The panel library for the generated Grafana dashboards: panels, rows, variables, JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Label selectors. Health metrics have no project/model labels.
+SEL = (
+    'job=~"$job", provider=~"$provider", account=~"$account", project=~"$project", model=~"$model"'
+)
+ACC = 'job=~"$job", provider=~"$provider", account=~"$account"'
+JOB = 'job=~"$job"'
+
+
+@dataclass
+class Panel:
+    title: str
+    kind: str  # stat | timeseries | table | bargauge | piechart | gauge
+    exprs: list[tuple[str, str]]  # (expr, legend)
+    unit: str
+    description: str
+    w: int = 12
+    h: int = 8
+    instant: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    transformations: list[dict[str, Any]] = field(default_factory=list)
+    decimals: int | None = None
+    max: float | None = None
+
+
+@dataclass
+class Row:
+    title: str
+    panels: list[Panel]
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    rows: list[Row]
+    variables: tuple[str, ...] = ("job", "provider", "account", "project", "model")
+
+
+def money(currency: str) -> str:
+    return f"currency{currency}"
+
+
+def variable(name: str) -> dict[str, Any]:
+    queries = {
+        "job": "label_values(aicost_build_info, job)",
+        "provider": 'label_values(aicost_up{job=~"$job"}, provider)',
+        "account": 'label_values(aicost_up{job=~"$job", provider=~"$provider"}, account)',
+        "project": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account"}, project)'
+        ),
+        "model": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account", project=~"$project"}, model)'
+        ),
+        "budget": 'label_values(aicost_budget_limit{job=~"$job"}, budget)',
+    }
+    return {
+        "name": name,
+        "label": name,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": queries[name], "refId": f"{name}-var"},
+        "definition": queries[name],
+        "refresh": 2,  # on time range change
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": p.unit}
+    if p.decimals is not None:
+        defaults["decimals"] = p.decimals
+    if p.max is not None:
+        defaults["max"] = p.max
+        defaults["min"] = 0
+    if p.kind == "timeseries":
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
+    options = dict(p.options)
+    if p.kind in ("stat", "gauge", "bargauge"):
+        options.setdefault(
+            "reduceOptions", {"calcs": ["lastNotNull"], "fields": "", "values": False}
+        )
+    targets = [
+        {
+            "datasource": DS,
+            "expr": expr,
+            "legendFormat": legend,
+            "refId": chr(ord("A") + i),
+            "instant": p.instant,
+            "range": not p.instant,
+            **({"format": "table"} if p.kind == "table" else {}),
+        }
+        for i, (expr, legend) in enumerate(p.exprs)
+    ]
+    out: dict[str, Any] = {
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": p.w, "h": p.h},
+        "fieldConfig": {"defaults": defaults, "overrides": p.overrides},
+        "options": options,
+        "targets": targets,
+    }
+    if p.transformations:
+        out["transformations"] = p.transformations
+    return out
+
+
+def dashboard_json(d: Dashboard) -> dict[str, Any]:
+    panels: list[dict[str, Any]] = []
+    pid, y = 1, 0
+    for row in d.rows:
+        panels.append(
+            {
+                "id": pid,
+                "type": "row",
+                "title": row.title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+                "panels": [],
+            }
+        )
+        pid, y, x, row_h = pid + 1, y + 1, 0, 0
+        for p in row.panels:
+            if x + p.w > 24:
+                x, y, row_h = 0, y + row_h, 0
+            panels.append(panel_json(p, pid, x, y))
+            pid, x, row_h = pid + 1, x + p.w, max(row_h, p.h)
+        y += row_h
+    return {
+        "uid": d.uid,
+        "title": d.title,
+        "description": d.description,
+        "tags": ["ai-cost"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "5m",
+        "schemaVersion": 39,
+        "time": {"from": "now-30d", "to": "now"},
+        "id": None,
+        "links": [
+            {"type": "dashboards", "tags": ["ai-cost"], "asDropdown": True, "title": "AI Cost"}
+        ],
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                },
+                *(variable(v) for v in d.variables),
+            ]
+        },
+        "panels": panels,
+    }
+
+
+def sorted_table(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return [
+        {"id": "merge", "options": {}},
+        {
+            "id": "organize",
+            "options": {
+                "excludeByName": {"Time": True, "__name__": True, "job": True, **(extra or {})}
+            },
+        },
+        {"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}},
+    ]
