@@ -17,186 +17,11 @@ import json
 import sys
 from pathlib import Path
 
+from dashboards import overview
 from dashboards.lib import ACC, JOB, SEL, Dashboard, Panel, Row, dashboard_json, money, sorted_table
 from generated import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
-
-
-def overview(cur: str) -> Dashboard:
-    m = money(cur)
-    return Dashboard(
-        uid="aicost-overview",
-        title="AI Cost / Spend overview",
-        description="AI API spend by provider, model and project, from the providers' billed cost.",
-        rows=[
-            Row(
-                "Headline",
-                [
-                    Panel(
-                        "Month to date",
-                        "stat",
-                        [(f"sum(aicost_cost_month_to_date{{{SEL}}})", "")],
-                        m,
-                        "Billed cost from the 1st of the UTC month through now, all selected streams.",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Today",
-                        "stat",
-                        [(f"sum(aicost_cost_today{{{SEL}}})", "")],
-                        m,
-                        "Cost so far in the current UTC day; partial and revised by the provider for days.",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Yesterday",
-                        "stat",
-                        [(f"sum(aicost_cost_yesterday{{{SEL}}})", "")],
-                        m,
-                        "Cost of the last complete UTC day (may still be revised for ~3 days).",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Forecast (month end)",
-                        "stat",
-                        [(f"sum(aicost_cost_forecast_month_end{{{SEL}}})", "")],
-                        m,
-                        "Projected cost of the current UTC month: month to date plus a weekday-aware run rate of recent complete days.",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Month budgets used",
-                        "stat",
-                        [('max(aicost_budget_utilization_ratio{job=~"$job", period="month"})', "")],
-                        "percentunit",
-                        "Utilisation of the most used monthly budget (spend / limit).",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Data complete through",
-                        "stat",
-                        [
-                            (
-                                f"min(aicost_data_complete_through_timestamp_seconds{{{ACC}}}) * 1000",
-                                "",
-                            )
-                        ],
-                        "dateTimeFromNow",
-                        "Every UTC day before this time was read after it closed (oldest across selected providers).",
-                        w=4,
-                        h=4,
-                        instant=True,
-                    ),
-                ],
-            ),
-            Row(
-                "Breakdown",
-                [
-                    Panel(
-                        "Month to date by provider",
-                        "bargauge",
-                        [
-                            (
-                                f"sum by (provider, account) (aicost_cost_month_to_date{{{SEL}}})",
-                                "{{provider}}/{{account}}",
-                            )
-                        ],
-                        m,
-                        "Month-to-date billed cost per provider account.",
-                        w=8,
-                        instant=True,
-                        options={"displayMode": "gradient", "orientation": "horizontal"},
-                    ),
-                    Panel(
-                        "Month to date by model (ranked)",
-                        "table",
-                        [
-                            (
-                                f'sort_desc(sum by (provider, model) (aicost_cost_month_to_date{{{SEL}, model!=""}}))',
-                                "",
-                            )
-                        ],
-                        m,
-                        'Month-to-date token cost per model, highest first. Tool costs (model="") are excluded.',
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Month to date by project",
-                        "table",
-                        [
-                            (
-                                f"sort_desc(sum by (provider, account, project) (aicost_cost_month_to_date{{{SEL}}}) * on (provider, account, project) group_left (project_name) max by (provider, account, project, project_name) (aicost_project_info{{{JOB}}}))",
-                                "",
-                            )
-                        ],
-                        m,
-                        "Month-to-date cost per project/workspace with its name from aicost_project_info.",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Month to date by team",
-                        "table",
-                        [('sort_desc(team:aicost_cost_month_to_date:sum{job=~"$job"})', "")],
-                        m,
-                        "Month-to-date cost per team (attribution config), via the recording rule team:aicost_cost_month_to_date:sum; an empty team is unattributed.",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Cost by type (month to date)",
-                        "piechart",
-                        [
-                            (
-                                f"sum by (cost_type) (aicost_cost_month_to_date{{{SEL}}})",
-                                "{{cost_type}}",
-                            )
-                        ],
-                        m,
-                        "Token cost vs agentic tool costs (web search, code execution, file search) this month.",
-                        w=8,
-                        instant=True,
-                    ),
-                ],
-            ),
-            Row(
-                "Trend",
-                [
-                    Panel(
-                        "Daily cost by provider",
-                        "timeseries",
-                        [(f"sum by (provider) (aicost_cost_yesterday{{{SEL}}})", "{{provider}}")],
-                        m,
-                        "Cost of the previous complete UTC day as Prometheus saw it; each day's value holds for a day.",
-                        w=12,
-                    ),
-                    Panel(
-                        "Cost today by model",
-                        "timeseries",
-                        [(f"sum by (model) (aicost_cost_today{{{SEL}}})", "{{model}}")],
-                        m,
-                        "Running cost of the current UTC day per model; resets at midnight UTC.",
-                        w=12,
-                    ),
-                ],
-            ),
-        ],
-    )
 
 
 def models(cur: str) -> Dashboard:
@@ -925,17 +750,17 @@ def budgets(cur: str) -> Dashboard:
 
 
 DASHBOARDS = {
-    "ai-spend-overview.json": overview,
-    "ai-models-and-tokens.json": models,
-    "ai-budgets-and-forecasts.json": budgets,
-    "ai-savings.json": savings,
-    "ai-exporter-health.json": health,
+    "ai-spend-overview.json": overview.build,
+    "ai-models-and-tokens.json": lambda cur: dashboard_json(models(cur)),
+    "ai-budgets-and-forecasts.json": lambda cur: dashboard_json(budgets(cur)),
+    "ai-savings.json": lambda cur: dashboard_json(savings(cur)),
+    "ai-exporter-health.json": lambda cur: dashboard_json(health(cur)),
 }
 
 
 def render_all(currency: str) -> dict[str, str]:
     return {
-        name: json.dumps(dashboard_json(build(currency)), indent=2, sort_keys=False) + "\n"
+        name: json.dumps(build(currency), indent=2, sort_keys=False) + "\n"
         for name, build in DASHBOARDS.items()
     }
 

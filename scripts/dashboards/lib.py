@@ -189,3 +189,159 @@ def sorted_table(extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         },
         {"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}},
     ]
+
+
+# Keyword-only builders: one per panel type, with the type's fixed choices built in
+# (stat, table, bar gauge and pie chart read instant values; tables merge their queries into
+# one sorted table; bar gauges are horizontal gradients).
+
+Target = tuple[str, str]  # (expr, legend)
+GRADIENT = {"displayMode": "gradient", "orientation": "horizontal"}
+
+
+def _targets(expr: str, legend: str, targets: list[Target]) -> list[Target]:
+    if bool(expr) == bool(targets):
+        raise ValueError("give either expr (and legend) or targets")
+    return targets or [(expr, legend)]
+
+
+def stat(
+    *,
+    title: str,
+    expr: str,
+    legend: str = "",
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 4,
+    decimals: int | None = None,
+    text_mode: str | None = None,
+) -> Panel:
+    """A single-value headline: the last value of one query (one value per legend)."""
+    return Panel(
+        title=title,
+        kind="stat",
+        exprs=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        instant=True,
+        decimals=decimals,
+        options={} if text_mode is None else {"textMode": text_mode},
+    )
+
+
+def timeseries(
+    *,
+    title: str,
+    expr: str = "",
+    legend: str = "",
+    targets: list[Target] | None = None,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    max: float | None = None,
+) -> Panel:
+    """A line graph of one query (``expr``/``legend``) or several (``targets``)."""
+    return Panel(
+        title=title,
+        kind="timeseries",
+        exprs=_targets(expr, legend, targets or []),
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        max=max,
+    )
+
+
+def table(
+    *,
+    title: str,
+    expr: str = "",
+    exprs: list[str] | None = None,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    decimals: int | None = None,
+    hide: tuple[str, ...] = (),
+) -> Panel:
+    """Instant values of one query (``expr``) or several merged (``exprs``), sorted by value;
+    ``hide`` drops columns besides Time, __name__ and job."""
+    return Panel(
+        title=title,
+        kind="table",
+        exprs=_targets(expr, "", [(e, "") for e in exprs or []]),
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        instant=True,
+        transformations=sorted_table(dict.fromkeys(hide, True)),
+        decimals=decimals,
+    )
+
+
+def bargauge(
+    *,
+    title: str,
+    expr: str,
+    legend: str,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    max: float | None = None,
+    gradient: bool = True,
+) -> Panel:
+    """One bar per series of an instant query; horizontal gradient bars unless not ``gradient``."""
+    return Panel(
+        title=title,
+        kind="bargauge",
+        exprs=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        instant=True,
+        max=max,
+        options=dict(GRADIENT) if gradient else {},
+    )
+
+
+def piechart(
+    *, title: str, expr: str, legend: str, unit: str, description: str, w: int, h: int = 8
+) -> Panel:
+    """Shares of the series of an instant query."""
+    return Panel(
+        title=title,
+        kind="piechart",
+        exprs=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        instant=True,
+    )
+
+
+def row(*, title: str, panels: list[Panel]) -> Row:
+    """A full-width row header; its panels flow left to right, wrapping at 24 columns."""
+    return Row(title=title, panels=panels)
+
+
+def dashboard(
+    *,
+    uid: str,
+    title: str,
+    description: str,
+    rows: list[Row],
+    variables: tuple[str, ...] = ("job", "provider", "account", "project", "model"),
+) -> dict[str, Any]:
+    """The dashboard's JSON model, with the shared conventions (UTC, uneditable, links)."""
+    return dashboard_json(
+        Dashboard(uid=uid, title=title, description=description, rows=rows, variables=variables)
+    )
