@@ -17,182 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from dashboards import overview
+from dashboards import models, overview
 from dashboards.lib import ACC, JOB, SEL, Dashboard, Panel, Row, dashboard_json, money, sorted_table
 from generated import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
-
-
-def models(cur: str) -> Dashboard:
-    m = money(cur)
-    return Dashboard(
-        uid="aicost-models",
-        title="AI Cost / Models and tokens",
-        description="Token volumes, caching and effective prices per model.",
-        rows=[
-            Row(
-                "Headline",
-                [
-                    Panel(
-                        "Tokens (30d)",
-                        "stat",
-                        [(f"sum(aicost_tokens_30d{{{SEL}}})", "")],
-                        "short",
-                        "All tokens of the last 30 complete days.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Requests (30d)",
-                        "stat",
-                        [(f"sum(aicost_requests_30d{{{SEL}}})", "")],
-                        "short",
-                        "API requests of the last 30 complete days.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Cost per 1K tokens (30d)",
-                        "stat",
-                        [
-                            (
-                                f'sum(aicost_cost_30d{{{SEL}, cost_type="tokens"}}) / sum(aicost_tokens_30d{{{SEL}}}) * 1000',
-                                "",
-                            )
-                        ],
-                        m,
-                        "Billed token cost per 1,000 tokens over the last 30 complete days, all selected streams.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                        decimals=4,
-                    ),
-                    Panel(
-                        "Cache hit ratio (30d)",
-                        "stat",
-                        [
-                            (
-                                f'sum(aicost_tokens_30d{{{SEL}, token_type="cache_read"}}) / sum(aicost_tokens_30d{{{SEL}, token_type=~"input|cache_read|cache_write"}})',
-                                "",
-                            )
-                        ],
-                        "percentunit",
-                        "Share of input tokens served from a prompt cache over the last 30 complete days.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                ],
-            ),
-            Row(
-                "Tokens",
-                [
-                    Panel(
-                        "Tokens by type (30d)",
-                        "bargauge",
-                        [(f"sum by (token_type) (aicost_tokens_30d{{{SEL}}})", "{{token_type}}")],
-                        "short",
-                        "Tokens of the last 30 complete days: input (uncached), output, cache_read, cache_write add up to all tokens.",
-                        w=8,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Tokens today by type",
-                        "timeseries",
-                        [(f"sum by (token_type) (aicost_tokens_today{{{SEL}}})", "{{token_type}}")],
-                        "short",
-                        "Running token count of the current UTC day.",
-                        w=16,
-                    ),
-                    Panel(
-                        "Input / output ratio (30d)",
-                        "table",
-                        [
-                            (
-                                f'sum by (provider, model) (aicost_tokens_30d{{{SEL}, token_type=~"input|cache_read|cache_write"}}) / sum by (provider, model) (aicost_tokens_30d{{{SEL}, token_type="output"}} > 0)',
-                                "",
-                            )
-                        ],
-                        "short",
-                        "All input tokens per output token over the last 30 complete days.",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Requests (30d) by model",
-                        "table",
-                        [
-                            (
-                                f"sort_desc(sum by (provider, model) (aicost_requests_30d{{{SEL}}}))",
-                                "",
-                            )
-                        ],
-                        "short",
-                        "API requests of the last 30 complete days.",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Model spend distribution (30d)",
-                        "piechart",
-                        [(f'sum by (model) (aicost_cost_30d{{{SEL}, model!=""}})', "{{model}}")],
-                        m,
-                        "Share of the last 30 days' token cost per model.",
-                        w=8,
-                        instant=True,
-                    ),
-                ],
-            ),
-            Row(
-                "Efficiency",
-                [
-                    Panel(
-                        "Cache hit ratio (30d)",
-                        "bargauge",
-                        [
-                            (
-                                f"aicost_cache_hit_ratio{{{SEL}}}",
-                                "{{provider}} {{project}} {{model}}",
-                            )
-                        ],
-                        "percentunit",
-                        "cache_read / (input + cache_read + cache_write) over the last 30 complete days, per stream.",
-                        w=8,
-                        instant=True,
-                        max=1,
-                        options={"displayMode": "gradient", "orientation": "horizontal"},
-                    ),
-                    Panel(
-                        "Effective cost per 1K tokens (30d)",
-                        "table",
-                        [(f"sort_desc(aicost_cost_per_1k_tokens{{{SEL}}})", "")],
-                        m,
-                        "Billed token cost / tokens x 1000 over the last 30 complete days (includes caching and batch discounts).",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                        decimals=4,
-                    ),
-                    Panel(
-                        "Cost per request (30d)",
-                        "table",
-                        [(f"sort_desc(aicost_cost_per_request{{{SEL}}})", "")],
-                        m,
-                        "Billed cost / requests over the last 30 complete days.",
-                        w=8,
-                        instant=True,
-                        transformations=sorted_table(),
-                        decimals=4,
-                    ),
-                ],
-            ),
-        ],
-    )
 
 
 def health(cur: str) -> Dashboard:
@@ -751,7 +580,7 @@ def budgets(cur: str) -> Dashboard:
 
 DASHBOARDS = {
     "ai-spend-overview.json": overview.build,
-    "ai-models-and-tokens.json": lambda cur: dashboard_json(models(cur)),
+    "ai-models-and-tokens.json": models.build,
     "ai-budgets-and-forecasts.json": lambda cur: dashboard_json(budgets(cur)),
     "ai-savings.json": lambda cur: dashboard_json(savings(cur)),
     "ai-exporter-health.json": lambda cur: dashboard_json(health(cur)),
