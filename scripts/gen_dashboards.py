@@ -17,140 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from dashboards import health, models, overview
+from dashboards import health, models, overview, savings
 from dashboards.lib import ACC, SEL, Dashboard, Panel, Row, dashboard_json, money, sorted_table
 from generated import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
-
-
-def savings(cur: str) -> Dashboard:
-    m = money(cur)
-    return Dashboard(
-        uid="aicost-savings",
-        title="AI Cost / Savings",
-        description="Savings recommendations (batch API, cheaper model, cheaper route), inactive API keys and realised prompt-cache savings.",
-        rows=[
-            Row(
-                "Headline",
-                [
-                    Panel(
-                        "Recommended savings per month",
-                        "stat",
-                        [(f"sum(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
-                        m,
-                        "Sum of all published recommendations' projected savings per 30 days. Recommendations can overlap on one stream (batch and downgrade), so treat this as an upper bound.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Inactive key exposure per month",
-                        "stat",
-                        [(f"sum(aicost_inactive_key_exposure_monthly{{{ACC}}}) or vector(0)", "")],
-                        m,
-                        "What quiet-but-valid API keys would cost per 30 days if they resumed at their old rate.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Prompt-cache savings (30d)",
-                        "stat",
-                        [(f"sum(aicost_cache_savings_30d{{{SEL}}}) or vector(0)", "")],
-                        m,
-                        "Realised over the last 30 complete days: cache-read tokens x (input - cache-read list price).",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Open recommendations",
-                        "stat",
-                        [(f"count(aicost_savings_monthly{{{SEL}}}) or vector(0)", "")],
-                        "short",
-                        "Published (not dismissed) recommendations.",
-                        w=6,
-                        h=4,
-                        instant=True,
-                    ),
-                ],
-            ),
-            Row(
-                "Recommendations",
-                [
-                    Panel(
-                        "Recommendations ranked by monthly saving",
-                        "table",
-                        [(f"sort_desc(aicost_savings_monthly{{{SEL}}})", "")],
-                        m,
-                        "Each recommendation with its stream and target (cheaper model, cheaper provider route, or batch). Evidence: `ai-cost-exporter recommendations --config FILE`.",
-                        w=24,
-                        h=10,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Savings by kind",
-                        "piechart",
-                        [
-                            (
-                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
-                                "{{recommendation}}",
-                            )
-                        ],
-                        m,
-                        "Projected monthly savings per recommendation kind.",
-                        w=8,
-                        instant=True,
-                    ),
-                    Panel(
-                        "Recommended savings over time",
-                        "timeseries",
-                        [
-                            (
-                                f"sum by (recommendation) (aicost_savings_monthly{{{SEL}}})",
-                                "{{recommendation}}",
-                            )
-                        ],
-                        m,
-                        "How the projected monthly savings evolve as teams act on them.",
-                        w=16,
-                    ),
-                ],
-            ),
-            Row(
-                "Keys and caching",
-                [
-                    Panel(
-                        "Inactive API keys",
-                        "table",
-                        [(f"sort_desc(aicost_inactive_key_exposure_monthly{{{ACC}}})", "")],
-                        m,
-                        "Keys with spend in days 31-60 and near zero in the last 30 days: rotate or revoke.",
-                        w=12,
-                        instant=True,
-                        transformations=sorted_table(),
-                    ),
-                    Panel(
-                        "Prompt-cache savings by model (30d)",
-                        "bargauge",
-                        [
-                            (
-                                f"sum by (provider, model) (aicost_cache_savings_30d{{{SEL}}})",
-                                "{{provider}} {{model}}",
-                            )
-                        ],
-                        m,
-                        "Realised prompt-cache savings over the last 30 complete days, per model.",
-                        w=12,
-                        instant=True,
-                        options={"displayMode": "gradient", "orientation": "horizontal"},
-                    ),
-                ],
-            ),
-        ],
-    )
 
 
 BUD = 'job=~"$job", budget=~"$budget"'
@@ -392,7 +263,7 @@ DASHBOARDS = {
     "ai-spend-overview.json": overview.build,
     "ai-models-and-tokens.json": models.build,
     "ai-budgets-and-forecasts.json": lambda cur: dashboard_json(budgets(cur)),
-    "ai-savings.json": lambda cur: dashboard_json(savings(cur)),
+    "ai-savings.json": savings.build,
     "ai-exporter-health.json": health.build,
 }
 
