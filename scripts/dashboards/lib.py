@@ -13,6 +13,7 @@ SEL = (
 )
 ACC = 'job=~"$job", provider=~"$provider", account=~"$account"'
 JOB = 'job=~"$job"'
+BUD = 'job=~"$job", budget=~"$budget"'  # with the budget variable
 
 
 @dataclass
