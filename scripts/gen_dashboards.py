@@ -15,15 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dashboards import budgets, health, models, overview, savings
 from generated import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
 
-
-DASHBOARDS = {
+# file name -> build(currency) of its module in scripts/dashboards/
+DASHBOARDS: dict[str, Callable[[str], dict[str, Any]]] = {
     "ai-spend-overview.json": overview.build,
     "ai-models-and-tokens.json": models.build,
     "ai-budgets-and-forecasts.json": budgets.build,
