@@ -1,0 +1,1 @@
+"""One module per generated Grafana dashboard, built from the panel library in lib."""

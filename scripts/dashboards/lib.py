@@ -1,0 +1,343 @@
+"""The panel library for the generated Grafana dashboards.
+
+A dashboard module builds its JSON model from keyword-only helpers:
+
+    dashboard(uid=..., title=..., description=..., rows=[
+        row(title="Headline", panels=[stat(title=..., expr=..., unit=..., description=..., w=6)]),
+    ])
+
+Each panel helper fixes its type's choices (stat, table, bar gauge and pie chart read instant
+values; tables merge their queries into one table sorted by value; bar gauges are horizontal
+gradients), so a dashboard module only says what differs. Panels flow left to right in their
+row and wrap at Grafana's 24 columns; ids and positions follow from that order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+
+# Label selectors. Health metrics have no project/model labels.
+SEL = (
+    'job=~"$job", provider=~"$provider", account=~"$account", project=~"$project", model=~"$model"'
+)
+ACC = 'job=~"$job", provider=~"$provider", account=~"$account"'
+JOB = 'job=~"$job"'
+BUD = 'job=~"$job", budget=~"$budget"'  # with the budget variable
+
+VARIABLES = ("job", "provider", "account", "project", "model")
+GRADIENT = {"displayMode": "gradient", "orientation": "horizontal"}
+
+Target = tuple[str, str]  # (expr, legend)
+
+
+def money(currency: str) -> str:
+    """Grafana's unit for amounts in ``currency`` (an ISO code)."""
+    return f"currency{currency}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Panel:
+    kind: str  # stat | timeseries | table | bargauge | piechart
+    title: str
+    targets: list[Target]
+    unit: str
+    description: str
+    w: int
+    h: int
+    instant: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    transformations: list[dict[str, Any]] = field(default_factory=list)
+    decimals: int | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    title: str
+    panels: list[Panel]
+
+
+def _targets(expr: str, legend: str, targets: list[Target]) -> list[Target]:
+    if bool(expr) == bool(targets):
+        raise ValueError("give either expr (and legend) or targets")
+    return targets or [(expr, legend)]
+
+
+def stat(
+    *,
+    title: str,
+    expr: str,
+    legend: str = "",
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 4,
+    decimals: int | None = None,
+    text_mode: str | None = None,
+) -> Panel:
+    """A headline value: the last value of one query (one value per legend)."""
+    return Panel(
+        kind="stat",
+        title=title,
+        targets=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        decimals=decimals,
+        options={} if text_mode is None else {"textMode": text_mode},
+    )
+
+
+def timeseries(
+    *,
+    title: str,
+    expr: str = "",
+    legend: str = "",
+    targets: list[Target] | None = None,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    max: float | None = None,
+) -> Panel:
+    """A line graph of one query (``expr``, ``legend``) or several (``targets``)."""
+    return Panel(
+        kind="timeseries",
+        title=title,
+        targets=_targets(expr, legend, targets or []),
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        instant=False,
+        max=max,
+    )
+
+
+def table(
+    *,
+    title: str,
+    expr: str = "",
+    exprs: list[str] | None = None,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    decimals: int | None = None,
+    hide: tuple[str, ...] = (),
+) -> Panel:
+    """Instant values of one query (``expr``) or several merged (``exprs``), highest first;
+    ``hide`` drops columns besides Time, __name__ and job."""
+    return Panel(
+        kind="table",
+        title=title,
+        targets=_targets(expr, "", [(e, "") for e in exprs or []]),
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        decimals=decimals,
+        transformations=_sorted_table(hide),
+    )
+
+
+def bargauge(
+    *,
+    title: str,
+    expr: str,
+    legend: str,
+    unit: str,
+    description: str,
+    w: int,
+    h: int = 8,
+    max: float | None = None,
+    gradient: bool = True,
+) -> Panel:
+    """One bar per series of an instant query; horizontal gradient bars unless not ``gradient``."""
+    return Panel(
+        kind="bargauge",
+        title=title,
+        targets=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+        max=max,
+        options=dict(GRADIENT) if gradient else {},
+    )
+
+
+def piechart(
+    *, title: str, expr: str, legend: str, unit: str, description: str, w: int, h: int = 8
+) -> Panel:
+    """Shares of the series of an instant query."""
+    return Panel(
+        kind="piechart",
+        title=title,
+        targets=[(expr, legend)],
+        unit=unit,
+        description=description,
+        w=w,
+        h=h,
+    )
+
+
+def row(*, title: str, panels: list[Panel]) -> Row:
+    """A full-width row header followed by its panels."""
+    return Row(title=title, panels=panels)
+
+
+def dashboard(
+    *,
+    uid: str,
+    title: str,
+    description: str,
+    rows: list[Row],
+    variables: tuple[str, ...] = VARIABLES,
+) -> dict[str, Any]:
+    """The dashboard's JSON model, with the shared conventions (UTC, uneditable, links)."""
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["ai-cost"],
+        "timezone": "utc",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "5m",
+        "schemaVersion": 39,
+        "time": {"from": "now-30d", "to": "now"},
+        "id": None,
+        "links": [
+            {"type": "dashboards", "tags": ["ai-cost"], "asDropdown": True, "title": "AI Cost"}
+        ],
+        "templating": {
+            "list": [
+                {
+                    "name": "datasource",
+                    "label": "Data source",
+                    "type": "datasource",
+                    "query": "prometheus",
+                    "current": {},
+                    "hide": 0,
+                },
+                *(_variable(v) for v in variables),
+            ]
+        },
+        "panels": _layout(rows),
+    }
+
+
+# JSON assembly
+
+
+def _layout(rows: list[Row]) -> list[dict[str, Any]]:
+    """Row headers and panels with ids and grid positions, in order."""
+    panels: list[dict[str, Any]] = []
+    pid, y = 1, 0
+    for r in rows:
+        panels.append(
+            {
+                "id": pid,
+                "type": "row",
+                "title": r.title,
+                "collapsed": False,
+                "gridPos": {"x": 0, "y": y, "w": 24, "h": 1},
+                "panels": [],
+            }
+        )
+        pid, y, x, row_h = pid + 1, y + 1, 0, 0
+        for p in r.panels:
+            if x + p.w > 24:
+                x, y, row_h = 0, y + row_h, 0
+            panels.append(_panel_json(p, pid, x, y))
+            pid, x, row_h = pid + 1, x + p.w, max(row_h, p.h)
+        y += row_h
+    return panels
+
+
+def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
+    defaults: dict[str, Any] = {"unit": p.unit}
+    if p.decimals is not None:
+        defaults["decimals"] = p.decimals
+    if p.max is not None:
+        defaults["max"] = p.max
+        defaults["min"] = 0
+    if p.kind == "timeseries":
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10}
+    options = dict(p.options)
+    if p.kind in ("stat", "bargauge"):
+        options.setdefault(
+            "reduceOptions", {"calcs": ["lastNotNull"], "fields": "", "values": False}
+        )
+    targets = [
+        {
+            "datasource": DS,
+            "expr": expr,
+            "legendFormat": legend,
+            "refId": chr(ord("A") + i),
+            "instant": p.instant,
+            "range": not p.instant,
+            **({"format": "table"} if p.kind == "table" else {}),
+        }
+        for i, (expr, legend) in enumerate(p.targets)
+    ]
+    out: dict[str, Any] = {
+        "id": pid,
+        "type": p.kind,
+        "title": p.title,
+        "description": p.description,
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": p.w, "h": p.h},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "options": options,
+        "targets": targets,
+    }
+    if p.transformations:
+        out["transformations"] = p.transformations
+    return out
+
+
+def _sorted_table(hide: tuple[str, ...]) -> list[dict[str, Any]]:
+    exclude = {"Time": True, "__name__": True, "job": True, **dict.fromkeys(hide, True)}
+    return [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {"excludeByName": exclude}},
+        {"id": "sortBy", "options": {"sort": [{"field": "Value", "desc": True}]}},
+    ]
+
+
+def _variable(name: str) -> dict[str, Any]:
+    queries = {
+        "job": "label_values(aicost_build_info, job)",
+        "provider": 'label_values(aicost_up{job=~"$job"}, provider)',
+        "account": 'label_values(aicost_up{job=~"$job", provider=~"$provider"}, account)',
+        "project": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account"}, project)'
+        ),
+        "model": (
+            'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account", project=~"$project"}, model)'
+        ),
+        "budget": 'label_values(aicost_budget_limit{job=~"$job"}, budget)',
+    }
+    return {
+        "name": name,
+        "label": name,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": queries[name], "refId": f"{name}-var"},
+        "definition": queries[name],
+        "refresh": 2,  # on time range change
+        "multi": True,
+        "includeAll": True,
+        "allValue": ".*",
+        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "hide": 0,
+    }
