@@ -1,6 +1,6 @@
 """The metric catalogue: every metric the exporter can expose, in one place.
 
-``docs/metrics.md`` is checked against this table by ``tests/test_docs.py``; the exposition
+``docs/metrics.md`` is checked against this table by ``tests/bundle/test_docs.py``; the exposition
 only emits metrics listed here.
 """
 

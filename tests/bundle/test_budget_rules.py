@@ -26,7 +26,7 @@ from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
 from exporter.snapshot import Snapshot
 from tests.helpers import parse_exposition, promtool
 
-DOC = Path(__file__).parent.parent / "docs" / "budgets-and-forecasts.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "budgets-and-forecasts.md"
 TODAY = date(2026, 3, 18)  # a Wednesday
 YESTERDAY = TODAY - timedelta(days=1)
 HOURS = 8  # input series length; `for:` clauses are at most 6h

@@ -11,7 +11,7 @@ import pytest
 from exporter.exposition import Rendered, render
 from exporter.server import MetricsServer
 from exporter.snapshot import ProviderHealth
-from tests.test_exposition import seeded_snapshot
+from tests.exposition.test_exposition import seeded_snapshot
 
 
 class _Source:

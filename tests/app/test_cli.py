@@ -16,7 +16,7 @@ from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.records import FetchResult
 from exporter.store import Store
 from tests.conftest import KEY_ENV
-from tests.test_recommendations import billed, use
+from tests.analytics.test_recommendations import billed, use
 
 FAKE_SECRET = "not-a-real-key-for-cli-tests-42"
 
@@ -64,7 +64,7 @@ def test_check_config_resolves_keys_without_printing_them(tmp_path: Path) -> Non
 
 
 def test_example_config_passes_check_config() -> None:
-    example = Path(__file__).parent.parent / "config.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "config.example.yaml"
     proc = cli("check-config", str(example), env={"OPENAI_ADMIN_KEY": FAKE_SECRET})
     assert proc.returncode == 0, proc.stderr
 

@@ -11,7 +11,7 @@ import yaml
 
 from tests.helpers import promtool
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ALERTING = ROOT / "alerting"
 RULE_FILES = sorted(ALERTING.glob("*.yaml"))
 TEST_FILES = sorted((ALERTING / "tests").glob("*.yaml"))

@@ -16,7 +16,7 @@ from exporter.demo.fake_openai import FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
-from tests.test_cli import cli
+from tests.app.test_cli import cli
 
 YESTERDAY = FX_TODAY - timedelta(days=1)
 

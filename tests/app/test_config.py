@@ -122,13 +122,13 @@ def test_resolve_key_from_env_and_file_never_shows_the_value(tmp_path: Path) -> 
 
 
 def test_example_config_is_valid() -> None:
-    config = load(Path(__file__).parent.parent / "config.example.yaml")
+    config = load(Path(__file__).resolve().parents[2] / "config.example.yaml")
     assert config.providers, "the example should show a provider block"
 
 
 def test_the_commented_examples_in_the_example_config_validate_when_uncommented() -> None:
     """``key: []`` followed by ``#  - ...`` lines: the lines are the commented-out list."""
-    text = (Path(__file__).parent.parent / "config.example.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
     uncommented: dict[str, list[str]] = {}
     key = None
     for line in text.splitlines():

@@ -14,7 +14,7 @@ import yaml
 
 from exporter.metrics import CATALOGUE
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILES = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
 KNOWN = {m.name for m in CATALOGUE} | {m.name + "_total" for m in CATALOGUE if m.type == "counter"}
 

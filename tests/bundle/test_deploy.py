@@ -13,7 +13,7 @@ import yaml
 from exporter.config import validate
 from tests.helpers import promtool
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from exporter.cli import build_parser
 from exporter.metrics import CATALOGUE
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def doc_rows() -> dict[str, tuple[str, tuple[str, ...]]]:
