@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.config import Config, validate
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 from tests.helpers import close_opened
 

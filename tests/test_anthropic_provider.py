@@ -15,6 +15,7 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.config import Config, Secret
+from exporter.demo.anthropic import CostRow, FakeAnthropicOrg, FakeAnthropicServer, UsageRow
 from exporter.demo.anthropic_traffic import (
     generate_anthropic_org,
     truth_cache_hit_ratio,
@@ -22,8 +23,7 @@ from exporter.demo.anthropic_traffic import (
     truth_tokens,
     truth_web_search_requests,
 )
-from exporter.demo.fake_anthropic import CostRow, FakeAnthropicOrg, FakeAnthropicServer, UsageRow
-from exporter.demo.fake_http import Fault
+from exporter.demo.http import Fault
 from exporter.providers.anthropic import AnthropicProvider, token_type_of
 from exporter.providers.base import AuthError, ParseError, RetryPolicy, UpstreamError
 from exporter.scheduler import Service

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from exporter.config import validate
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, generate_team
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.xai import FakeXaiServer, FakeXaiTeam, generate_team
 from exporter.scheduler import Service
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.helpers import parse_exposition

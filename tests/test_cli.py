@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.openai import FakeOpenAIServer
 from exporter.records import FetchResult
 from exporter.store import Store
 from tests.conftest import KEY_ENV

@@ -10,6 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
+from exporter.demo.anthropic import (
+    CostRow,
+    FakeAnthropicOrg,
+    FakeAnthropicServer,
+    UsageRow,
+    midnight_rfc3339,
+)
 from exporter.demo.anthropic_traffic import (
     PRICES,
     SONNET_4,
@@ -19,14 +26,7 @@ from exporter.demo.anthropic_traffic import (
     truth_tokens,
     truth_web_search_requests,
 )
-from exporter.demo.fake_anthropic import (
-    CostRow,
-    FakeAnthropicOrg,
-    FakeAnthropicServer,
-    UsageRow,
-    midnight_rfc3339,
-)
-from exporter.demo.fake_http import Fault
+from exporter.demo.http import Fault
 
 DAY1 = date(2026, 1, 1)
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.demo.fake_openai import (
+from exporter.demo.openai import (
     CostRow,
     FakeOpenAIOrg,
     FakeOpenAIServer,

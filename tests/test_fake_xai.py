@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.demo.fake_http import Fault
-from exporter.demo.fake_xai import (
+from exporter.demo.http import Fault
+from exporter.demo.xai import (
     GROK_3_MINI,
     GROK_4,
     FakeXaiServer,

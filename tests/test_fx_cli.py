@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.openai import FakeOpenAIServer
 from exporter.demo.traffic import generate_org
 from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config

@@ -18,8 +18,8 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.clock import midnight_ts
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
 from exporter.demo.traffic import generate_org, truth_costs
 from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config

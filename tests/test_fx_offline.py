@@ -16,8 +16,8 @@ import pytest
 from exporter import ecb
 from exporter.analytics.windows import windows_for
 from exporter.config import validate
-from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.ecb import EcbRates, FakeEcbServer
+from exporter.demo.openai import FakeOpenAIServer
 from exporter.fx import FxService
 from exporter.records import CostRecord, FetchResult
 from exporter.scheduler import Service

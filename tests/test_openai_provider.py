@@ -13,7 +13,7 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.config import Secret
-from exporter.demo.fake_openai import CostRow, FakeOpenAIServer, Fault
+from exporter.demo.openai import CostRow, FakeOpenAIServer, Fault
 from exporter.demo.traffic import truth_costs, truth_tokens
 from exporter.providers.base import AuthError, ParseError, RetryPolicy
 from exporter.providers.openai import OpenAIProvider, parse_line_item

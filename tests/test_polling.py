@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from exporter.demo.fake_openai import FakeOpenAIServer, Fault
+from exporter.demo.openai import FakeOpenAIServer, Fault
 from exporter.scheduler import Service
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition

@@ -23,7 +23,7 @@ from exporter.analytics.recommendations import (
     publish,
 )
 from exporter.config import Config, ConfigErrors, validate
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer
 from exporter.pricing import CATALOGUE_PROVIDER, Catalogue
 from exporter.records import ApiKeyRecord, CostRecord, FetchResult, UsageRecord
 from exporter.scheduler import Service

@@ -17,8 +17,8 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.config import Config, ConfigErrors, Secret, validate
-from exporter.demo.fake_http import Fault
-from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
+from exporter.demo.http import Fault
+from exporter.demo.xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
 from exporter.providers.base import AuthError, ParseError, RetryPolicy
 from exporter.providers.xai import XAIProvider, classify_unit
 from exporter.records import FetchResult

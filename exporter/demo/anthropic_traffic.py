@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from exporter.demo.fake_anthropic import CostRow, FakeAnthropicOrg, UsageRow
+from exporter.demo.anthropic import CostRow, FakeAnthropicOrg, UsageRow
 from exporter.demo.traffic import day_factor, noise, random_id
 
 SONNET_4 = "claude-sonnet-4-20250514"

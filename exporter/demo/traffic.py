@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.fake_openai import (
+from exporter.demo.openai import (
     AMOUNT_QUANTUM,
     CostRow,
     FakeOpenAIOrg,

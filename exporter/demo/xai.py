@@ -18,7 +18,7 @@ What is faked (reference ``provider-apis.md`` §3 and ``docs/providers/xai.md``)
 * Bearer management-key check (401), unknown team (404), gRPC-gateway style error bodies
   (``{"code", "message", "details"}``), value encodings (numbers, numeric strings or
   ``{"val"}`` wrappers), proto3 omission of empty fields, and the injectable faults of
-  :class:`~exporter.demo.fake_http.FakeHTTPServer` (429 + ``Retry-After``, 5xx, delays,
+  :class:`~exporter.demo.http.FakeHTTPServer` (429 + ``Retry-After``, 5xx, delays,
   truncated or raw bodies).
 
 The truth is day grain (:class:`XaiUsageRow`); its ``cost_type``/``token_type`` fields say
@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.fake_http import (
+from exporter.demo.http import (
     ApiError,
     FakeHTTPServer,
     Query,

@@ -21,7 +21,7 @@ What is faked (reference ``provider-apis.md`` §2.9, "What a fake server must re
 * ``GET /v1/organizations/workspaces`` (``include_archived``) and
   ``GET /v1/organizations/api_keys`` (``status``, ``workspace_id`` filters) with
   ``after_id`` paging; ``GET /v1/organizations/me``.
-* Injectable faults from :mod:`exporter.demo.fake_http` (429 ``rate_limit_error`` with
+* Injectable faults from :mod:`exporter.demo.http` (429 ``rate_limit_error`` with
   ``retry-after``, 500 ``api_error``, 529 ``overloaded_error``, delays, truncation) and
   revisions (tests mutate :attr:`FakeAnthropicServer.org`, e.g. with
   :meth:`FakeAnthropicOrg.scale_day`).
@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.fake_http import (
+from exporter.demo.http import (
     ApiError,
     FakeHTTPServer,
     Query,

@@ -28,7 +28,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.fake_http import (
+from exporter.demo.http import (
     ApiError,
     FakeHTTPServer,
     Fault,

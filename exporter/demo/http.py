@@ -1,6 +1,6 @@
 """What every fake provider server shares: a loopback HTTP server, faults, a request log.
 
-A fake provider (``fake_openai.py``, ``fake_anthropic.py``, ``fake_xai.py``) subclasses
+A fake provider (``openai.py``, ``anthropic.py``, ``xai.py``, ``ecb.py``) subclasses
 :class:`FakeHTTPServer` and implements :meth:`FakeHTTPServer.answer` (route a request to a
 JSON payload or raise :class:`ApiError`; an API that reads request bodies implements
 :meth:`FakeHTTPServer.answer_with_body` instead), :meth:`FakeHTTPServer.error_body` (the
