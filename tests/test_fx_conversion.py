@@ -20,7 +20,7 @@ from exporter.analytics.windows import windows_for
 from exporter.clock import midnight_ts
 from exporter.demo.ecb import FakeEcbServer
 from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
-from exporter.demo.traffic import generate_org, truth_costs
+from exporter.demo.traffic import generate_org
 from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import (
@@ -34,6 +34,7 @@ from tests.fx_scenario import (
     truth_rate,
 )
 from tests.helpers import parse_exposition
+from tests.oracles.openai import truth_costs
 
 YESTERDAY = FX_TODAY - timedelta(days=1)
 ALL_DAYS = (FX_TODAY - timedelta(days=400), FX_TODAY + timedelta(days=1))

@@ -156,14 +156,6 @@ class FakeAnthropicOrg:
             costs=list(self.costs),
         )
 
-    def days(self) -> list[date]:
-        """All days that have usage or cost truth, oldest first."""
-        return sorted({r.day for r in self.usage} | {r.day for r in self.costs})
-
-    def cost_total(self, start: date, end: date) -> Decimal:
-        """Sum of all cost lines on days in ``[start, end)``, in dollars."""
-        return sum((r.amount for r in self.costs if start <= r.day < end), Decimal(0)).scaleb(-2)
-
 
 # --------------------------------------------------------------------------- endpoint specs
 

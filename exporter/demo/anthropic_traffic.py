@@ -8,9 +8,8 @@ execution costs, and API keys of every status. The same weekday pattern, growth 
 as the OpenAI demo org (:func:`exporter.demo.traffic.day_factor`).
 
 Costs are priced from the usage with :data:`PRICES` (USD per million tokens, list prices)
-and kept in **cents**, exactly, as the cost report sends them; the truth helpers
-(:func:`truth_costs`, :func:`truth_tokens`, :func:`truth_cache_hit_ratio`,
-:func:`truth_web_search_requests`) are therefore exact.
+and kept in **cents**, exactly, as the cost report sends them, so the test oracles
+(``tests/oracles/anthropic.py``) sum them exactly.
 """
 
 from __future__ import annotations
@@ -376,75 +375,3 @@ def generate_anthropic_org(*, today: date, days: int = 90, seed: int = 0) -> Fak
         usage=usage,
         costs=costs,
     )
-
-
-# --------------------------------------------------------------------------- truth
-
-
-def project_of(workspace_id: str | None) -> str:
-    """The ``project`` label of a workspace: its id, ``default`` for the default one."""
-    return workspace_id or "default"
-
-
-def truth_costs(
-    org: FakeAnthropicOrg, start: date, end: date
-) -> dict[tuple[str, str, str], Decimal]:
-    """Cost in dollars by (project, model, cost_type) for days in ``[start, end)``.
-
-    Tool and service costs have ``model=""``.
-    """
-    out: dict[tuple[str, str, str], Decimal] = {}
-    for row in org.costs:
-        if start <= row.day < end:
-            model = (row.model or "") if row.cost_type == "tokens" else ""
-            key = (project_of(row.workspace_id), model, row.cost_type)
-            out[key] = out.get(key, Decimal(0)) + row.dollars
-    return out
-
-
-def _token_parts(row: UsageRow) -> dict[str, int]:
-    return {
-        "input": row.uncached_input_tokens,
-        "output": row.output_tokens,
-        "cache_read": row.cache_read_input_tokens,
-        "cache_write": row.cache_creation_5m_input_tokens + row.cache_creation_1h_input_tokens,
-    }
-
-
-def truth_tokens(org: FakeAnthropicOrg, start: date, end: date) -> dict[tuple[str, str, str], int]:
-    """Tokens by (project, model, token_type) for days in ``[start, end)``; zeros left out."""
-    out: dict[tuple[str, str, str], int] = {}
-    for row in org.usage:
-        if start <= row.day < end:
-            for token_type, n in _token_parts(row).items():
-                key = (project_of(row.workspace_id), row.model, token_type)
-                out[key] = out.get(key, 0) + n
-    return {key: n for key, n in out.items() if n}
-
-
-def truth_cache_hit_ratio(
-    org: FakeAnthropicOrg, start: date, end: date
-) -> dict[tuple[str, str], float]:
-    """cache_read / (input + cache_read + cache_write) by (project, model)."""
-    sums: dict[tuple[str, str], dict[str, int]] = {}
-    for (project, model, token_type), n in truth_tokens(org, start, end).items():
-        acc = sums.setdefault((project, model), {"input": 0, "cache_read": 0, "cache_write": 0})
-        if token_type in acc:
-            acc[token_type] += n
-    return {
-        key: s["cache_read"] / (s["input"] + s["cache_read"] + s["cache_write"])
-        for key, s in sums.items()
-        if s["input"] + s["cache_read"] + s["cache_write"]
-    }
-
-
-def truth_web_search_requests(
-    org: FakeAnthropicOrg, start: date, end: date
-) -> dict[tuple[str, str], int]:
-    """Server-side web search calls by (project, model); zeros left out."""
-    out: dict[tuple[str, str], int] = {}
-    for row in org.usage:
-        if start <= row.day < end and row.web_search_requests:
-            key = (project_of(row.workspace_id), row.model)
-            out[key] = out.get(key, 0) + row.web_search_requests
-    return out

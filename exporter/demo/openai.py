@@ -182,14 +182,6 @@ class FakeOpenAIOrg:
     def project_ids(self) -> list[str]:
         return [str(p["id"]) for p in self.projects]
 
-    def days(self) -> list[date]:
-        """All days that have usage or cost truth, oldest first."""
-        return sorted({r.day for r in self.usage} | {r.day for r in self.costs})
-
-    def cost_total(self, start: date, end: date) -> Decimal:
-        """Sum of all cost lines on days in ``[start, end)``."""
-        return sum((r.amount for r in self.costs if start <= r.day < end), Decimal(0))
-
 
 # --------------------------------------------------------------------------- endpoint specs
 

@@ -4,7 +4,7 @@ Everything here is synthetic: four projects ("Search", "Support bot", "Data pipe
 "R&D sandbox"), two or three API keys each, a weekday pattern (weekends ~40 % of a
 weekday), mild growth, noise, prompt caching, batch traffic, a web-search tool line and a
 vector-storage line. Costs are derived from the usage with :data:`PRICES_PER_MTOK`, so the
-truth helpers (:func:`truth_costs`, :func:`truth_tokens`) are exact.
+test oracles (``tests/oracles/openai.py``) are exact.
 
 Cost lines follow OpenAI's observed ``line_item`` texts: ``"<model>, input"`` (uncached
 input *plus* cache-write tokens, both at the input price: OpenAI has no separate
@@ -452,42 +452,3 @@ def generate_org(*, today: date, days: int = 90, seed: int = 0) -> FakeOpenAIOrg
     projects = _projects(ids, first, rng)
     keys = _api_keys(ids, usage, today, first, rng)
     return FakeOpenAIOrg(projects=projects, api_keys=keys, usage=usage, costs=costs)
-
-
-# --------------------------------------------------------------------------- truth
-
-
-def truth_costs(org: FakeOpenAIOrg, start: date, end: date) -> dict[tuple[str, str, str], Decimal]:
-    """Cost by (project_id or "", model, cost_type) for days in ``[start, end)``."""
-    out: dict[tuple[str, str, str], Decimal] = {}
-    for row in org.costs:
-        if start <= row.day < end:
-            key = (row.project_id or "", row.model, row.cost_type)
-            out[key] = out.get(key, Decimal(0)) + row.amount
-    return out
-
-
-def truth_tokens(org: FakeOpenAIOrg, start: date, end: date) -> dict[tuple[str, str, str], int]:
-    """Tokens by (project_id, model, token_type) for completions and embeddings rows.
-
-    token_type: ``input`` (uncached: input - cached - cache_write), ``cache_read``,
-    ``cache_write``, ``output``; embeddings count all input as ``input``. Zero totals are
-    left out.
-    """
-    out: dict[tuple[str, str, str], int] = {}
-    for row in org.usage:
-        if not start <= row.day < end or row.endpoint not in ("completions", "embeddings"):
-            continue
-        if row.endpoint == "embeddings":
-            parts = {"input": row.input_tokens}
-        else:
-            parts = {
-                "input": row.input_tokens - row.input_cached_tokens - row.input_cache_write_tokens,
-                "cache_read": row.input_cached_tokens,
-                "cache_write": row.input_cache_write_tokens,
-                "output": row.output_tokens,
-            }
-        for token_type, tokens in parts.items():
-            key = (row.project_id, row.model, token_type)
-            out[key] = out.get(key, 0) + tokens
-    return {key: tokens for key, tokens in out.items() if tokens}

@@ -112,25 +112,7 @@ class FakeXaiTeam:
             for r in self.usage
         ]
 
-    # -- truth helpers used by tests
-
-    def cost_truth(self, start: date, end: date) -> dict[tuple[str, str], Decimal]:
-        """Dollars by (model, cost_type) over ``[start, end)``; tool units have model ""."""
-        out: dict[tuple[str, str], Decimal] = {}
-        for r in self.usage:
-            if start <= r.day < end:
-                key = (r.model if r.cost_type == "tokens" else "", r.cost_type)
-                out[key] = out.get(key, Decimal(0)) + r.usd
-        return out
-
-    def token_truth(self, start: date, end: date) -> dict[tuple[str, str], int]:
-        """Tokens by (model, token_type) over ``[start, end)``; zero totals left out."""
-        out: dict[tuple[str, str], int] = {}
-        for r in self.usage:
-            if start <= r.day < end and r.token_type and r.tokens:
-                key = (r.model, r.token_type)
-                out[key] = out.get(key, 0) + r.tokens
-        return out
+    # -- billing state the server answers from (the oracles are in tests/oracles/xai.py)
 
     def preview_lines(self, now: date) -> list[dict[str, Any]]:
         """Invoice lines of ``now``'s month: one per (model, unit type), amounts in cents."""
@@ -151,24 +133,10 @@ class FakeXaiTeam:
             for (model, unit), (usd, units) in sorted(sums.items())
         ]
 
-    def preview_total(self, now: date) -> Decimal:
-        """The running total the provider should report: sum of the lines, in dollars."""
-        return sum((Decimal(x["amount"]) for x in self.preview_lines(now)), Decimal(0)) / CENT
-
-    def period_usd(self, now: date) -> Decimal:
-        """What the daily usage sums to over ``now``'s month so far (dollars, unrounded)."""
-        first = now.replace(day=1)
-        return sum((r.usd for r in self.usage if first <= r.day <= now), Decimal(0))
-
     def prepaid_used_cents(self, now: date) -> int:
         available = self.prepaid_purchased_cents - self.prepaid_booked_cents
         billed = sum(int(x["amount"]) for x in self.preview_lines(now))
         return max(0, min(available, billed)) if self.prepaid else 0
-
-    def prepaid_remaining(self, now: date) -> Decimal:
-        """Credit left now, in dollars: bought - booked - used this period."""
-        left = self.prepaid_purchased_cents - self.prepaid_booked_cents
-        return Decimal(left - self.prepaid_used_cents(now)) / CENT
 
 
 def _cents(usd: Decimal) -> int:
