@@ -15,8 +15,13 @@ import pytest
 
 from exporter.analytics.windows import windows_for
 from exporter.config import Config, Secret
-from exporter.demo.anthropic import CostRow, FakeAnthropicOrg, FakeAnthropicServer, UsageRow
-from exporter.demo.anthropic_traffic import generate_anthropic_org
+from exporter.demo.anthropic import (
+    CostRow,
+    FakeAnthropicOrg,
+    FakeAnthropicServer,
+    UsageRow,
+    generate_anthropic_org,
+)
 from exporter.demo.http import Fault
 from exporter.providers.anthropic import AnthropicProvider, token_type_of
 from exporter.providers.base import AuthError, ParseError, RetryPolicy, UpstreamError

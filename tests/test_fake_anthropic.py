@@ -11,16 +11,14 @@ import httpx
 import pytest
 
 from exporter.demo.anthropic import (
+    PRICES,
+    SONNET_4,
     CostRow,
     FakeAnthropicOrg,
     FakeAnthropicServer,
     UsageRow,
-    midnight_rfc3339,
-)
-from exporter.demo.anthropic_traffic import (
-    PRICES,
-    SONNET_4,
     generate_anthropic_org,
+    midnight_rfc3339,
 )
 from exporter.demo.http import Fault
 from tests.oracles.anthropic import (

@@ -12,14 +12,15 @@ import httpx
 import pytest
 
 from exporter.demo.openai import (
+    PRICES_PER_MTOK,
     CostRow,
     FakeOpenAIOrg,
     FakeOpenAIServer,
     Fault,
     UsageRow,
     day_start,
+    generate_org,
 )
-from exporter.demo.traffic import PRICES_PER_MTOK, generate_org
 from tests.oracles.openai import truth_cost_total, truth_costs, truth_days, truth_tokens
 
 DAY1 = date(2026, 1, 1)

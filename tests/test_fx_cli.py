@@ -11,8 +11,7 @@ import pytest
 import yaml
 
 from exporter.demo.ecb import FakeEcbServer
-from exporter.demo.openai import FakeOpenAIServer
-from exporter.demo.traffic import generate_org
+from exporter.demo.openai import FakeOpenAIServer, generate_org
 from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate

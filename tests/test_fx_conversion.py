@@ -19,8 +19,7 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.clock import midnight_ts
 from exporter.demo.ecb import FakeEcbServer
-from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
-from exporter.demo.traffic import generate_org
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault, generate_org
 from exporter.scheduler import Service
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import (

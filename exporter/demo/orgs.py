@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from exporter.demo.anthropic import FakeAnthropicServer
-from exporter.demo.anthropic_traffic import generate_anthropic_org
-from exporter.demo.openai import FakeOpenAIServer
-from exporter.demo.traffic import generate_org
+from exporter.demo.anthropic import FakeAnthropicServer, generate_anthropic_org
+from exporter.demo.openai import FakeOpenAIServer, generate_org
 from exporter.demo.xai import FakeXaiServer, generate_team
 
 
