@@ -130,6 +130,11 @@ _USAGE_INT_FIELDS: tuple[str, ...] = (
 )
 
 
+def _scale_usage_row(row: UsageRow, factor: Decimal) -> UsageRow:
+    counts: dict[str, Any] = {n: scale_int(getattr(row, n), factor) for n in _USAGE_INT_FIELDS}
+    return replace(row, **counts)
+
+
 @dataclass
 class FakeAnthropicOrg:
     """A fake organisation: workspaces, API keys, and day-grain usage and cost truth."""
@@ -147,12 +152,7 @@ class FakeAnthropicOrg:
         factor = Decimal(factor)
         if factor < 0:
             raise ValueError("factor must be >= 0")
-        self.usage = [
-            replace(r, **{n: scale_int(getattr(r, n), factor) for n in _USAGE_INT_FIELDS})
-            if r.day == day
-            else r
-            for r in self.usage
-        ]
+        self.usage = [_scale_usage_row(r, factor) if r.day == day else r for r in self.usage]
         self.costs = [
             replace(r, amount=(r.amount * factor).quantize(CENTS_QUANTUM, ROUND_HALF_EVEN))
             if r.day == day
@@ -319,12 +319,12 @@ def aggregate_costs(rows: Iterable[CostRow], grouped: set[str]) -> list[dict[str
         amounts[key] = amounts.get(key, Decimal(0)) + row.amount
     results = []
     for key in sorted(amounts, key=sort_key):
-        workspace, *details = key
+        workspace, *described = key
         results.append(
             {
                 "amount": decimal_text(amounts[key]),
                 "currency": "USD",
-                **dict(zip(DESCRIPTION_FIELDS, details, strict=True)),
+                **dict(zip(DESCRIPTION_FIELDS, described, strict=True)),
                 "workspace_id": workspace,
             }
         )
@@ -691,10 +691,10 @@ def _generate_costs(
 ) -> list[CostRow]:
     acc: dict[_CostKey, Decimal] = {}
     for row in usage:
-        cents = _token_cents(row)
+        token_cents = _token_cents(row)
         display = PRICES[row.model].display
         for token_type, label in TOKEN_LINES:
-            key = (
+            key: _CostKey = (
                 row.day,
                 row.workspace_id,
                 f"{display} Usage - {label}",
@@ -703,7 +703,7 @@ def _generate_costs(
                 row.service_tier,
                 row.context_window,
             )
-            _add(acc, key, cents[token_type])
+            _add(acc, key, token_cents[token_type])
         key = (row.day, row.workspace_id, "Web Search Usage", None, None, "", "")
         _add(acc, key, WEB_SEARCH_CENTS * row.web_search_requests)
     for day, factor in factors.items():
@@ -711,9 +711,9 @@ def _generate_costs(
             used = Decimal(str(round(hours * factor * noise(rng, 0.15), 2)))
             key = (day, _workspace_id(ids, workspace), "Code Execution Usage", None, None, "", "")
             _add(acc, key, used * CODE_EXECUTION_CENTS_PER_HOUR)
-    out = []
+    out: list[CostRow] = []
     for key, cents in sorted(acc.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
-        day, workspace_id, description, model, token_type, tier, window = key
+        day, workspace_id, description, model, wire_token_type, tier, window = key
         out.append(
             CostRow(
                 day=day,
@@ -722,7 +722,7 @@ def _generate_costs(
                 amount=cents,
                 cost_type="tokens" if model else _tool_type(description),
                 model=model,
-                token_type=token_type,
+                token_type=wire_token_type,
                 service_tier=tier or None,
                 context_window=window or None,
                 inference_geo="not_available" if model else None,

@@ -158,9 +158,8 @@ _USAGE_INT_FIELDS: tuple[str, ...] = (
 
 
 def _scale_usage_row(row: UsageRow, factor: Decimal) -> UsageRow:
-    scaled = replace(
-        row, **{name: scale_int(getattr(row, name), factor) for name in _USAGE_INT_FIELDS}
-    )
+    counts: dict[str, Any] = {n: scale_int(getattr(row, n), factor) for n in _USAGE_INT_FIELDS}
+    scaled = replace(row, **counts)
     # Rounding must not break the invariant cached + cache_write <= input.
     scaled.input_cached_tokens = min(scaled.input_cached_tokens, scaled.input_tokens)
     scaled.input_cache_write_tokens = min(
@@ -375,7 +374,7 @@ def aggregate_costs(
     results = []
     for key in sorted(amounts, key=sort_key):
         amount = amounts[key]
-        value: Any = decimal_text(amount) if as_strings else amount
+        value: str | Decimal = decimal_text(amount) if as_strings else amount
         results.append(
             {
                 "object": "organization.costs.result",

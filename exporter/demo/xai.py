@@ -154,7 +154,7 @@ class _Query:
     group_by: tuple[str, ...]
 
 
-def _parse_time(value: Any, name: str) -> date:
+def _parse_time(value: object, name: str) -> date:
     if not isinstance(value, str):
         raise bad_request(
             f"analyticsRequest.timeRange.{name} must be a string 'YYYY-MM-DD HH:MM:SS'"
@@ -208,7 +208,7 @@ def parse_usage_request(body: bytes, tokens_supported: bool) -> _Query:
     return _Query(start, end, str(name), tuple(group_by))
 
 
-def _encode(value: Decimal | int, encoding: str) -> Any:
+def _encode(value: Decimal | int, encoding: str) -> Decimal | int | str | dict[str, str]:
     text = decimal_text(Decimal(value))
     if encoding == "string":
         return text
