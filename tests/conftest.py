@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.config import Config, validate
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
-from exporter.demo.traffic import generate_org
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, generate_org
 from tests.helpers import close_opened
 
 TODAY = date(2026, 3, 18)  # a Wednesday in mid-month

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from exporter.demo.fake_ecb import EcbRates
-from exporter.demo.fake_openai import FakeOpenAIOrg
+from exporter.demo.ecb import EcbRates
+from exporter.demo.openai import FakeOpenAIOrg
 from exporter.fx.ecb import bundled
 
 

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from exporter.demo.anthropic_traffic import generate_anthropic_org
-from exporter.demo.fake_anthropic import FakeAnthropicServer
-from exporter.demo.fake_openai import FakeOpenAIServer
-from exporter.demo.fake_xai import FakeXaiServer, generate_team
-from exporter.demo.traffic import generate_org
+from exporter.demo.anthropic import FakeAnthropicServer, generate_anthropic_org
+from exporter.demo.openai import FakeOpenAIServer, generate_org
+from exporter.demo.xai import FakeXaiServer, generate_team
 
 
 @dataclass(frozen=True)

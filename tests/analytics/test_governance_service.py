@@ -12,8 +12,7 @@ from typing import Any
 
 from exporter.analytics.budgets import period_bounds
 from exporter.app import App, build
-from exporter.demo.fake_openai import AMOUNT_QUANTUM, CostRow, FakeOpenAIServer
-from exporter.demo.traffic import GPT_4O_MINI
+from exporter.demo.openai import AMOUNT_QUANTUM, GPT_4O_MINI, CostRow, FakeOpenAIServer
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import parse_exposition
 

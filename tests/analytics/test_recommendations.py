@@ -24,7 +24,7 @@ from exporter.analytics.recommendations import (
 )
 from exporter.app import App, build
 from exporter.config import Config, ConfigErrors, validate
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer
 from exporter.pricing import CATALOGUE_PROVIDER, Catalogue
 from exporter.records import ApiKeyRecord, CostRecord, FetchResult, UsageRecord
 from tests.conftest import TODAY, fixed_clock, make_config

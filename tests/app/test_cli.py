@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.openai import FakeOpenAIServer
 from exporter.records import FetchResult
 from exporter.store import Store
-from tests.conftest import KEY_ENV
 from tests.analytics.test_recommendations import billed, use
+from tests.conftest import KEY_ENV
 
 FAKE_SECRET = "not-a-real-key-for-cli-tests-42"
 

@@ -14,8 +14,7 @@ import pytest
 import yaml
 
 from exporter.clock import utc_now
-from exporter.demo.fake_openai import FakeOpenAIServer, Fault
-from exporter.demo.traffic import generate_org
+from exporter.demo.openai import FakeOpenAIServer, Fault, generate_org
 from tests.e2e.process import ExporterProcess
 from tests.helpers import parse_exposition
 

@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from exporter.clock import utc_now
-from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
-from exporter.demo.fake_openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer
+from exporter.demo.ecb import EcbRates, FakeEcbServer
+from exporter.demo.openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer, generate_org
 from exporter.demo.orgs import start_anthropic, start_xai
-from exporter.demo.traffic import generate_org
 from tests.e2e.process import ExporterProcess
 from tests.e2e.stack import ROOT, Alertmanager, Prometheus, Webhook, shorten_for, wait_until
 

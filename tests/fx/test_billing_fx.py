@@ -17,10 +17,11 @@ import pytest
 
 from exporter.app import App, build
 from exporter.config import validate
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, generate_team
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.xai import FakeXaiServer, FakeXaiTeam, generate_team
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.helpers import parse_exposition
+from tests.oracles.xai import truth_period_usd, truth_prepaid_remaining, truth_preview_total
 
 KEY_ENV = "AICOST_TEST_XAI_KEY"
 BILLING = ("aicost_prepaid_balance", "aicost_spending_limit", "aicost_invoice_preview",
@@ -84,11 +85,11 @@ def test_billing_is_converted_at_the_rate_of_the_day_it_was_observed(
         rate = truth_rate(ECB_RATES, clock.now, "USD", "EUR", FX_TODAY)
         # The gap in the billed currency first (preview total vs the daily USD costs of the
         # month), then converted: the daily costs' own-day rates play no part in it.
-        gap = team.preview_total(FX_TODAY) - team.period_usd(FX_TODAY)
+        gap = truth_preview_total(team, FX_TODAY) - truth_period_usd(team, FX_TODAY)
         want = {
-            ("aicost_prepaid_balance", "EUR"): team.prepaid_remaining(FX_TODAY) * rate,
+            ("aicost_prepaid_balance", "EUR"): truth_prepaid_remaining(team, FX_TODAY) * rate,
             ("aicost_spending_limit", "EUR"): Decimal(team.spending_limit_cents or 0) / 100 * rate,
-            ("aicost_invoice_preview", "EUR"): team.preview_total(FX_TODAY) * rate,
+            ("aicost_invoice_preview", "EUR"): truth_preview_total(team, FX_TODAY) * rate,
             ("aicost_invoice_preview_gap", "EUR"): gap * rate,
         }
         got = billing_samples(svc)

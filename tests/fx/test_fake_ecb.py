@@ -8,8 +8,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from exporter.demo.fake_ecb import EcbRates, FakeEcbServer, berlin_time
-from exporter.demo.fake_openai import Fault
+from exporter.demo.ecb import EcbRates, FakeEcbServer, berlin_time
+from exporter.demo.openai import Fault
 from exporter.fx.ecb import EcbFormatError, parse_xml
 
 # 2026: Good Friday 3 April, Easter Monday 6 April, 1 May a Friday.

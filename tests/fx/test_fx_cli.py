@@ -11,12 +11,11 @@ import pytest
 import yaml
 
 from exporter.app import App, build
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIServer
-from exporter.demo.traffic import generate_org
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.openai import FakeOpenAIServer, generate_org
+from tests.app.test_cli import cli
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
-from tests.app.test_cli import cli
 
 YESTERDAY = FX_TODAY - timedelta(days=1)
 

@@ -19,9 +19,8 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.app import App, build
 from exporter.clock import midnight_ts
-from exporter.demo.fake_ecb import FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIOrg, FakeOpenAIServer, Fault
-from exporter.demo.traffic import generate_org, truth_costs
+from exporter.demo.ecb import FakeEcbServer
+from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault, generate_org
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import (
     AFTER_PUBLICATION,
@@ -34,6 +33,7 @@ from tests.fx_scenario import (
     truth_rate,
 )
 from tests.helpers import parse_exposition
+from tests.oracles.openai import truth_costs
 
 YESTERDAY = FX_TODAY - timedelta(days=1)
 ALL_DAYS = (FX_TODAY - timedelta(days=400), FX_TODAY + timedelta(days=1))

@@ -16,8 +16,8 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.app import build
 from exporter.config import validate
-from exporter.demo.fake_ecb import EcbRates, FakeEcbServer
-from exporter.demo.fake_openai import FakeOpenAIServer
+from exporter.demo.ecb import EcbRates, FakeEcbServer
+from exporter.demo.openai import FakeOpenAIServer
 from exporter.fx import ecb
 from exporter.fx.service import FxService
 from exporter.records import CostRecord, FetchResult

@@ -16,20 +16,26 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.app import App, build
 from exporter.config import Config, Secret
-from exporter.demo.anthropic_traffic import (
+from exporter.demo.anthropic import (
+    CostRow,
+    FakeAnthropicOrg,
+    FakeAnthropicServer,
+    UsageRow,
     generate_anthropic_org,
-    truth_cache_hit_ratio,
-    truth_costs,
-    truth_tokens,
-    truth_web_search_requests,
 )
-from exporter.demo.fake_anthropic import CostRow, FakeAnthropicOrg, FakeAnthropicServer, UsageRow
-from exporter.demo.fake_http import Fault
+from exporter.demo.http import Fault
 from exporter.providers.anthropic import AnthropicProvider, token_type_of
 from exporter.providers.errors import AuthError, ParseError, UpstreamError
 from exporter.providers.http import RetryPolicy
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
+from tests.oracles.anthropic import (
+    truth_cache_hit_ratio,
+    truth_cost_total,
+    truth_costs,
+    truth_tokens,
+    truth_web_search_requests,
+)
 
 KEY_ENV = "AICOST_TEST_ANTHROPIC_KEY"
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
@@ -181,13 +187,13 @@ def test_revisions_up_and_down_are_mirrored_without_double_counting(
 ) -> None:
     svc = service(tmp_path, anthropic)
     assert svc.poll_once()
-    before = anthropic.org.cost_total(START, END)
+    before = truth_cost_total(anthropic.org, START, END)
     with anthropic.lock:
         anthropic.org.scale_day(TODAY, Decimal("1.5"))
         anthropic.org.scale_day(TODAY - timedelta(days=1), Decimal("0.5"))
     for _ in range(3):
         assert svc.poll_once()
-    after = anthropic.org.cost_total(START, END)
+    after = truth_cost_total(anthropic.org, START, END)
     assert after != before
     assert sum((c.amount for c in svc.store.costs_between(START, END)), Decimal(0)) == after
     tokens = truth_tokens(anthropic.org, TODAY, TODAY + timedelta(days=1))

@@ -10,23 +10,25 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.demo.anthropic_traffic import (
+from exporter.demo.anthropic import (
     PRICES,
     SONNET_4,
-    generate_anthropic_org,
-    truth_cache_hit_ratio,
-    truth_costs,
-    truth_tokens,
-    truth_web_search_requests,
-)
-from exporter.demo.fake_anthropic import (
     CostRow,
     FakeAnthropicOrg,
     FakeAnthropicServer,
     UsageRow,
+    generate_anthropic_org,
     midnight_rfc3339,
 )
-from exporter.demo.fake_http import Fault
+from exporter.demo.http import Fault
+from tests.oracles.anthropic import (
+    truth_cache_hit_ratio,
+    truth_cost_total,
+    truth_costs,
+    truth_days,
+    truth_tokens,
+    truth_web_search_requests,
+)
 
 DAY1 = date(2026, 1, 1)
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -335,7 +337,7 @@ def test_generated_org_is_deterministic_and_realistic() -> None:
     org = generate_anthropic_org(today=today, seed=7)
     assert org == generate_anthropic_org(today=today, seed=7)
     assert org != generate_anthropic_org(today=today, seed=8)
-    assert min(org.days()) == today - timedelta(days=89) and max(org.days()) == today
+    assert min(truth_days(org)) == today - timedelta(days=89) and max(truth_days(org)) == today
     assert not org.admin_key.startswith("sk-")
     names = [w["name"] for w in org.workspaces]
     assert names == ["Customer support", "Research agents", "Prototype"]
@@ -353,8 +355,12 @@ def test_generated_org_is_deterministic_and_realistic() -> None:
     assert {r.cost_type for r in org.costs} == {"tokens", "web_search", "code_execution"}
     assert any(r.amount != r.amount.quantize(Decimal("0.01")) for r in org.costs)
 
-    weekday = [org.cost_total(d, d + timedelta(1)) for d in org.days()[:-1] if d.weekday() < 5]
-    weekend = [org.cost_total(d, d + timedelta(1)) for d in org.days() if d.weekday() >= 5]
+    weekday = [
+        truth_cost_total(org, d, d + timedelta(1)) for d in truth_days(org)[:-1] if d.weekday() < 5
+    ]
+    weekend = [
+        truth_cost_total(org, d, d + timedelta(1)) for d in truth_days(org) if d.weekday() >= 5
+    ]
     ratio = (sum(weekend) / len(weekend)) / (sum(weekday) / len(weekday))
     assert Decimal("0.3") < ratio < Decimal("0.55")
     assert Decimal(20) < sum(weekday) / len(weekday) < Decimal(1000)  # dollars a weekday
@@ -394,7 +400,7 @@ def test_truth_helpers_agree_with_the_rows() -> None:
     org = generate_anthropic_org(today=today, days=30, seed=1)
     start, end = today - timedelta(days=10), today
     costs = truth_costs(org, start, end)
-    assert sum(costs.values()) == org.cost_total(start, end)
+    assert sum(costs.values()) == truth_cost_total(org, start, end)
     assert all(model == "" for (_, model, kind) in costs if kind != "tokens")
     assert {project for project, _, _ in costs} >= {"default"}
     tokens = truth_tokens(org, start, end)

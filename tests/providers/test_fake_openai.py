@@ -11,15 +11,17 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.demo.fake_openai import (
+from exporter.demo.openai import (
+    PRICES_PER_MTOK,
     CostRow,
     FakeOpenAIOrg,
     FakeOpenAIServer,
     Fault,
     UsageRow,
     day_start,
+    generate_org,
 )
-from exporter.demo.traffic import PRICES_PER_MTOK, generate_org, truth_costs, truth_tokens
+from tests.oracles.openai import truth_cost_total, truth_costs, truth_days, truth_tokens
 
 DAY1 = date(2026, 1, 1)
 NOW = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
@@ -404,7 +406,7 @@ def test_generate_org_is_deterministic_and_realistic() -> None:
         "R&D sandbox",
     ]
     assert all(2 <= len(keys) <= 3 for keys in org.api_keys.values())
-    assert min(org.days()) == today - timedelta(days=89) and max(org.days()) == today
+    assert min(truth_days(org)) == today - timedelta(days=89) and max(truth_days(org)) == today
     assert not org.admin_key.startswith("sk-")
 
     stale = next(k for ks in org.api_keys.values() for k in ks if k["name"] == "support-bot-v1")
@@ -413,8 +415,12 @@ def test_generate_org_is_deterministic_and_realistic() -> None:
     assert stale["last_used_at"] // 86400 * 86400 == day_start(max(used))
 
     assert any(r.batch for r in org.usage) and any(r.endpoint == "images" for r in org.usage)
-    weekday = [org.cost_total(d, d + timedelta(1)) for d in org.days()[:-1] if d.weekday() < 5]
-    weekend = [org.cost_total(d, d + timedelta(1)) for d in org.days() if d.weekday() >= 5]
+    weekday = [
+        truth_cost_total(org, d, d + timedelta(1)) for d in truth_days(org)[:-1] if d.weekday() < 5
+    ]
+    weekend = [
+        truth_cost_total(org, d, d + timedelta(1)) for d in truth_days(org) if d.weekday() >= 5
+    ]
     ratio = (sum(weekend) / len(weekend)) / (sum(weekday) / len(weekday))
     assert Decimal("0.3") < ratio < Decimal("0.55")
 

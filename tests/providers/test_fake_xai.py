@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exporter.demo.fake_http import Fault
-from exporter.demo.fake_xai import (
+from exporter.demo.http import Fault
+from exporter.demo.xai import (
     GROK_3_MINI,
     GROK_4,
     FakeXaiServer,
@@ -21,6 +21,7 @@ from exporter.demo.fake_xai import (
     XaiUsageRow,
     generate_team,
 )
+from tests.oracles.xai import truth_costs, truth_prepaid_remaining, truth_preview_total
 
 D1 = date(2026, 1, 1)
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -206,8 +207,8 @@ def test_invoice_preview_has_cent_string_lines_and_val_wrapped_credits(
     assert core["amountBeforeVat"] == "8"  # 1 + 2 (1.5 rounded) + 0 (0.03) + 5 (sources)
     assert core["prepaidCredits"] == {"val": "-7500"}
     assert core["prepaidCreditsUsed"] == {"val": "8"}
-    assert server.team.preview_total(NOW.date()) == Decimal("0.08")
-    assert server.team.prepaid_remaining(NOW.date()) == Decimal("74.92")
+    assert truth_preview_total(server.team, NOW.date()) == Decimal("0.08")
+    assert truth_prepaid_remaining(server.team, NOW.date()) == Decimal("74.92")
 
 
 def test_prepaid_ledger_books_purchases_negative_and_spends_positive(
@@ -285,9 +286,9 @@ def test_generated_team_is_deterministic_with_two_grok_models_and_empty_days() -
     days = {r.day for r in a.usage}
     assert max(days) == today and min(days) == today - timedelta(days=29)
     assert len(days) == 28  # two empty days
-    assert a.cost_truth(today, today + timedelta(days=1))[(GROK_4, "tokens")] > 0
-    assert ("", "web_search") in a.cost_truth(today - timedelta(days=29), today)
-    assert a.prepaid_remaining(today) > 0 and a.spending_limit_cents
+    assert truth_costs(a, today, today + timedelta(days=1))[(GROK_4, "tokens")] > 0
+    assert ("", "web_search") in truth_costs(a, today - timedelta(days=29), today)
+    assert truth_prepaid_remaining(a, today) > 0 and a.spending_limit_cents
     assert generate_team(today=today, days=30, seed=5).usage != a.usage
     with pytest.raises(ValueError):
         generate_team(today=today, days=0)

@@ -14,13 +14,13 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.app import build
 from exporter.config import Secret
-from exporter.demo.fake_openai import CostRow, FakeOpenAIServer, Fault
-from exporter.demo.traffic import truth_costs, truth_tokens
+from exporter.demo.openai import CostRow, FakeOpenAIServer, Fault
 from exporter.providers.errors import AuthError, ParseError
 from exporter.providers.http import RetryPolicy
 from exporter.providers.openai import OpenAIProvider, parse_line_item
 from tests.conftest import TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
+from tests.oracles.openai import truth_costs, truth_tokens
 
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
 

@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Secret
-from exporter.demo.fake_openai import FakeOpenAIServer
-from exporter.demo.traffic import generate_org
+from exporter.demo.openai import FakeOpenAIServer, generate_org
 from exporter.providers.openai import OpenAIProvider
 from exporter.store import Store
 from tests.conftest import TODAY, fixed_clock, make_config

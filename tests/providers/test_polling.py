@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 
 from exporter.app import App, build
-from exporter.demo.fake_openai import FakeOpenAIServer, Fault
+from exporter.demo.openai import FakeOpenAIServer, Fault
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
+from tests.oracles.openai import truth_cost_total
 
 
 def stored(service: App) -> tuple[list[str], list[str]]:
@@ -54,13 +55,13 @@ def test_revisions_up_and_down_are_mirrored_without_double_counting(
 ) -> None:
     service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
-    before = fake.org.cost_total(TODAY - timedelta(days=45), TODAY + timedelta(days=1))
+    before = truth_cost_total(fake.org, TODAY - timedelta(days=45), TODAY + timedelta(days=1))
     with fake.lock:
         fake.org.scale_day(TODAY, Decimal("1.5"))
         fake.org.scale_day(TODAY - timedelta(days=1), Decimal("0.5"))
     for _ in range(3):  # repeated overlapping polls
         assert service.poll_once()
-    after = fake.org.cost_total(TODAY - timedelta(days=45), TODAY + timedelta(days=1))
+    after = truth_cost_total(fake.org, TODAY - timedelta(days=45), TODAY + timedelta(days=1))
     assert after != before
     got = sum(
         (

@@ -18,14 +18,21 @@ import pytest
 from exporter.analytics.windows import windows_for
 from exporter.app import App, build
 from exporter.config import Config, ConfigErrors, Secret, validate
-from exporter.demo.fake_http import Fault
-from exporter.demo.fake_xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
+from exporter.demo.http import Fault
+from exporter.demo.xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
 from exporter.providers.errors import AuthError, ParseError
 from exporter.providers.http import RetryPolicy
 from exporter.providers.xai import XAIProvider, classify_unit
 from exporter.records import FetchResult
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
+from tests.oracles.xai import (
+    truth_costs,
+    truth_period_usd,
+    truth_prepaid_remaining,
+    truth_preview_total,
+    truth_tokens,
+)
 
 KEY_ENV = "AICOST_TEST_XAI_KEY"
 START, END = TODAY - timedelta(days=45), TODAY + timedelta(days=1)
@@ -158,7 +165,7 @@ def test_every_window_equals_the_fake_teams_truth_per_model_and_day(
     got_samples = samples(svc)
     team = fake.team
     for w in windows_for(TODAY):
-        want = team.cost_truth(w.start, w.end)
+        want = truth_costs(team, w.start, w.end)
         got: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for c in svc.store.costs_between(w.start, w.end):
             got[(c.model, c.cost_type)] += c.amount
@@ -167,7 +174,7 @@ def test_every_window_equals_the_fake_teams_truth_per_model_and_day(
             labels = {**TEAM, "project": team.team_id, "model": model, "cost_type": cost_type}
             value = got_samples[(f"aicost_cost_{w.name}", frozenset(labels.items()))]
             assert value == float(amount), (w.name, labels)
-        for (model, token_type), n in team.token_truth(w.start, w.end).items():
+        for (model, token_type), n in truth_tokens(team, w.start, w.end).items():
             labels = {"provider": "xai", "account": "grok", "project": team.team_id,
                       "model": model, "token_type": token_type}  # fmt: skip
             assert got_samples[(f"aicost_tokens_{w.name}", frozenset(labels.items()))] == n
@@ -176,7 +183,7 @@ def test_every_window_equals_the_fake_teams_truth_per_model_and_day(
         stored: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for c in svc.store.costs_between(day, day + timedelta(days=1)):
             stored[(c.model, c.cost_type)] += c.amount
-        assert dict(stored) == team.cost_truth(day, day + timedelta(days=1)), day
+        assert dict(stored) == truth_costs(team, day, day + timedelta(days=1)), day
     info = {"provider": "xai", "account": "grok", "project": team.team_id,
             "project_name": team.team_id, "team": "", "pool": "unassigned", "cost_owner": "",
             "environment": ""}  # fmt: skip
@@ -188,19 +195,19 @@ def test_billing_gauges_show_the_fakes_values_exactly(fake: FakeXaiServer, tmp_p
     assert svc.poll_once()
     team = fake.team
     stored = {b.kind: b for b in svc.store.billing()}
-    remaining = team.prepaid_remaining(TODAY)
+    remaining = truth_prepaid_remaining(team, TODAY)
     assert stored["prepaid_balance"].amount == remaining
     assert 0 < remaining < Decimal(team.prepaid_purchased_cents - team.prepaid_booked_cents) / 100
     assert stored["spending_limit"].amount == Decimal(team.spending_limit_cents or 0) / 100
-    assert stored["invoice_preview"].amount == team.preview_total(TODAY)
+    assert stored["invoice_preview"].amount == truth_preview_total(team, TODAY)
     assert stored["invoice_preview"].period == "2026-03"
     assert stored["prepaid_balance"].observed_at == NOW
-    gap = team.preview_total(TODAY) - team.period_usd(TODAY)
+    gap = truth_preview_total(team, TODAY) - truth_period_usd(team, TODAY)
     assert gap != 0  # the invoice rounds each line to cents; the usage API does not
     assert svc.snapshot().billing.invoice_preview_gap[("xai", "grok", "USD")] == gap
     assert gauge(svc, "aicost_prepaid_balance", **TEAM) == float(remaining)
     assert gauge(svc, "aicost_spending_limit", **TEAM) == 5000.0
-    assert gauge(svc, "aicost_invoice_preview", **TEAM) == float(team.preview_total(TODAY))
+    assert gauge(svc, "aicost_invoice_preview", **TEAM) == float(truth_preview_total(team, TODAY))
     assert gauge(svc, "aicost_invoice_preview_gap", **TEAM) == float(gap)
 
 
@@ -270,7 +277,7 @@ def test_a_capped_single_day_fails_the_poll_as_a_parse_error_and_keeps_stored_da
 def test_empty_days_store_no_rows(fake: FakeXaiServer) -> None:
     result = provider(fake).fetch(START, END)
     quiet = [d for d in (START + timedelta(days=n) for n in range(46))
-             if not fake.team.cost_truth(d, d + timedelta(days=1))]  # fmt: skip
+             if not truth_costs(fake.team, d, d + timedelta(days=1))]  # fmt: skip
     assert quiet  # the generator leaves one day a fortnight empty
     days_with_rows = {c.day for c in result.costs} | {u.day for u in result.usage}
     assert not days_with_rows & set(quiet)
@@ -296,7 +303,7 @@ def test_revisions_up_and_down_are_mirrored(fake: FakeXaiServer, tmp_path: Path)
         fake.team.scale_day(TODAY - timedelta(days=1), Decimal("0.5"))
     assert svc.poll_once() and svc.poll_once()
     got = sum((c.amount for c in svc.store.costs_between(START, END)), Decimal(0))
-    want = sum(fake.team.cost_truth(START, END).values(), Decimal(0))
+    want = sum(truth_costs(fake.team, START, END).values(), Decimal(0))
     assert got == want
 
 
@@ -326,7 +333,9 @@ def test_values_a_team_stops_reporting_disappear_on_the_next_poll(
 ) -> None:
     svc = service(tmp_path, fake)
     assert svc.poll_once()
-    assert gauge(svc, "aicost_prepaid_balance", **TEAM) == float(fake.team.prepaid_remaining(TODAY))
+    assert gauge(svc, "aicost_prepaid_balance", **TEAM) == float(
+        truth_prepaid_remaining(fake.team, TODAY)
+    )
     with fake.lock:
         fake.team = replace(fake.team, prepaid=False)
     assert svc.poll_once()
@@ -403,7 +412,7 @@ def test_an_unknown_unit_type_keeps_its_money_as_other_and_is_logged_once(
     assert {c.model for c in other} == {"grok-4-0709"}
     assert caplog.text.count("unknown billing unit type 'Batch surcharge'") == 1
     tokens = sum(u.input_tokens + u.output_tokens + u.cache_read_tokens for u in result.usage)
-    assert tokens == sum(fake.team.token_truth(START, END).values())
+    assert tokens == sum(truth_tokens(fake.team, START, END).values())
 
 
 def test_a_point_without_a_value_is_skipped_with_a_warning(fake: FakeXaiServer, caplog) -> None:
@@ -510,7 +519,9 @@ def test_429_honours_retry_after_and_5xx_retries_within_one_poll(
                  code="429") == 1  # fmt: skip
     assert gauge(svc, "aicost_api_requests_total", **health, endpoint="invoice/preview",
                  code="502") == 1  # fmt: skip
-    assert gauge(svc, "aicost_prepaid_balance", **TEAM) == float(fake.team.prepaid_remaining(TODAY))
+    assert gauge(svc, "aicost_prepaid_balance", **TEAM) == float(
+        truth_prepaid_remaining(fake.team, TODAY)
+    )
 
 
 def test_an_unknown_team_fails_the_poll_without_retrying(

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from exporter.demo.fake_http import FakeHTTPServer, RecordedRequest, Response
+from exporter.demo.http import FakeHTTPServer, RecordedRequest, Response
 from exporter.fx.ecb import DAILY, EUROFXREF_NS, GESMES_NS, HIST, HIST_90D, is_target_working_day
 
 PREFIX = "/stats/eurofxref"

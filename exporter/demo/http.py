@@ -1,6 +1,6 @@
 """What every fake provider server shares: a loopback HTTP server, faults, a request log.
 
-A fake provider (``fake_openai.py``, ``fake_anthropic.py``, ``fake_xai.py``) subclasses
+A fake provider (``openai.py``, ``anthropic.py``, ``xai.py``, ``ecb.py``) subclasses
 :class:`FakeHTTPServer` and implements :meth:`FakeHTTPServer.answer` (route a request to a
 JSON payload or raise :class:`ApiError`; an API that reads request bodies implements
 :meth:`FakeHTTPServer.answer_with_body` instead), :meth:`FakeHTTPServer.error_body` (the
@@ -31,13 +31,23 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 DAY_SECONDS = 86_400
 PAGE_PREFIX = "page_"
 
 OrgT = TypeVar("OrgT")
+
+
+class DayRow(Protocol):
+    """A truth row of a fake org: whatever it holds, it belongs to one UTC day."""
+
+    @property
+    def day(self) -> date: ...
+
+
+RowT = TypeVar("RowT", bound=DayRow)
 
 
 # --------------------------------------------------------------------------- errors
@@ -175,7 +185,7 @@ def filters(query: Query, specs: Iterable[tuple[str, str]]) -> dict[str, set[str
     return {attr: set(values) for param, attr in specs if (values := query.many(param))}
 
 
-def matches(row: Any, wanted: dict[str, set[str | None]]) -> bool:
+def matches(row: object, wanted: dict[str, set[str | None]]) -> bool:
     return all(getattr(row, attr) in allowed for attr, allowed in wanted.items())
 
 
@@ -184,8 +194,9 @@ def sort_key(key: tuple[Any, ...]) -> tuple[tuple[bool, str], ...]:
     return tuple((value is None, str(value)) for value in key)
 
 
-def by_day(rows: Iterable[Any]) -> dict[date, list[Any]]:
-    out: dict[date, list[Any]] = {}
+def by_day(rows: Iterable[RowT]) -> dict[date, list[RowT]]:
+    """Rows grouped by their ``day``, in the order given."""
+    out: dict[date, list[RowT]] = {}
     for row in rows:
         out.setdefault(row.day, []).append(row)
     return out

@@ -18,7 +18,7 @@ What is faked (reference ``provider-apis.md`` §3 and ``docs/providers/xai.md``)
 * Bearer management-key check (401), unknown team (404), gRPC-gateway style error bodies
   (``{"code", "message", "details"}``), value encodings (numbers, numeric strings or
   ``{"val"}`` wrappers), proto3 omission of empty fields, and the injectable faults of
-  :class:`~exporter.demo.fake_http.FakeHTTPServer` (429 + ``Retry-After``, 5xx, delays,
+  :class:`~exporter.demo.http.FakeHTTPServer` (429 + ``Retry-After``, 5xx, delays,
   truncated or raw bodies).
 
 The truth is day grain (:class:`XaiUsageRow`); its ``cost_type``/``token_type`` fields say
@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from exporter.demo.fake_http import (
+from exporter.demo.http import (
     ApiError,
     FakeHTTPServer,
     Query,
@@ -112,25 +112,7 @@ class FakeXaiTeam:
             for r in self.usage
         ]
 
-    # -- truth helpers used by tests
-
-    def cost_truth(self, start: date, end: date) -> dict[tuple[str, str], Decimal]:
-        """Dollars by (model, cost_type) over ``[start, end)``; tool units have model ""."""
-        out: dict[tuple[str, str], Decimal] = {}
-        for r in self.usage:
-            if start <= r.day < end:
-                key = (r.model if r.cost_type == "tokens" else "", r.cost_type)
-                out[key] = out.get(key, Decimal(0)) + r.usd
-        return out
-
-    def token_truth(self, start: date, end: date) -> dict[tuple[str, str], int]:
-        """Tokens by (model, token_type) over ``[start, end)``; zero totals left out."""
-        out: dict[tuple[str, str], int] = {}
-        for r in self.usage:
-            if start <= r.day < end and r.token_type and r.tokens:
-                key = (r.model, r.token_type)
-                out[key] = out.get(key, 0) + r.tokens
-        return out
+    # -- billing state the server answers from (the oracles are in tests/oracles/xai.py)
 
     def preview_lines(self, now: date) -> list[dict[str, Any]]:
         """Invoice lines of ``now``'s month: one per (model, unit type), amounts in cents."""
@@ -151,24 +133,10 @@ class FakeXaiTeam:
             for (model, unit), (usd, units) in sorted(sums.items())
         ]
 
-    def preview_total(self, now: date) -> Decimal:
-        """The running total the provider should report: sum of the lines, in dollars."""
-        return sum((Decimal(x["amount"]) for x in self.preview_lines(now)), Decimal(0)) / CENT
-
-    def period_usd(self, now: date) -> Decimal:
-        """What the daily usage sums to over ``now``'s month so far (dollars, unrounded)."""
-        first = now.replace(day=1)
-        return sum((r.usd for r in self.usage if first <= r.day <= now), Decimal(0))
-
     def prepaid_used_cents(self, now: date) -> int:
         available = self.prepaid_purchased_cents - self.prepaid_booked_cents
         billed = sum(int(x["amount"]) for x in self.preview_lines(now))
         return max(0, min(available, billed)) if self.prepaid else 0
-
-    def prepaid_remaining(self, now: date) -> Decimal:
-        """Credit left now, in dollars: bought - booked - used this period."""
-        left = self.prepaid_purchased_cents - self.prepaid_booked_cents
-        return Decimal(left - self.prepaid_used_cents(now)) / CENT
 
 
 def _cents(usd: Decimal) -> int:
@@ -186,7 +154,7 @@ class _Query:
     group_by: tuple[str, ...]
 
 
-def _parse_time(value: Any, name: str) -> date:
+def _parse_time(value: object, name: str) -> date:
     if not isinstance(value, str):
         raise bad_request(
             f"analyticsRequest.timeRange.{name} must be a string 'YYYY-MM-DD HH:MM:SS'"
@@ -240,7 +208,7 @@ def parse_usage_request(body: bytes, tokens_supported: bool) -> _Query:
     return _Query(start, end, str(name), tuple(group_by))
 
 
-def _encode(value: Decimal | int, encoding: str) -> Any:
+def _encode(value: Decimal | int, encoding: str) -> Decimal | int | str | dict[str, str]:
     text = decimal_text(Decimal(value))
     if encoding == "string":
         return text
