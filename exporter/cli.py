@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from exporter import __version__
 from exporter.config import (
@@ -22,6 +23,8 @@ from exporter.config import (
     load,
     parse_listen_address,
 )
+from exporter.webconfig import WebConfig, WebConfigError
+from exporter.webconfig import load as load_web_config
 
 log = logging.getLogger("exporter")
 
@@ -64,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                 help=f"HOST:PORT to serve /metrics on (default: the config's "
                 f"listen_address, else {DEFAULT_LISTEN_ADDRESS})",
             )
+            p.add_argument(
+                "--web.config.file",
+                dest="web_config_file",
+                default=None,
+                help="web config in the Prometheus exporter-toolkit format: TLS "
+                "(tls_server_config), basic auth (basic_auth_users, bcrypt hashes) and "
+                "response headers for every endpoint but /-/healthy; re-read on SIGHUP "
+                "(default: none, plain HTTP without auth)",
+            )
 
     run = sub.add_parser(
         "run",
@@ -104,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check that each provider's key can be read (the key itself is never printed).",
     )
     chk.add_argument("file", help="path of the YAML config file")
+    chk.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        help="also check this web config (TLS, basic auth, headers; certificates loaded)",
+    )
 
     poll = sub.add_parser(
         "poll",
@@ -225,11 +243,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 1
-    for line in budget_warnings(config):
+    web = _load_web(args.web_config_file)
+    if web is False:
+        return 1
+    for line in budget_warnings(config) + list(web.warnings if web else ()):
         print(f"warning: {line}")
     names = ", ".join(f"{p.type}/{p.account}" for p in config.providers)
     print(f"{args.file}: OK ({len(config.providers)} provider(s): {names})")
     return 0
+
+
+def _load_web(path: str | None) -> WebConfig | Literal[False] | None:
+    """The web config at ``path`` (None without one); False after printing its errors."""
+    if path is None:
+        return None
+    try:
+        return load_web_config(path)
+    except WebConfigError as exc:
+        print(f"error: --web.config.file: invalid web config {exc.source}:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return False
 
 
 def budget_warnings(config: Config) -> list[str]:
@@ -398,10 +432,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.log_level)
     for problem in check(config):
         log.warning("%s", problem)
-    return serve(config, args.listen_address or config.listen_address)
+    return serve(
+        config, args.listen_address or config.listen_address, web_config_file=args.web_config_file
+    )
 
 
-def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
+def serve(
+    config: Config,
+    listen_address: str,
+    env: dict[str, str] | None = None,
+    web_config_file: str | None = None,
+) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
     from exporter.app import build
@@ -412,16 +453,24 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     except ValueError as exc:
         print(f"error: --web.listen-address: {exc}", file=sys.stderr)
         return 2
+    web = _load_web(web_config_file)
+    if web is False:
+        return 1
     try:
-        server = MetricsServer((host, port))
+        server = MetricsServer((host, port), web=web)
     except OSError as exc:
         print(f"error: cannot listen on {listen_address}: {exc.strerror}", file=sys.stderr)
         return 1
     server.start()
-    log.info("listening on http://%s:%d/metrics", host, server.port)
+    for warning in web.warnings if web else ():
+        log.warning("web config %s: %s", web_config_file, warning)
+    if web is not None:
+        log.info("web config %s: %s", web_config_file, web.describe())
+    log.info("listening on %s://%s:%d/metrics", server.scheme, host, server.port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: server.reload_web())
     app = build(config, env=env)
     server.source = app
     scheduler = schedule.start(app)
@@ -454,7 +503,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 **DEMO_GOVERNANCE,
             }
         )
-        return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+        return serve(
+            config,
+            args.listen_address or DEFAULT_LISTEN_ADDRESS,
+            env=env,
+            web_config_file=args.web_config_file,
+        )
 
 
 if __name__ == "__main__":

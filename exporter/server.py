@@ -1,17 +1,26 @@
-"""HTTP endpoints: ``/metrics`` (cached bytes only), ``/``, ``/-/healthy``, ``/-/ready``."""
+"""HTTP endpoints: ``/metrics`` (cached bytes only), ``/``, ``/-/healthy``, ``/-/ready``.
+
+With a web config (:mod:`exporter.webconfig`): TLS per connection (the handshake runs in
+the connection's thread), basic auth on every endpoint but ``/-/healthy``, and the
+configured response headers; :meth:`MetricsServer.reload_web` swaps it (on SIGHUP).
+"""
 
 from __future__ import annotations
 
 import html
 import logging
+import socket
 import threading
+from contextlib import suppress
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import Any, Protocol
 
 from exporter import __version__
 from exporter.exposition import Rendered
 from exporter.snapshot import ProviderHealth
+from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, WebConfigError
+from exporter.webconfig import load as load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +41,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        auth = self.server.web.auth if self.server.web else None
+        if (
+            auth is not None
+            and path != "/-/healthy"
+            and not auth.check(self.headers.get("Authorization"))
+        ):
+            log.debug("%s: 401 for %s", self.address_string(), path)
+            self._send(
+                401,
+                b"Unauthorized.\n",
+                "text/plain; charset=utf-8",
+                {"WWW-Authenticate": 'Basic realm="ai-cost-exporter", charset="UTF-8"'},
+            )
+        elif path == "/metrics":
             self._metrics()
         elif path == "/-/healthy":
             self._send(200, b"Healthy.\n", "text/plain; charset=utf-8")
@@ -92,6 +114,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for k, v in self.server.web.headers if self.server.web else ():
+            self.send_header(k, v)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -103,10 +127,57 @@ class _Handler(BaseHTTPRequestHandler):
 class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int]) -> None:
+    def __init__(self, address: tuple[str, int], web: WebConfig | None = None) -> None:
         self.source: Source | None = None
+        self.web = web  # read per connection and per request: a reload applies at once
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
+
+    @property
+    def scheme(self) -> str:
+        return self.web.scheme if self.web else "http"
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Run in the connection's thread: the TLS handshake first, when TLS is on."""
+        web = self.web
+        if web is None or web.tls is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            conn = web.tls.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return
+        try:
+            conn.do_handshake()
+            web.accept(conn)
+            conn.settimeout(None)
+        except OSError as exc:  # ssl.SSLError included
+            log.debug("TLS handshake with %s failed: %s", client_address, exc)
+            conn.close()
+            return
+        try:
+            super().finish_request(conn, client_address)
+        finally:
+            with suppress(OSError):
+                conn.shutdown(socket.SHUT_WR)
+            conn.close()
+
+    def reload_web(self) -> bool:
+        """Re-read the web config file (SIGHUP); on an error keep the current one."""
+        if self.web is None:
+            log.info("SIGHUP: no --web.config.file to reload")
+            return False
+        try:
+            web = load_web_config(self.web.source)
+        except WebConfigError as exc:
+            log.error("web config not reloaded, keeping the previous one: %s", exc)
+            return False
+        for warning in web.warnings:
+            log.warning("web config %s: %s", web.source, warning)
+        self.web = web
+        log.info("web config %s reloaded: %s", web.source, web.describe())
+        return True
 
     @property
     def port(self) -> int:

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analytics", ("exporter.analytics",)),
     ("poller", ("exporter.poller",)),
     ("exposition", ("exporter.metrics", "exporter.exposition")),
+    ("webconfig", ("exporter.webconfig",)),
     ("server", ("exporter.server",)),
     ("demo", ("exporter.demo",)),
     ("app", ("exporter.app",)),
