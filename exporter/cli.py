@@ -235,7 +235,8 @@ def _load(path: str) -> Config | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.file)
-    if config is None:
+    web = _load_web(args.web_config_file)
+    if config is None or web is False:
         return 1
     problems = check(config)
     if problems:
@@ -243,13 +244,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for line in problems:
             print(f"  {line}", file=sys.stderr)
         return 1
-    web = _load_web(args.web_config_file)
-    if web is False:
-        return 1
     for line in budget_warnings(config) + list(web.warnings if web else ()):
         print(f"warning: {line}")
     names = ", ".join(f"{p.type}/{p.account}" for p in config.providers)
     print(f"{args.file}: OK ({len(config.providers)} provider(s): {names})")
+    if web is not None:
+        print(f"{args.web_config_file}: OK ({web.describe()})")
     return 0
 
 
