@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import zipfile
+import zlib
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from xml.etree import ElementTree
@@ -93,15 +94,24 @@ class BundledHistory:
     """
 
     def __init__(self, path: str = CURRENCY_FILE) -> None:
-        with zipfile.ZipFile(path) as archive:
-            name = next(n for n in archive.namelist() if n.endswith(".csv"))
-            text = archive.read(name).decode("utf-8")
+        self.path = path
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith(".csv")]
+                if not names:
+                    raise EcbFormatError(f"{path}: no .csv file in the zip")
+                text = archive.read(names[0]).decode("utf-8")
+        except (OSError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError, EOFError) as exc:
+            raise EcbFormatError(f"{path}: not a readable ECB history zip ({exc})") from None
         lines = [line for line in text.splitlines() if line.strip()]
-        header = [h.strip() for h in lines[0].split(",")]
-        if header[0] != "Date":
-            raise EcbFormatError(f"{path}: unexpected header {header[:3]}")
+        header = [h.strip() for h in lines[0].split(",")] if lines else [""]
+        if header[0] != "Date" or len(lines) < 2:
+            raise EcbFormatError(f"{path}: unexpected header {header[:3]} or no rows")
         self._columns = {c: i for i, c in enumerate(header) if i and c}
-        self._lines = {date.fromisoformat(line[:10]): line for line in lines[1:]}
+        try:
+            self._lines = {date.fromisoformat(line[:10]): line for line in lines[1:]}
+        except ValueError:
+            raise EcbFormatError(f"{path}: a row does not start with a YYYY-MM-DD date") from None
         self._series: dict[str, dict[date, Decimal]] = {}
         self.days = sorted(self._lines)
 
@@ -124,7 +134,9 @@ class BundledHistory:
             i = self._columns.get(currency)
             rows = ((day, line.split(",")) for day, line in self._lines.items())
             self._series[currency] = (
-                {} if i is None else {d: Decimal(r[i].strip()) for d, r in rows if _quoted(r, i)}
+                {}
+                if i is None
+                else {d: _rate(r[i].strip(), currency, d) for d, r in rows if _quoted(r, i)}
             )
         return self._series[currency]
 
