@@ -227,10 +227,14 @@ def _load(path: str) -> Config | None:
     try:
         return load(path)
     except ConfigErrors as exc:
-        print(f"error: invalid config {exc.source}:", file=sys.stderr)
-        for line in exc.errors:
-            print(f"  {line}", file=sys.stderr)
+        _print_errors(f"error: invalid config {exc.source}:", exc.errors)
         return None
+
+
+def _print_errors(headline: str, errors: list[str]) -> None:
+    print(headline, file=sys.stderr)
+    for line in errors:
+        print(f"  {line}", file=sys.stderr)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -260,9 +264,7 @@ def _load_web(path: str | None) -> WebConfig | Literal[False] | None:
     try:
         return load_web_config(path)
     except WebConfigError as exc:
-        print(f"error: --web.config.file: invalid web config {exc.source}:", file=sys.stderr)
-        for line in exc.errors:
-            print(f"  {line}", file=sys.stderr)
+        _print_errors(f"error: --web.config.file: invalid web config {exc.source}:", exc.errors)
         return False
 
 

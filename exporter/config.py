@@ -573,11 +573,15 @@ def load(path: str | Path) -> Config:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigErrors(source, [f"{where}{problem}"]) from None
+        raise ConfigErrors(source, [yaml_problem(exc)]) from None
     return validate(data, source)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what a YAML syntax error is, without quoting the file's content."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"{where}{getattr(exc, 'problem', None) or 'invalid YAML'}"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from exporter.config import yaml_problem
+
 TLS_VERSIONS: dict[str, ssl.TLSVersion] = {
     "TLS10": ssl.TLSVersion.TLSv1,
     "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -134,10 +136,7 @@ def parse(text: str, source: str = "web config") -> WebSchema:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise WebConfigError(source, [f"{where}{problem}"]) from None
+        raise WebConfigError(source, [yaml_problem(exc)]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

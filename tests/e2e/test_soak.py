@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -118,19 +118,6 @@ def _proc_status(pid: int) -> tuple[int, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _wait(ok: Callable[[], bool], what: str, timeout: float, proc: ExporterProcess) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.proc.poll() is None, f"exporter exited: {proc.tail()}"
-        try:
-            if ok():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {proc.tail()}")
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_soak_under_faults_keeps_memory_fds_and_values(
     orgs: Orgs, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -186,7 +173,7 @@ def test_soak_under_faults_keeps_memory_fds_and_values(
 
     try:
         with httpx.Client(verify=tls, timeout=10) as c:
-            _wait(lambda: up_and_polled(c, 0), "the first polls", 120, proc)
+            proc.wait_for(lambda: up_and_polled(c, 0), "the first polls", 120)
         injector = threading.Thread(target=inject, name="faults", daemon=True)
         injector.start()
         rss0 = fds0 = 0
@@ -219,14 +206,13 @@ def test_soak_under_faults_keeps_memory_fds_and_values(
                 fake.faults.clear()
         clean_from = time.time() + 1
         with httpx.Client(verify=tls, timeout=10) as c:
-            _wait(lambda: up_and_polled(c, clean_from), "a clean poll of every account", 60, proc)
+            proc.wait_for(lambda: up_and_polled(c, clean_from), "a clean poll of every account", 60)
             samples = parse_exposition(c.get(base + "/metrics", auth=auth).text)
         rss1, _ = _proc_status(proc.proc.pid)
-        _wait(
+        proc.wait_for(
             lambda: _proc_status(proc.proc.pid)[1] <= fds0 + FD_SLACK,
             f"open fds back to {fds0} (+{FD_SLACK})",
             15,
-            proc,
         )
         fds1 = _proc_status(proc.proc.pid)[1]
         errors = {
