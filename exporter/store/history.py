@@ -57,7 +57,8 @@ class History(Database):
         ``annotate`` gives each cost row its FX columns (the conversion of its amount), so
         new rows land converted in the same transaction and are never seen half-written.
         """
-        for row in (*result.usage, *result.costs):
+        rows: list[UsageRecord | CostRecord] = [*result.usage, *result.costs]
+        for row in rows:
             if (row.provider, row.account) != (provider, account):
                 raise ValueError("a record belongs to another provider account")
             if not result.start <= row.day < result.end:
