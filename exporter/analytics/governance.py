@@ -1,6 +1,6 @@
 """Guardrails and forecasting in one pass: attribution, budgets, forecasts, baselines.
 
-:func:`compute_governance` is what the scheduler calls after every poll; it is a pure
+:func:`compute_governance` is what the snapshot builder (analytics/build.py) calls after every poll; it is a pure
 function of the stored rows, the config and ``today``. Amounts are taken to be in the
 accounting currency already; every money value is labelled with ``config.currency``.
 """

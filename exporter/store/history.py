@@ -2,7 +2,7 @@
 
 * Schema changes are numbered migrations recorded in ``_migrations``; applying them again
   is a no-op.
-* WAL journal, one connection per :class:`Store`, guarded by a lock (the scheduler writes,
+* WAL journal, one connection per :class:`Store`, guarded by a lock (the pollers write,
   the snapshot builder reads).
 * :meth:`Store.replace_window` writes one poll in **one transaction**: every usage and cost
   row of the polled days for that account is replaced by what the provider returned. A
