@@ -128,7 +128,15 @@ def shorten_for(rule_files: list[Path], out_dir: Path, for_: str = "3s") -> list
 
 
 class Prometheus:
-    def __init__(self, tmp: Path, targets: list[str], rule_files: list[Path], am_url: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        am_url: str,
+        scrape_configs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """``scrape_configs``: instead of one plain-HTTP job scraping ``targets``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -137,9 +145,8 @@ class Prometheus:
             "alerting": {
                 "alertmanagers": [{"static_configs": [{"targets": [am_url.split("//")[1]]}]}]
             },
-            "scrape_configs": [
-                {"job_name": "ai-cost-exporter", "static_configs": [{"targets": targets}]}
-            ],
+            "scrape_configs": scrape_configs
+            or [{"job_name": "ai-cost-exporter", "static_configs": [{"targets": targets}]}],
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.process = Process(

@@ -8,12 +8,14 @@ import ssl
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from exporter.cli import main
 from tests.e2e.process import ExporterProcess
+from tests.e2e.stack import Prometheus, wait_until
 from tests.exposition.certs import bcrypt_hash, make_pki
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +104,49 @@ def test_check_config_loads_the_web_config(
     assert main(["check-config", str(config), "--web.config.file", str(web)]) == 0
     out = capsys.readouterr().out
     assert f"{web}: OK (TLS on (min TLSv1_2, no client certificates); basic auth for 1 " in out
+
+
+def test_prometheus_scrapes_with_the_readme_config_and_a_wrong_password_is_down(
+    tmp_path: Path,
+) -> None:
+    """The README's scrape config (scheme https, basic_auth, tls_config) with a real
+    Prometheus: the right password scrapes, a wrong one is a 401 and up == 0."""
+    pki = make_pki(tmp_path)
+    web = tmp_path / "web.yml"
+    web.write_text(WEB.format(user="prometheus", hash=bcrypt_hash("scrape-pw")))
+    (tmp_path / "right").write_text("scrape-pw\n")
+    (tmp_path / "wrong").write_text("guess\n")
+    demo = ExporterProcess(
+        ["demo", "--days", "2", "--storage.path", str(tmp_path / "demo.db"),
+         "--web.config.file", str(web)],
+        {}, tmp_path / "demo.log",
+    )  # fmt: skip
+
+    def job(name: str, password_file: Path) -> dict[str, Any]:
+        return {
+            "job_name": name,
+            "scheme": "https",
+            "basic_auth": {"username": "prometheus", "password_file": str(password_file)},
+            "tls_config": {"ca_file": str(pki.ca)},
+            "static_configs": [{"targets": [f"127.0.0.1:{demo.port}"]}],
+        }
+
+    prometheus = None
+    try:
+        jobs = [job("ai-cost", tmp_path / "right"), job("intruder", tmp_path / "wrong")]
+        prometheus = Prometheus(tmp_path, [], [], "http://127.0.0.1:9", scrape_configs=jobs)
+
+        def scraped() -> bool:
+            ups = {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
+            exported = prometheus.query('count(aicost_up{job="ai-cost"})')
+            return ups == {"ai-cost": "1", "intruder": "0"} and bool(exported)
+
+        wait_until(scraped, "Prometheus scraping over https", 90, prometheus.process)
+        targets = httpx.get(prometheus.url + "/api/v1/targets", timeout=5).json()
+        errors = {t["labels"]["job"]: t["lastError"] for t in targets["data"]["activeTargets"]}
+        assert errors["ai-cost"] == ""
+        assert "401 Unauthorized" in errors["intruder"]
+    finally:
+        if prometheus is not None:
+            prometheus.process.stop()
+        demo.stop()

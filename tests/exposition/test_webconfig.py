@@ -190,3 +190,18 @@ def test_a_user_with_a_colon_free_name_and_a_password_with_colons() -> None:
     auth = BasicAuth({"alice": bcrypt_hash("a:b:c")})
     assert auth.check(basic("alice", "a:b:c")) is True
     assert auth.check("basic " + base64.b64encode(b"alice:a:b:c").decode()) is True
+
+
+def test_mixed_bcrypt_costs_are_warned_about_and_unknown_users_get_the_highest(
+    tmp_path: Path, checks: list[bytes]
+) -> None:
+    web = tmp_path / "web.yml"
+    web.write_text(
+        f"basic_auth_users:\n  a: '{bcrypt_hash('x', cost=4)}'\n  b: '{bcrypt_hash('y', cost=5)}'\n"
+    )
+    config = load(web)
+    assert config.warnings[0].startswith(
+        "basic_auth_users: the hashes use different bcrypt costs ((4, 5)); an unknown user"
+    )
+    assert config.auth is not None and config.auth.check(basic("nobody", "x")) is False
+    assert [_cost(h) for h in checks] == [5]
