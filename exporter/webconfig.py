@@ -182,6 +182,8 @@ def _check(schema: WebSchema) -> list[str]:
                 f"http_server_config.headers.{name}: expected one of {', '.join(allowed)}"
             )
     for user, hashed in (schema.basic_auth_users or {}).items():
+        if ":" in user or not user:
+            errors.append(f"basic_auth_users.{user}: a user name is non-empty and has no ':'")
         if not BCRYPT_HASH.match(hashed):
             errors.append(
                 f"basic_auth_users.{user}: not a bcrypt hash ($2y$10$ followed by 53 "

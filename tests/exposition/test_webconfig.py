@@ -86,6 +86,10 @@ colour: blue
             "tls_server_config.min_version: is above max_version",
         ),
         ("basic_auth_users: [alice]", "basic_auth_users: Input should be a valid dictionary"),
+        (
+            "basic_auth_users: {'a:b': '$2y$04$" + "a" * 53 + "'}",
+            "basic_auth_users.a:b: a user name is non-empty and has no ':'",
+        ),
     ],
 )
 def test_each_mistake_gets_a_specific_error(text: str, error: str) -> None:

@@ -7,17 +7,26 @@ returns rates that are all finite and positive, or raises ``EcbFormatError``, no
 from __future__ import annotations
 
 import io
+import sqlite3
 import zipfile
-from datetime import date
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.demo.ecb import EcbRates, render_xml
+from exporter.config import validate
+from exporter.demo.ecb import EcbRates, FakeEcbServer, render_xml
 from exporter.fx.ecb import BundledHistory, EcbFormatError, parse_xml
+from exporter.fx.service import FxService
+from exporter.records import CostRecord, FetchResult
+from exporter.store import Store
 from tests.fuzzing import fuzz_settings, mutated_bytes
+from tests.fx_scenario import ECB_RATES, FX_TODAY
 
 RATES = EcbRates.generate(date(2026, 3, 2), date(2026, 3, 13), seed=5)
 XML = render_xml(sorted(RATES.rates, reverse=True), RATES.rates)
@@ -104,3 +113,50 @@ def test_a_mutated_bundled_history_gives_rates_or_a_format_error(
     except EcbFormatError:
         return
     _sane(rates)
+
+
+# -- the FX service: a mutated ECB file never reaches the rate cache half-read ------------
+
+
+def _ecb_replay(fake: FakeEcbServer, mutate: Callable[[bytes], bytes]) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        served = fake.handle(request.method, request.url.raw_path.decode(), {})
+        return httpx.Response(served.status, content=mutate(served.body))
+
+    return httpx.MockTransport(answer)
+
+
+def _cache(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        lines = [line for line in conn.iterdump() if "fx_" in line]
+    conn.close()
+    return lines
+
+
+@fuzz_settings(examples=40)
+@given(data=st.data())
+def test_a_mutated_ecb_download_is_stored_whole_or_not_at_all(
+    data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    now = datetime.combine(FX_TODAY, time(17, 0), UTC)
+    fake = FakeEcbServer(ECB_RATES, now=lambda: now)
+    db = tmp_path_factory.mktemp("fx") / "history.db"
+    store = Store(db)
+    day = FX_TODAY - timedelta(days=1)
+    cost = CostRecord("openai", "a", day, "p", "m", "tokens", Decimal("12.5"))
+    store.replace_window("openai", "a", FetchResult(day, FX_TODAY, costs=[cost]))
+    config = validate({"currency": "EUR", "fx": {"base_url": "http://ecb.invalid/stats"}})
+    clean = fake.handle("GET", "/stats/eurofxref/eurofxref-daily.xml", {}).body
+    body = data.draw(mutated_bytes(clean), label="daily file")
+    fx = FxService(config, store, clock=lambda: now, transport=_ecb_replay(fake, lambda _: body))
+    try:
+        before = _cache(db)
+        fx.refresh_rates()  # a failure is counted and logged, never raised
+        if fx.health.last_refresh_failed:
+            assert _cache(db) == before
+            assert sum(fx.health.refresh_errors.values()) == 1
+        else:
+            assert _sane(parse_xml(body)) is None  # what was stored parsed completely
+    finally:
+        fx.close()
+        store.close()
