@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--web.config.file",
                 dest="web_config_file",
                 default=None,
+                metavar="FILE",
                 help="web config in the Prometheus exporter-toolkit format: TLS "
                 "(tls_server_config), basic auth (basic_auth_users, bcrypt hashes) and "
                 "response headers for every endpoint but /-/healthy; re-read on SIGHUP "
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.config.file",
         dest="web_config_file",
         default=None,
+        metavar="FILE",
         help="also check this web config (TLS, basic auth, headers; certificates loaded)",
     )
 
