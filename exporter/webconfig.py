@@ -142,6 +142,8 @@ def parse(text: str, source: str = "web config") -> WebSchema:
     if not isinstance(data, dict):
         raise WebConfigError(source, ["(top level): expected a mapping of settings"])
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    if data.get("tls_server_config", "") in (None, {}):  # as the toolkit: empty is TLS off
+        del data["tls_server_config"]
     errors = _unsupported(data)
     schema = None
     for _ in range(3):  # drop what failed, so the cross-field checks run on the rest

@@ -209,3 +209,8 @@ def test_mixed_bcrypt_costs_are_warned_about_and_unknown_users_get_the_highest(
     )
     assert config.auth is not None and config.auth.check(basic("nobody", "x")) is False
     assert [_cost(h) for h in checks] == [5]
+
+
+@pytest.mark.parametrize("text", ["", "tls_server_config:", "tls_server_config: {}"])
+def test_an_empty_tls_section_means_plain_http_as_in_the_toolkit(text: str) -> None:
+    assert parse(text).tls_server_config is None
