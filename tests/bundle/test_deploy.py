@@ -97,3 +97,55 @@ def test_dockerfile_runs_non_root_with_healthcheck_and_volumes() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/-/healthy" in text
     assert 'VOLUME ["/var/lib/ai-cost-exporter"]' in text
+
+
+def _amtool() -> str:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        promtool()  # same skip/fail policy: CI installs both packages
+        pytest.skip("amtool not installed")
+    return amtool
+
+
+def test_alertmanager_example_is_one_aicost_sub_route() -> None:
+    example = yaml.safe_load((ROOT / "alerting" / "alertmanager.example.yml").read_text())
+    (sub_route,) = example["route"]["routes"]
+    assert sub_route["matchers"] == ['alertname=~"AICost.*"']
+    assert "matchers" not in example["route"] and "match" not in example["route"]
+    for rule in example["inhibit_rules"]:  # inhibitions never touch other alerts
+        assert all(m.startswith("alertname=") for m in rule["source_matchers"])
+        assert all(m.startswith("alertname=") for m in rule["target_matchers"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        # another team's alerts keep their routes, even at severity critical
+        ({"alertname": "PaymentsLatencyHigh", "team": "payments", "severity": "critical"},
+         "payments-oncall"),
+        ({"alertname": "NodeDown", "severity": "critical"}, "ops-pager"),
+        ({"alertname": "DiskFilling", "severity": "warning"}, "ops-default"),
+        # ours go through the sub-route
+        ({"alertname": "AICostBudgetExceeded", "severity": "critical", "budget": "b"},
+         "aicost-pager"),
+        ({"alertname": "AICostProviderPollFailing", "severity": "warning"}, "aicost-tickets"),
+        ({"alertname": "AICostNewWorkload", "severity": "info"}, "aicost-silent"),
+    ],
+)  # fmt: skip
+def test_merged_example_routes_every_alert_to_its_own_receiver(
+    labels: dict[str, str], receiver: str, tmp_path: Path
+) -> None:
+    from tests.alertmanager_merge import merged
+
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(merged()))
+    amtool = _amtool()
+    check = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    proc = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={config}",
+         *(f"{k}={v}" for k, v in labels.items())],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [receiver]
