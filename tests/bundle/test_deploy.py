@@ -86,6 +86,10 @@ def test_kubernetes_exporter_manifests() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
     assert kinds["Service"]["metadata"]["name"] == "ai-cost-exporter"  # the alerts' job
+    # kube-prometheus-stack's default selectors
+    assert kinds["ServiceMonitor"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rule = yaml.safe_load((DEPLOY / "kubernetes" / "prometheusrule.yaml").read_text())
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
