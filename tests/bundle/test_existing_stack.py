@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.helpers import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -68,3 +72,18 @@ def test_first_command_runs_in_a_venv_not_the_system_python() -> None:
     assert first.startswith("python3 -m venv .venv && .venv/bin/pip install . ")
     assert ".venv/bin/ai-cost-exporter demo" in first
     assert "docker run --rm -p 127.0.0.1:9877:9877 ai-cost-exporter demo" in README
+
+
+def test_readme_prometheus_snippet_passes_promtool_with_the_shipped_rules(tmp_path: Path) -> None:
+    snippet = readme_prometheus_snippet()
+    for rule_file in snippet["rule_files"]:  # copied where step 1 says: ai-cost/
+        target = tmp_path / rule_file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "alerting" / Path(rule_file).name, target)
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(snippet))
+    proc = subprocess.run(
+        [promtool(), "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout + proc.stderr and "rules found" in proc.stdout + proc.stderr
