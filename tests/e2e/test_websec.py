@@ -3,6 +3,7 @@ real SIGHUP, and a bad web config refused at start with one clear error."""
 
 from __future__ import annotations
 
+import re
 import signal
 import ssl
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from exporter.cli import main
 from tests.e2e.process import ExporterProcess
@@ -106,6 +108,14 @@ def test_check_config_loads_the_web_config(
     assert f"{web}: OK (TLS on (min TLSv1_2, no client certificates); basic auth for 1 " in out
 
 
+def readme_https_job() -> str:
+    """The README's scrape job for an exporter with TLS and basic auth."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    (block,) = [b for b in blocks if "scheme: https" in b]
+    return block
+
+
 def test_prometheus_scrapes_with_the_readme_config_and_a_wrong_password_is_down(
     tmp_path: Path,
 ) -> None:
@@ -123,18 +133,18 @@ def test_prometheus_scrapes_with_the_readme_config_and_a_wrong_password_is_down(
     )  # fmt: skip
 
     def job(name: str, password_file: Path) -> dict[str, Any]:
-        return {
-            "job_name": name,
-            "scheme": "https",
-            "basic_auth": {"username": "prometheus", "password_file": str(password_file)},
-            "tls_config": {"ca_file": str(pki.ca)},
-            "static_configs": [{"targets": [f"127.0.0.1:{demo.port}"]}],
-        }
+        """The README's https job, with this test's password file and CA."""
+        (readme,) = yaml.safe_load(readme_https_job())
+        readme["basic_auth"]["password_file"] = str(password_file)
+        readme["tls_config"]["ca_file"] = str(pki.ca)
+        return {**readme, "job_name": name}
 
     prometheus = None
     try:
         jobs = [job("ai-cost", tmp_path / "right"), job("intruder", tmp_path / "wrong")]
-        prometheus = Prometheus(tmp_path, [], [], "http://127.0.0.1:9", scrape_configs=jobs)
+        prometheus = Prometheus(
+            tmp_path, [f"127.0.0.1:{demo.port}"], [], "http://127.0.0.1:9", scrape_configs=jobs
+        )
 
         def scraped() -> bool:
             ups = {r["metric"]["job"]: r["value"][1] for r in prometheus.query("up")}
