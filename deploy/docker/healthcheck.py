@@ -4,6 +4,10 @@
     ai-cost-exporter-healthcheck          # the exporter of this container (PID 1, else found)
     ai-cost-exporter-healthcheck PID      # the exporter with that process id
 
+With TLS on (a ``tls_server_config`` in the process's ``--web.config.file``) it asks over
+HTTPS without verifying the certificate: it checks that this container's own process
+answers, not who it is. Basic auth does not apply to ``/-/healthy``.
+
 The address comes from the running process itself, as the exporter resolves it:
 `--web.listen-address` on its command line, else `listen_address` of its `--config` file,
 else the default 0.0.0.0:9877. So `docker run ... --web.listen-address 0.0.0.0:9100` or a
@@ -13,6 +17,7 @@ loopback. Exit code 0 = healthy, 1 = not (the reason on stderr).
 
 from __future__ import annotations
 
+import ssl
 import sys
 import urllib.request
 from pathlib import Path
@@ -49,7 +54,18 @@ def argv_command(argv: list[str]) -> str | None:
     return next((a for a in argv if a in ("run", "demo")), None)
 
 
-def health_url(address: str) -> str:
+def tls_enabled(argv: list[str]) -> bool:
+    """True when the exporter serves HTTPS: its ``--web.config.file`` has TLS settings."""
+    web = _flag(argv, ("--web.config.file",))
+    if not web:
+        return False
+    import yaml
+
+    doc = yaml.safe_load(Path(web).read_text()) or {}
+    return isinstance(doc, dict) and bool(doc.get("tls_server_config"))
+
+
+def health_url(address: str, tls: bool = False) -> str:
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     if host in ("", "0.0.0.0"):
@@ -58,7 +74,7 @@ def health_url(address: str) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/-/healthy"
+    return f"{'https' if tls else 'http'}://{host}:{port}/-/healthy"
 
 
 def cmdline(pid: int) -> list[str]:
@@ -82,8 +98,15 @@ def find_exporter() -> int:
 def main(args: list[str]) -> int:
     try:
         pid = int(args[0]) if args else find_exporter()
-        url = health_url(listen_address(cmdline(pid)))
-        with urllib.request.urlopen(url, timeout=4) as response:
+        argv = cmdline(pid)
+        tls = tls_enabled(argv)
+        url = health_url(listen_address(argv), tls)
+        context = None
+        if tls:  # liveness of our own process: any certificate will do
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(url, timeout=4, context=context) as response:
             return 0 if response.status == 200 else 1
     except Exception as exc:  # any failure is "unhealthy", with the reason
         print(f"unhealthy: {exc}", file=sys.stderr)

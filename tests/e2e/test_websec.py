@@ -22,6 +22,8 @@ from tests.exposition.certs import bcrypt_hash, make_pki
 
 pytestmark = pytest.mark.e2e
 
+HEALTHCHECK = Path(__file__).resolve().parents[2] / "deploy" / "docker" / "healthcheck.py"
+
 WEB = """
 tls_server_config: {{cert_file: server.crt, key_file: server.key, min_version: TLS12}}
 basic_auth_users: {{{user}: '{hash}'}}
@@ -49,6 +51,11 @@ def test_demo_over_tls_with_basic_auth_reloads_users_on_sighup(tmp_path: Path) -
             assert scrape.status_code == 200 and "aicost_up{" in scrape.text
             assert c.get(base + "/metrics", auth=("prometheus", "wrong")).status_code == 401
             assert c.get(base + "/-/healthy").status_code == 200
+            health = subprocess.run(
+                [sys.executable, str(HEALTHCHECK), str(demo.proc.pid)],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert health.returncode == 0, health.stderr  # the image's HEALTHCHECK, over TLS
             web.write_text(WEB.format(user="grafana", hash=bcrypt_hash("second")))
             demo.proc.send_signal(signal.SIGHUP)
             demo.wait_for(
