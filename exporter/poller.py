@@ -22,7 +22,7 @@ from datetime import date, timedelta
 import httpx
 
 from exporter.clock import Clock, midnight, utc_now
-from exporter.config import Config, ProviderConfig, resolve_key
+from exporter.config import Config, ProviderConfig, Secret, resolve_key
 from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
 from exporter.providers.http import Provider, RetryPolicy
 from exporter.snapshot import ProviderHealth
@@ -87,7 +87,11 @@ class Poller:
             max_retry_after=poll.max_retry_after,
         )
         try:
-            key = resolve_key(self._provider_config, dict(self._env) if self._env else None)
+            key = (
+                resolve_key(self._provider_config, dict(self._env) if self._env else None)
+                if self._provider_config.uses_key
+                else Secret("")  # the provider gets its credential another way
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return self._provider_class(

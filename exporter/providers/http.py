@@ -291,6 +291,8 @@ class ApiClient:
             if status >= 500:
                 raise UpstreamError(message, status)
             raise ClientError(message, status)
+        if status == 204:
+            return None  # "no content": an empty result (Azure Cost Management)
         try:
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
