@@ -178,14 +178,14 @@ def parse_meter(name: str) -> Meter | None:
 
 
 class AccessTokenLike(Protocol):
-    token: str
-    expires_on: int
+    @property
+    def token(self) -> str: ...
 
 
 class TokenCredential(Protocol):
     """azure-core's credential protocol (``DefaultAzureCredential`` and test fakes)."""
 
-    def get_token(self, *scopes: str) -> AccessTokenLike: ...
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessTokenLike: ...
 
 
 def default_credential() -> TokenCredential:
@@ -243,6 +243,7 @@ class AzureOpenAIProvider:
             {"Authorization": f"Bearer {self._token()}"},
             retry=self._retry,
             observer=self._observe,
+            error_message=arm_error_message,
         )
         self._unknown = set()
         costs: list[CostRecord] = []
@@ -384,46 +385,27 @@ class AzureOpenAIProvider:
 
     def _records(self, row: _Row) -> tuple[CostRecord, UsageRecord | None]:
         meter = parse_meter(row.meter)
-        base = {
-            "provider": self.type,
-            "account": self.account,
-            "day": row.day,
-            "project": row.resource,
-        }
         if meter is None:
             self._unknown.add(row.meter)
-            cost = CostRecord(
-                **base,
-                model="",
-                cost_type="other",
-                amount=row.cost,
-                currency=row.currency,
-                line_item=row.meter,
-                attribution="unattributed",
-            )
-            return cost, None
+            other = CostRecord(
+                self.type, self.account, row.day, row.resource, "", "other", row.cost,
+                row.currency, line_item=row.meter, attribution="unattributed",
+            )  # fmt: skip
+            return other, None
         cost = CostRecord(
-            **base,
-            model=meter.model,
-            cost_type="tokens",
-            amount=row.cost,
-            currency=row.currency,
-            line_item=row.meter,
-            token_type=meter.token_type,
+            self.type, self.account, row.day, row.resource, meter.model, "tokens", row.cost,
+            row.currency, line_item=row.meter, token_type=meter.token_type,
             service_tier=meter.deployment,
-        )
-        tokens = row.quantity * meter.unit
-        if tokens != tokens.to_integral_value() or tokens < 0:
-            tokens = tokens.to_integral_value()  # quantities are rounded upstream
-        count = max(0, int(tokens))
+        )  # fmt: skip
+        # quantities are rounded upstream: a fraction of a token is dropped, never negative
+        count = max(0, int(row.quantity * meter.unit))
         usage = UsageRecord(
-            **base,
-            model=meter.model,
-            source="cost_management",
-            batch="true" if meter.batch else "false",
-            service_tier=meter.deployment,
-            **{f"{meter.token_type}_tokens": count},
-        )
+            self.type, self.account, row.day, row.resource, meter.model, "cost_management",
+            batch="true" if meter.batch else "false", service_tier=meter.deployment,
+            input_tokens=count if meter.token_type == "input" else 0,
+            output_tokens=count if meter.token_type == "output" else 0,
+            cache_read_tokens=count if meter.token_type == "cache_read" else 0,
+        )  # fmt: skip
         return cost, usage
 
 
@@ -509,6 +491,15 @@ def _resource_name(resource_id: str) -> str:
     """The account name at the end of an ARM resource id; ``unassigned`` when empty."""
     name = resource_id.rstrip("/").rsplit("/", 1)[-1].strip()
     return name.lower() or "unassigned"
+
+
+def arm_error_message(body: Any) -> str:
+    """ARM's ``{"error": {"code": ..., "message": ...}}`` as ``"code: message"``."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return ""
+    parts = [str(err[k])[:300] for k in ("code", "message") if isinstance(err.get(k), str)]
+    return ": ".join(parts)
 
 
 def _json_or_none(response: httpx.Response) -> Any:
