@@ -574,3 +574,23 @@ def test_a_resource_group_scope_reads_only_its_resources(fake: FakeAzureServer) 
     result = provider(fake, config={"scope": scope}).fetch(TODAY, END)
     assert result.costs and "elsewhere" not in {c.project for c in result.costs}
     assert "elsewhere" in {c.project for c in provider(fake).fetch(TODAY, END).costs}
+
+
+@pytest.mark.parametrize(
+    ("meter", "group"),
+    [
+        ("gpt-4o-0806-Inp-glbl Tokens", "gpt-4o"),
+        ("gpt 4o 1120 cached Inp glbl Tokens", "gpt-4o"),
+        ("GPT-4o-mini-0718 Inp DZ 1M Tokens", "gpt-4o-mini"),
+        ("gpt-4.1-nano Outp Data Zone 1M Tokens", "gpt-4.1-nano"),
+        ("o3 mini Inp batch glbl 1M Tokens", "o3-mini"),
+    ],
+)
+def test_azure_meter_models_join_the_openai_equivalence_group(meter: str, group: str) -> None:
+    from exporter.pricing import load_maps
+
+    parsed = parse_meter(meter)
+    assert parsed is not None
+    maps = load_maps({}, {}, {})
+    assert maps.group("azure_openai", parsed.model) == group
+    assert maps.group("openai", group) == group
