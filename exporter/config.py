@@ -168,6 +168,12 @@ class RecommendationsConfig(_Strict):
         return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
+# Whole days a provider's complete cost data normally trails real time (cloud billing
+# pipelines lag; the direct APIs do not). `data_lag_days` on a provider overrides it. The
+# poller moves the watermark back by it and the stale-data alert allows it.
+DEFAULT_DATA_LAG_DAYS: dict[str, int] = {"azure_openai": 2, "bedrock": 1, "vertex": 1, "gemini": 1}
+
+
 class ProviderConfig(_Strict):
     """Settings every provider shares. Each provider type subclasses it with its ``type``
     and the ``default_base_url`` its API answers on."""
@@ -181,6 +187,7 @@ class ProviderConfig(_Strict):
     api_key_file: str | None = None
     # Any attempt to write the key inline lands here and is refused without echoing it.
     api_key: Any = Field(None, exclude=True, repr=False)
+    data_lag_days: int | None = Field(None, ge=0, le=7)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -234,6 +241,13 @@ class ProviderConfig(_Strict):
     @property
     def url(self) -> str:
         return self.base_url or self.default_base_url
+
+    @property
+    def expected_lag_days(self) -> int:
+        """``data_lag_days``, else the provider type's default (:data:`DEFAULT_DATA_LAG_DAYS`)."""
+        if self.data_lag_days is not None:
+            return self.data_lag_days
+        return DEFAULT_DATA_LAG_DAYS.get(self.type, 0)
 
     @property
     def uses_key(self) -> bool:

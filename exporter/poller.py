@@ -65,6 +65,8 @@ class Poller:
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
         )
         self.health = ProviderHealth(self.type, self.account)
+        self._lag = timedelta(days=provider_config.expected_lag_days)
+        self.health.expected_lag = self._lag.total_seconds()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -128,7 +130,7 @@ class Poller:
                 self._failed("parse", f"{type(exc).__name__}: {exc}")
                 return False
             finished = self._clock()
-            complete_through = midnight(today)
+            complete_through = midnight(today - self._lag)
             self._store.record_success(
                 self.type, self.account, finished, complete_through, start if backfill else None
             )
