@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,10 +20,14 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from exporter.analytics.windows import windows_for
 from exporter.app import App, build
 from exporter.config import Config, ConfigErrors, Secret, check, validate
+from exporter.demo.azure_openai import (
+    DEFAULT_SUBSCRIPTION as DEFAULT_SUB,
+)
 from exporter.demo.azure_openai import (
     AzureCostRow,
     FakeAzureServer,
@@ -594,3 +599,58 @@ def test_azure_meter_models_join_the_openai_equivalence_group(meter: str, group:
     maps = load_maps({}, {}, {})
     assert maps.group("azure_openai", parsed.model) == group
     assert maps.group("openai", group) == group
+
+
+# -- check-config, as a real process -----------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_check_config_lists_every_azure_problem_without_the_secret(tmp_path: Path) -> None:
+    inline = "Sup3r~inline~secret"
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"providers": [
+                {"type": "azure_openai", "scope": "subscriptions/abc", "api_key": inline},
+                {"type": "azure_openai", "name": "b", "scope": f"subscriptions/{DEFAULT_SUB}",
+                 "tenant_id": DEFAULT_SUB, "client_id": DEFAULT_SUB, "api_key_env": "X",
+                 "api_version": "v1", "login_url": "ftp://login"},
+            ]}
+        )
+    )  # fmt: skip
+    proc = cli("check-config", str(path), env={})
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()[1:]
+    assert sorted(line.split(":")[0].strip() for line in lines) == [
+        "providers[0].api_key", "providers[0].scope",
+        "providers[1].api_version", "providers[1].login_url",
+    ]  # fmt: skip
+    assert inline not in proc.stdout + proc.stderr
+
+
+def test_check_config_on_a_base_install_names_the_azure_extra(tmp_path: Path) -> None:
+    base = tmp_path / "base-install"
+    base.mkdir()
+    # as if azure-identity were not installed: its import fails in the child process
+    (base / "sitecustomize.py").write_text("import sys\nsys.modules['azure.identity'] = None\n")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {"providers": [
+                {"type": "openai", "api_key_env": "AICOST_T_OPENAI"},
+                {"type": "azure_openai", "scope": f"subscriptions/{DEFAULT_SUB}",
+                 "auth": "azure_identity"},
+            ]}
+        )
+    )  # fmt: skip
+    proc = cli("check-config", str(path), env={"PYTHONPATH": str(base), "AICOST_T_OPENAI": "k"})
+    assert proc.returncode == 1
+    assert "the azure_openai provider needs the optional extra: pip install " in proc.stderr
+    assert "'ai-cost-exporter[azure]'" in proc.stderr
+    assert "openai" in proc.stderr and "AICOST_T_OPENAI" not in proc.stderr  # openai is fine
