@@ -94,6 +94,7 @@ class FakeAzureSubscription:
     page_rows: int = 1000  # rows per page before a nextLink (Cost Management uses 1000-5000)
     queries_per_window: int = 0  # 0: never throttle; else a 429 after this many queries
     retry_after: int = 30
+    standard_retry_after: bool = True  # False: only the x-ms-...-qpu-retry-after header
     empty_status: int = 204  # 204 (no body) or 200 with no rows for an empty result
     tokens_issued: set[str] = field(default_factory=set)
     queries_in_window: int = 0
@@ -420,12 +421,14 @@ class FakeAzureServer(FakeHTTPServer[FakeAzureSubscription]):
     @staticmethod
     def _qpu_headers(sub: FakeAzureSubscription) -> dict[str, str]:
         prefix = "x-ms-ratelimit-microsoft.costmanagement-qpu"
-        return {
-            "Retry-After": str(sub.retry_after),
+        headers = {
             f"{prefix}-retry-after": str(sub.retry_after),
             f"{prefix}-consumed": str(sub.queries_per_window),
             f"{prefix}-remaining": "0",
         }
+        if sub.standard_retry_after:
+            headers["Retry-After"] = str(sub.retry_after)
+        return headers
 
 
 # --------------------------------------------------------------------------- generated subscription

@@ -75,6 +75,8 @@ TOKEN_SCOPE = "https://management.azure.com/.default"
 RESOURCE_TYPE = "microsoft.cognitiveservices/accounts"
 QUERY_ENDPOINT = "costmanagement/query"
 TOKEN_ENDPOINT = "login/token"
+# Cost Management's own wait header first, then the standard one
+RETRY_AFTER_HEADERS = ("x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after", "retry-after")
 MAX_DAYS = 31  # days per query; longer windows are split
 DEFAULT_UNIT = 1000  # tokens per UsageQuantity when the meter name states no unit
 
@@ -244,6 +246,7 @@ class AzureOpenAIProvider:
             retry=self._retry,
             observer=self._observe,
             error_message=arm_error_message,
+            retry_after_headers=RETRY_AFTER_HEADERS,
         )
         self._unknown = set()
         costs: list[CostRecord] = []

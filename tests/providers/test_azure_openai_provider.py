@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -439,10 +439,12 @@ def test_revisions_up_and_down_are_mirrored(fake: FakeAzureServer, tmp_path: Pat
 # -- faults ------------------------------------------------------------------------------
 
 
-def test_throttling_429_honours_retry_after(fake: FakeAzureServer) -> None:
+@pytest.mark.parametrize("standard_header", [True, False])
+def test_throttling_429_honours_retry_after(fake: FakeAzureServer, standard_header: bool) -> None:
     waits: list[float] = []
     fake.subscription.queries_per_window = 1
     fake.subscription.retry_after = 7
+    fake.subscription.standard_retry_after = standard_header
     retry = RetryPolicy(max_attempts=3, sleep=waits.append)
     result = provider(fake, retry=retry).fetch(START, END)
     assert waits == [7.0]  # the second query was throttled once, then served
@@ -654,3 +656,22 @@ def test_check_config_on_a_base_install_names_the_azure_extra(tmp_path: Path) ->
     assert "the azure_openai provider needs the optional extra: pip install " in proc.stderr
     assert "'ai-cost-exporter[azure]'" in proc.stderr
     assert "openai" in proc.stderr and "AICOST_T_OPENAI" not in proc.stderr  # openai is fine
+
+
+def test_the_watermark_trails_by_azures_expected_lag(fake: FakeAzureServer, tmp_path: Path) -> None:
+    svc = service(tmp_path, fake)
+    assert svc.poll_once()
+    health = {"provider": "azure_openai", "account": ACCOUNT}
+    midnight = datetime(TODAY.year, TODAY.month, TODAY.day, tzinfo=UTC)
+    assert gauge(svc, "aicost_data_expected_lag_seconds", **health) == 2 * 86400
+    assert (
+        gauge(svc, "aicost_data_complete_through_timestamp_seconds", **health)
+        == (midnight - timedelta(days=2)).timestamp()
+    )
+
+
+def test_data_lag_days_overrides_the_default(fake: FakeAzureServer, tmp_path: Path) -> None:
+    svc = service(tmp_path, fake, provider={"data_lag_days": 4})
+    assert svc.poll_once()
+    health = {"provider": "azure_openai", "account": ACCOUNT}
+    assert gauge(svc, "aicost_data_expected_lag_seconds", **health) == 4 * 86400
