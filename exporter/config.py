@@ -175,6 +175,13 @@ class RecommendationsConfig(_Strict):
 DEFAULT_DATA_LAG_DAYS: dict[str, int] = {"azure_openai": 2, "bedrock": 1, "vertex": 1, "gemini": 1}
 
 
+def optional_url(value: str) -> str:
+    """``""`` (use the default) or an http(s) URL without its trailing slash."""
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class ProviderConfig(_Strict):
     """Settings every provider shares. Each provider type subclasses it with its ``type``
     and the ``default_base_url`` its API answers on."""
@@ -223,9 +230,7 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return optional_url(value)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
@@ -346,9 +351,7 @@ class AzureOpenAIConfig(ProviderConfig):
     @field_validator("login_url")
     @classmethod
     def _login_url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return optional_url(value)
 
     @field_validator("api_version")
     @classmethod
