@@ -30,8 +30,9 @@ Credentials: ``auth: client_secret`` posts the OAuth client-credentials grant to
 ``{login_url}/{tenant_id}/oauth2/v2.0/token`` for ``https://management.azure.com/.default``;
 ``auth: azure_identity`` asks azure-identity's ``DefaultAzureCredential`` (the ``[azure]``
 extra, imported only then). Tokens are never logged. Throttling is normal here (a few
-queries per scope per minute): a 429 honours ``Retry-After`` through the shared
-:class:`~exporter.providers.http.RetryPolicy`. Produces, e.g.::
+queries per scope per minute): a 429 honours the wait it names
+(``x-ms-ratelimit-microsoft.costmanagement-qpu-retry-after``, else ``Retry-After``) through
+the shared :class:`~exporter.providers.http.RetryPolicy`. Produces, e.g.::
 
     aicost_cost_today{provider="azure_openai",account="azure-prod",project="contoso-aoai",
                       model="gpt-4o-0806",cost_type="tokens",currency="EUR"} 4.12
