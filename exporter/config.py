@@ -173,6 +173,11 @@ class ProviderConfig(_Strict):
     and the ``default_base_url`` its API answers on."""
 
     default_base_url: ClassVar[str] = ""
+    # Cloud providers authenticate through their cloud's own credential chain instead of
+    # an admin key, and need an optional extra (``pip install 'ai-cost-exporter[aws]'``).
+    key_required: ClassVar[bool] = True
+    extra: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()
 
     type: str
     name: str = ""
@@ -221,6 +226,13 @@ class ProviderConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
+        if not self.key_required:
+            if self.api_key_env is not None or self.api_key_file is not None:
+                raise ValueError(
+                    f"{self.type} takes no admin key: it reads its cloud's credential chain "
+                    "(see credentials_file)"
+                )
+            return self
         if self.api_key_env is None and self.api_key_file is None:
             raise ValueError("set api_key_env or api_key_file")
         if self.api_key_env is not None and self.api_key_file is not None:
@@ -268,11 +280,121 @@ class XAIConfig(ProviderConfig):
         return value
 
 
+_AWS_ACCOUNT = re.compile(r"^\d{12}$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_AWS_PROFILE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_BQ_TABLE = re.compile(
+    r"^[a-z][a-z0-9-]{4,62}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"
+)
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,62}[a-z0-9]$")
+
+
+def _http_url(value: str) -> str:
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+class BedrockConfig(ProviderConfig):
+    """AWS Bedrock: Cost Explorer GetCostAndUsage (cost; ``base_url`` is its endpoint) and
+    CloudWatch ``AWS/Bedrock`` (tokens), through boto3 (extra ``aws``). Credentials come
+    from the standard AWS chain (environment, ``profile``, shared files, role)."""
+
+    default_base_url: ClassVar[str] = "https://ce.us-east-1.amazonaws.com"
+    key_required: ClassVar[bool] = False
+    extra: ClassVar[str] = "aws"
+    requires: ClassVar[tuple[str, ...]] = ("boto3",)
+    type: Literal["bedrock"]
+    account_id: str
+    region: str = "us-east-1"
+    cloudwatch_url: str = ""
+    profile: str | None = None
+    credentials_file: str | None = None
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not _AWS_ACCOUNT.match(value):
+            raise ValueError("must be the 12-digit AWS account id (quote it in YAML)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _AWS_REGION.match(value):
+            raise ValueError("must be an AWS region such as us-east-1")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str | None) -> str | None:
+        if value is not None and not _AWS_PROFILE.match(value):
+            raise ValueError("must be the NAME of a profile in the AWS config/credentials file")
+        return value
+
+    @field_validator("cloudwatch_url")
+    @classmethod
+    def _cw_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @property
+    def monitoring_url(self) -> str:
+        return self.cloudwatch_url or f"https://monitoring.{self.region}.amazonaws.com"
+
+
+class VertexConfig(ProviderConfig):
+    """Google Vertex AI and the Gemini API: the Cloud Billing export table in BigQuery
+    (``base_url`` is the BigQuery API endpoint), through google-cloud-bigquery (extra
+    ``gcp``). Credentials: Application Default Credentials or a service-account file."""
+
+    default_base_url: ClassVar[str] = "https://bigquery.googleapis.com"
+    key_required: ClassVar[bool] = False
+    extra: ClassVar[str] = "gcp"
+    requires: ClassVar[tuple[str, ...]] = ("google.cloud.bigquery",)
+    type: Literal["vertex"]
+    billing_table: str
+    query_project: str = ""
+    location: str = ""
+    services: tuple[str, ...] = ("Vertex AI", "Gemini API")
+    partition_slack_days: int = Field(5, ge=0, le=31)
+    credentials_file: str | None = None
+    anonymous: bool = False
+
+    @field_validator("billing_table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not _BQ_TABLE.match(value):
+            raise ValueError(
+                "must be PROJECT.DATASET.TABLE of the Cloud Billing export, e.g. "
+                "my-proj.billing.gcp_billing_export_v1_011702_58A742_BQB4E8"
+            )
+        return value
+
+    @field_validator("query_project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        if value and not _GCP_PROJECT.match(value):
+            raise ValueError("must be a Google Cloud project id")
+        return value
+
+    @model_validator(mode="after")
+    def _anonymous_needs_endpoint(self) -> VertexConfig:
+        if self.anonymous and not self.base_url:
+            raise ValueError("anonymous: true is only for a proxy or fake set in base_url")
+        if self.anonymous and self.credentials_file:
+            raise ValueError("set only one of anonymous and credentials_file")
+        return self
+
+    @property
+    def job_project(self) -> str:
+        return self.query_project or self.billing_table.split(".", 1)[0]
+
+
 # The config model of each provider type: the `type` tag selects the model (unknown keys
 # of that provider are then rejected). `exporter.providers.REGISTRY` has the same types
 # (a test holds them equal); adding a provider adds its config class here.
 AnyProviderConfig = Annotated[
-    OpenAIConfig | AnthropicConfig | XAIConfig,
+    OpenAIConfig | AnthropicConfig | XAIConfig | BedrockConfig | VertexConfig,
     Field(discriminator="type"),
 ]
 PROVIDER_CONFIGS: tuple[type[ProviderConfig], ...] = get_args(get_args(AnyProviderConfig)[0])
@@ -592,6 +714,8 @@ def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> 
     """Read the admin key from the environment or a file; errors never include the key."""
     environ = os.environ if env is None else env
     where = f"providers[{provider.account}]"
+    if not provider.key_required and provider.api_key_env is None and provider.api_key_file is None:
+        return Secret("")  # the cloud's own credential chain, read by its SDK
     if provider.api_key_env is not None:
         value = environ.get(provider.api_key_env, "").strip()
         if not value:
@@ -621,4 +745,38 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
+        problems.extend(cloud_problems(provider))
+    return problems
+
+
+def missing_extra(provider: ProviderConfig) -> str | None:
+    """Why a cloud provider cannot run on this install (its optional extra is missing)."""
+    import importlib.util
+
+    for module in provider.requires:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            return (
+                f"providers[{provider.account}]: type {provider.type} needs the optional "
+                f"extra [{provider.extra}] ({module} is not installed): "
+                f"pip install 'ai-cost-exporter[{provider.extra}]'"
+            )
+    return None
+
+
+def cloud_problems(provider: ProviderConfig) -> list[str]:
+    """Run-time problems of a cloud provider: its extra, its credentials file."""
+    problems = [m] if (m := missing_extra(provider)) else []
+    path = getattr(provider, "credentials_file", None)
+    if path:
+        try:
+            Path(path).read_bytes()
+        except OSError as exc:
+            problems.append(
+                f"providers[{provider.account}]: cannot read credentials_file {path}: "
+                f"{exc.strerror}"
+            )
     return problems

@@ -10,14 +10,18 @@ held equal to it by a test). Adding a provider: its module here, translating its
 from __future__ import annotations
 
 from exporter.providers.anthropic import AnthropicProvider
+from exporter.providers.bedrock import BedrockProvider
 from exporter.providers.http import Provider
 from exporter.providers.openai import OpenAIProvider
+from exporter.providers.vertex import VertexProvider
 from exporter.providers.xai import XAIProvider
 
 REGISTRY: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "xai": XAIProvider,
+    "bedrock": BedrockProvider,
+    "vertex": VertexProvider,
 }
 
 __all__ = ["REGISTRY"]
