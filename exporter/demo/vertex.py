@@ -362,7 +362,10 @@ DEMO_SKUS: tuple[tuple[str, str, Decimal, str], ...] = (
         "cache_read",
     ),
 )
+# Tokens per 6-hour row by token type; the Claude workload is cache-heavy (a long shared
+# system prompt), so its effective rate per token is the lowest of the three Claude routes.
 _VOLUME = {"input": 1_000_000, "output": 200_000, "cache_read": 500_000}
+_CLAUDE_VOLUME = {"input": 600_000, "output": 100_000, "cache_read": 1_800_000}
 
 
 def generate_export(
@@ -385,7 +388,8 @@ def generate_export(
             start = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
             partition = min(today, day + timedelta(days=rng.choice((0, 0, 0, 1, 2))))
             for service, sku, price, kind in DEMO_SKUS:
-                tokens = int(_VOLUME[kind] * weekend * rng.uniform(0.8, 1.2))
+                volume = _CLAUDE_VOLUME if sku.startswith("Claude") else _VOLUME
+                tokens = int(volume[kind] * weekend * rng.uniform(0.8, 1.2))
                 cost = (Decimal(tokens) * price / Decimal(1_000_000)).quantize(Decimal("0.000001"))
                 credits = (
                     (-(cost * Decimal("0.2")).quantize(Decimal("0.000001")),)
