@@ -299,7 +299,8 @@ class FakeBedrockServer(FakeHTTPServer[FakeBedrockAccount]):
             first = int(m.group(2))
             if not 0 < first < len(days):
                 raise _error(400, "InvalidNextTokenException", "The NextPageToken is invalid")
-        page, count, index = [], 0, first
+        page: list[dict[str, Any]] = []
+        count, index = 0, first
         while index < len(days) and (
             not page or count + len(days[index]["groups"]) <= self.org.ce_page_groups
         ):
@@ -501,7 +502,8 @@ def generate_account(*, today: date, days: int = 90, seed: int = 0) -> FakeBedro
         raise ValueError("days must be >= 1")
     rng = random.Random(seed * 7919 + 13)
     first = today - timedelta(days=days - 1)
-    usage, lines = [], []
+    usage: list[BedrockUsageRow] = []
+    lines: list[BedrockLine] = []
     for index in range(days):
         day = first + timedelta(days=index)
         factor = (0.5 if day.weekday() >= 5 else 1.0) * (

@@ -24,6 +24,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+from tenacity.nap import sleep as tenacity_sleep
 
 from exporter.config import ProviderConfig, Secret
 from exporter.providers.errors import (
@@ -96,7 +97,7 @@ def with_retries(policy: RetryPolicy, label: str, call: Callable[[], T]) -> T:
         stop=stop_after_attempt(policy.max_attempts),
         wait=wait,
         reraise=True,
-        **({"sleep": policy.sleep} if policy.sleep else {}),
+        sleep=policy.sleep or tenacity_sleep,
     )
     return retrying(call)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -177,7 +177,7 @@ class VertexProvider:
             else:
                 import google.auth
 
-                credentials, _ = google.auth.default(  # type: ignore[no-untyped-call]
+                credentials, _ = google.auth.default(
                     scopes=["https://www.googleapis.com/auth/bigquery.readonly"]
                 )
         except (OSError, ValueError) as exc:
@@ -314,30 +314,24 @@ class VertexProvider:
             )
         token_type = line.token_type if line is not None else ""
         model = line.model if line is not None and token_type else ""
-        common = {
-            "provider": self.type,
-            "account": self.account,
-            "day": day,
-            "project": project,
-            "model": model,
-            "currency": currency,
-            "token_type": token_type,
-            "attribution": "line_item" if model else "unattributed",
-        }
+        base = CostRecord(
+            provider=self.type,
+            account=self.account,
+            day=day,
+            project=project,
+            model=model,
+            cost_type="tokens" if token_type else "other",
+            amount=gross,
+            currency=currency,
+            line_item=f"{service}, {sku}",
+            token_type=token_type,
+            attribution="line_item" if model else "unattributed",
+        )
         if gross:
-            kind = "tokens" if token_type else "other"
-            costs.append(
-                CostRecord(cost_type=kind, amount=gross, line_item=f"{service}, {sku}", **common)
-            )
+            costs.append(base)
         if credits:
-            costs.append(
-                CostRecord(
-                    cost_type="credit",
-                    amount=credits,
-                    line_item=f"{service}, {sku}, credits",
-                    **common,
-                )
-            )
+            line_item = f"{service}, {sku}, credits"
+            costs.append(replace(base, cost_type="credit", amount=credits, line_item=line_item))
         unit = str(row["usage_unit"] or "").lower()
         amount = row["usage_amount"]
         if model and unit in TOKEN_UNITS and amount:

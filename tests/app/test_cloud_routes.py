@@ -116,17 +116,17 @@ def test_cloud_costs_are_published_beside_the_direct_providers(
         if name == "aicost_cost_30d"
     }
     assert {"openai", "anthropic", "xai", "bedrock", "vertex"} <= providers
-    up = {dict(l)["provider"]: v for (n, l), v in samples.items() if n == "aicost_up"}
+    up = {dict(lab)["provider"]: v for (n, lab), v in samples.items() if n == "aicost_up"}
     assert up["bedrock"] == 1 and up["vertex"] == 1
     credit = [
         v
-        for (n, l), v in samples.items()
-        if n == "aicost_cost_30d" and dict(l)["cost_type"] == "credit"
+        for (n, lab), v in samples.items()
+        if n == "aicost_cost_30d" and dict(lab)["cost_type"] == "credit"
     ]
     assert credit and all(v < 0 for v in credit)  # Gemini API credits: net below gross
     ce_calls = [
-        v for (n, l), v in samples.items()
-        if n == "aicost_api_requests_total" and dict(l).get("endpoint") == "ce/GetCostAndUsage"
+        v for (n, lab), v in samples.items()
+        if n == "aicost_api_requests_total" and dict(lab).get("endpoint") == "ce/GetCostAndUsage"
     ]  # fmt: skip
     # One grouped Cost Explorer query (USD 0.01 a page); pages only as whole days of at
     # most ce_page_groups groups fill them.

@@ -1,4 +1,4 @@
-"""Expected answers for a fake Bedrock account (:class:`exporter.demo.bedrock.FakeBedrockAccount`)."""
+"""Expected answers for a fake Bedrock account (:class:`~FakeBedrockAccount`)."""
 
 from __future__ import annotations
 
