@@ -184,6 +184,8 @@ class ProviderConfig(_Strict):
     base_url: str = ""
     api_key_env: str | None = None
     api_key_file: str | None = None
+    # This account's poll interval when it differs from poll.interval (a paid API).
+    poll_interval: Duration | None = None
     # Any attempt to write the key inline lands here and is refused without echoing it.
     api_key: Any = Field(None, exclude=True, repr=False)
 
@@ -305,6 +307,8 @@ class BedrockConfig(ProviderConfig):
     extra: ClassVar[str] = "aws"
     requires: ClassVar[tuple[str, ...]] = ("boto3",)
     type: Literal["bedrock"]
+    # Cost Explorer bills USD 0.01 per request and refreshes a few times a day: hourly.
+    poll_interval: Duration | None = 3600.0
     account_id: str
     region: str = "us-east-1"
     cloudwatch_url: str = ""

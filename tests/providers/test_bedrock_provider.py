@@ -285,3 +285,46 @@ def test_a_day_without_traffic_stores_nothing(tmp_path: Path, fake: FakeBedrockS
     result = provider.fetch(START, END)
     assert not [c for c in result.costs if c.day == START]
     assert not [u for u in result.usage if u.day == START]
+
+
+def test_cost_explorer_is_polled_hourly_unless_configured(tmp_path: Path) -> None:
+    from exporter.poller import Poller
+    from exporter.providers import REGISTRY
+    from exporter.store import Store
+
+    config = validate(
+        {
+            "poll": {"interval": "15m"},
+            "providers": [
+                {"type": "bedrock", "account_id": "123456789012"},
+                {
+                    "type": "bedrock",
+                    "name": "b2",
+                    "account_id": "123456789012",
+                    "poll_interval": "6h",
+                },
+                {"type": "openai", "api_key_env": "K"},
+            ],
+        }
+    )
+    store = opened(Store(str(tmp_path / "h.db")))
+    intervals = [
+        opened(Poller(config, p, store, REGISTRY[p.type])).interval for p in config.providers
+    ]
+    assert intervals == [3600.0, 21600.0, 900.0]  # 24 x USD 0.01 a day by default
+
+
+@pytest.mark.parametrize("kind", ["bedrock", "vertex"])
+def test_the_commented_example_block_is_a_valid_config(kind: str) -> None:
+    import yaml
+
+    lines = (Path(__file__).parents[2] / "config.example.yaml").read_text().splitlines()
+    first = lines.index(f"  # - type: {kind}")
+    block = []
+    for line in lines[first:]:
+        if not line.strip():
+            break
+        block.append(line.removeprefix("  # "))  # uncomment once; optional keys stay comments
+    text = "\n".join(block)
+    config = validate({"providers": yaml.safe_load(text)})
+    assert config.providers[0].type == kind
