@@ -34,21 +34,19 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import httpx
-
-from exporter.config import BedrockConfig, ProviderConfig, Secret, missing_extra
+from exporter.config import BedrockConfig
 from exporter.pricing import model_family
+from exporter.providers.cloud import CloudProvider
 from exporter.providers.errors import (
     AuthError,
     ClientError,
-    ConfigError,
     ParseError,
     ProviderError,
     ProviderTimeout,
     RateLimitError,
     UpstreamError,
 )
-from exporter.providers.http import RequestObserver, RetryPolicy, with_retries
+from exporter.providers.http import with_retries
 from exporter.providers.parse import as_decimal, json_field
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord, merge_costs
 
@@ -146,35 +144,17 @@ def match_model(name: str, model_ids: Iterable[str]) -> str | None:
     return None
 
 
-class BedrockProvider:
+class BedrockProvider(CloudProvider[BedrockConfig]):
     """Cost Explorer and CloudWatch of one AWS account, through boto3."""
 
     type: ClassVar[str] = "bedrock"
+    config_class = BedrockConfig
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        page_size: int | None = None,
-    ) -> None:
-        """``client`` and ``api_key`` are unused (boto3 has its own HTTP and the AWS
-        credential chain); the client's timeout applies to every request."""
-        if not isinstance(config, BedrockConfig):
-            raise TypeError("BedrockProvider needs a BedrockConfig")
-        if (problem := missing_extra(config)) is not None:
-            raise ConfigError(problem)
-        self.account = config.account
-        self._config = config
-        self._retry = retry or RetryPolicy()
-        self._observe = observer or (lambda endpoint, code: None)
-        self._page_size = page_size
-        timeout = client.timeout.read or 30.0
-        self._ce = self._client("ce", config.url, "us-east-1", timeout)
-        self._cw = self._client("cloudwatch", config.monitoring_url, config.region, timeout)
+    def _start(self) -> None:
+        self._ce = self._client("ce", self._config.url, "us-east-1", self._timeout)
+        self._cw = self._client(
+            "cloudwatch", self._config.monitoring_url, self._config.region, self._timeout
+        )
         self._unknown: set[str] = set()
 
     def _client(self, service: str, url: str, region: str, timeout: float) -> Any:

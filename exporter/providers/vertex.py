@@ -29,9 +29,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import httpx
-
-from exporter.config import ProviderConfig, Secret, VertexConfig, missing_extra
+from exporter.config import VertexConfig
+from exporter.providers.cloud import CloudProvider
 from exporter.providers.errors import (
     AuthError,
     ClientError,
@@ -42,7 +41,7 @@ from exporter.providers.errors import (
     RateLimitError,
     UpstreamError,
 )
-from exporter.providers.http import RequestObserver, RetryPolicy, with_retries
+from exporter.providers.http import with_retries
 from exporter.providers.parse import as_decimal
 from exporter.records import (
     CostRecord,
@@ -124,33 +123,14 @@ def classify_sku(description: str) -> SkuLine | None:
     return None
 
 
-class VertexProvider:
+class VertexProvider(CloudProvider[VertexConfig]):
     """One Cloud Billing export table, read through google-cloud-bigquery."""
 
     type: ClassVar[str] = "vertex"
+    config_class = VertexConfig
 
-    def __init__(
-        self,
-        config: ProviderConfig,
-        client: httpx.Client,
-        api_key: Secret,
-        *,
-        retry: RetryPolicy | None = None,
-        observer: RequestObserver | None = None,
-        page_size: int | None = None,
-    ) -> None:
-        """``client`` gives the timeout only and ``api_key`` is unused: BigQuery is called
-        with its own HTTP session and Google credentials (ADC, a file, or anonymous)."""
-        if not isinstance(config, VertexConfig):
-            raise TypeError("VertexProvider needs a VertexConfig")
-        if (problem := missing_extra(config)) is not None:
-            raise ConfigError(problem)
-        self.account = config.account
-        self._config = config
-        self._retry = retry or RetryPolicy()
-        self._observe = observer or (lambda endpoint, code: None)
-        self._page_rows = page_size or PAGE_ROWS
-        self._timeout = client.timeout.read or 30.0
+    def _start(self) -> None:
+        self._page_rows = self._page_size or PAGE_ROWS
         self._bq: Any = None
         self._unknown: set[str] = set()
 

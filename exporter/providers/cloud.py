@@ -1,0 +1,53 @@
+"""What the SDK-based cloud providers (``bedrock``, ``vertex``) share.
+
+They keep the provider constructor contract of :class:`~exporter.providers.http.HttpProvider`
+(the poller builds every provider the same way) but call their cloud through its own SDK,
+imported lazily from the optional extra: the injected ``httpx.Client`` only gives the
+timeout, and ``api_key`` is unused (credentials come from the cloud's own chain). The
+SDK's retries are switched off so :class:`~exporter.providers.http.RetryPolicy` applies and
+each HTTP exchange is counted once.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Generic, TypeVar, cast
+
+import httpx
+
+from exporter.config import ProviderConfig, Secret, missing_extra
+from exporter.providers.errors import ConfigError
+from exporter.providers.http import RequestObserver, RetryPolicy
+
+C = TypeVar("C", bound=ProviderConfig)
+
+
+class CloudProvider(Generic[C]):
+    """A subclass sets ``type`` and ``config_class`` and sets its SDK up in :meth:`_start`."""
+
+    config_class: ClassVar[type[ProviderConfig]]  # before `type`, which shadows the builtin
+    type: ClassVar[str]
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        client: httpx.Client,
+        api_key: Secret,
+        *,
+        retry: RetryPolicy | None = None,
+        observer: RequestObserver | None = None,
+        page_size: int | None = None,
+    ) -> None:
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}")
+        if (problem := missing_extra(config)) is not None:
+            raise ConfigError(problem)  # the extra to install, at run time
+        self.account = config.account
+        self._config = cast(C, config)
+        self._retry = retry or RetryPolicy()
+        self._observe: RequestObserver = observer or (lambda endpoint, code: None)
+        self._page_size = page_size
+        self._timeout = client.timeout.read or 30.0
+        self._start()
+
+    def _start(self) -> None:
+        """Create the SDK clients (lazy imports of the extra)."""
