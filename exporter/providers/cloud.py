@@ -10,6 +10,7 @@ each HTTP exchange is counted once.
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar, Generic, TypeVar, cast
 
 import httpx
@@ -19,6 +20,18 @@ from exporter.providers.errors import ConfigError
 from exporter.providers.http import RequestObserver, RetryPolicy
 
 C = TypeVar("C", bound=ProviderConfig)
+
+# The SDKs log whole requests (signed headers, access key ids, tokens) at DEBUG: those
+# loggers stay at WARNING whatever the exporter's log level, so no credential is logged.
+SDK_LOGGERS = ("boto3", "botocore", "s3transfer", "urllib3", "google.auth", "google.cloud",
+               "google.api_core", "requests")  # fmt: skip
+
+
+def quiet_sdk_loggers() -> None:
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.WARNING:
+            logger.setLevel(logging.WARNING)
 
 
 class CloudProvider(Generic[C]):
@@ -47,6 +60,7 @@ class CloudProvider(Generic[C]):
         self._observe: RequestObserver = observer or (lambda endpoint, code: None)
         self._page_size = page_size
         self._timeout = client.timeout.read or 30.0
+        quiet_sdk_loggers()
         self._start()
 
     def _start(self) -> None:

@@ -182,3 +182,63 @@ def test_cross_provider_targets_the_cheapest_route_with_the_independent_saving(
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key].quantize(Decimal("0.01")) == value.quantize(Decimal("0.01")), key
+
+
+BASE_INSTALL = r"""
+import importlib.abc, importlib.machinery, sys
+
+def cloud(name):
+    return name.split(".")[0] in ("boto3", "botocore") or name.startswith("google.cloud")
+
+class NoCloudSdks(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if cloud(name):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+
+sys.meta_path.insert(0, NoCloudSdks())
+import importlib.util
+_find = importlib.util.find_spec
+importlib.util.find_spec = lambda n, *a: None if cloud(n) else _find(n, *a)
+
+from exporter.app import build
+from exporter.config import check, validate
+
+config = validate({
+    "storage": {"path": sys.argv[1]},
+    "providers": [
+        {"type": "openai", "base_url": "http://127.0.0.1:9", "api_key_env": "K"},
+        {"type": "bedrock", "account_id": "123456789012", "base_url": "http://127.0.0.1:9"},
+        {"type": "vertex", "billing_table": "billing-proj.b.t", "base_url": "http://127.0.0.1:9",
+         "anonymous": True},
+    ],
+})
+for problem in check(config, {"K": "x"}):
+    print("CHECK", problem)
+app = build(config, env={"K": "x"})
+for poller in app.pollers:
+    poller.poll()
+    print("HEALTH", poller.type, {k: v for k, v in poller.health.errors.items() if v})
+app.stop()
+"""
+
+
+def test_a_base_install_runs_the_direct_providers_and_names_the_missing_extras(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", BASE_INSTALL, str(tmp_path / "h.db")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "type bedrock needs the optional extra [aws]" in out
+    assert "pip install 'ai-cost-exporter[gcp]'" in out
+    # The direct provider is polled (its fake endpoint is closed: upstream), the cloud
+    # ones fail as config errors naming the extra, in the log too.
+    assert "HEALTH openai {'upstream': 1}" in out
+    assert "HEALTH bedrock {'config': 1}" in out and "HEALTH vertex {'config': 1}" in out
+    assert "ai-cost-exporter[aws]" in proc.stderr

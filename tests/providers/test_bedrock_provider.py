@@ -328,3 +328,16 @@ def test_the_commented_example_block_is_a_valid_config(kind: str) -> None:
     text = "\n".join(block)
     config = validate({"providers": yaml.safe_load(text)})
     assert config.providers[0].type == kind
+
+
+def test_debug_logging_never_shows_the_credentials(
+    tmp_path: Path, fake: FakeBedrockServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    logging.getLogger("botocore").setLevel(logging.NOTSET)
+    with caplog.at_level(logging.DEBUG):
+        provider, _ = make_provider(tmp_path, fake)
+        provider.fetch(START, END)
+    assert caplog.records  # the exporter's own lines are there
+    assert fake.org.access_key_id not in caplog.text
+    assert fake.org.secret_access_key not in caplog.text
+    assert "AWS4-HMAC-SHA256" not in caplog.text
