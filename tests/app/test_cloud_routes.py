@@ -242,3 +242,48 @@ def test_a_base_install_runs_the_direct_providers_and_names_the_missing_extras(
     assert "HEALTH openai {'upstream': 1}" in out
     assert "HEALTH bedrock {'config': 1}" in out and "HEALTH vertex {'config': 1}" in out
     assert "ai-cost-exporter[aws]" in proc.stderr
+
+
+def test_check_config_reports_every_cloud_error_at_once_without_secrets(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    secret_file = tmp_path / "sa.json"
+    path = tmp_path / "cloud.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "providers": [
+                    {"type": "bedrock", "account_id": "12-34", "aws_secret_access_key": "wJSECRET"},
+                    {"type": "vertex", "billing_table": "x", "api_key": "AIzaSECRET"},
+                    {"type": "vertex", "name": "v2", "billing_table": "billing-proj.b.t",
+                     "credentials_file": str(secret_file)},
+                ]
+            }
+        )
+    )  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    for expected in (
+        "providers[0].account_id",
+        "providers[0].aws_secret_access_key: unknown key",
+        "providers[1].billing_table",
+        "providers[1].api_key",
+    ):
+        assert expected in out, (expected, out)
+    assert "SECRET" not in out
+    path.write_text(
+        yaml.safe_dump({"providers": [yaml.safe_load(path.read_text())["providers"][2]]})
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "cannot read credentials_file" in proc.stdout + proc.stderr
