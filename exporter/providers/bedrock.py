@@ -275,20 +275,10 @@ class BedrockProvider(CloudProvider[BedrockConfig]):
                 usage_type,
                 service,
             )
-        token_type = line.token_type if line is not None and model else ""
-        return CostRecord(
-            provider=self.type,
-            account=self.account,
-            day=day,
-            project=self._config.account_id,
-            model=model if token_type else "",
-            cost_type="tokens" if token_type else "other",
-            amount=amount,
-            currency=currency,
-            line_item=f"{service}, {usage_type}",
-            token_type=token_type,
-            attribution="line_item" if token_type else "unattributed",
-        )
+        token_type = line.token_type if line is not None else ""
+        project = self._config.account_id
+        line_item = f"{service}, {usage_type}"
+        return self._cost_line(day, project, model, token_type, amount, currency, line_item)
 
     # -- CloudWatch ---------------------------------------------------------------------
 

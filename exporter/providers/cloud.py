@@ -11,6 +11,8 @@ each HTTP exchange is counted once.
 from __future__ import annotations
 
 import logging
+from datetime import date
+from decimal import Decimal
 from typing import ClassVar, Generic, TypeVar, cast
 
 import httpx
@@ -18,6 +20,7 @@ import httpx
 from exporter.config import ProviderConfig, Secret, missing_extra
 from exporter.providers.errors import ConfigError
 from exporter.providers.http import RequestObserver, RetryPolicy
+from exporter.records import CostRecord
 
 C = TypeVar("C", bound=ProviderConfig)
 
@@ -65,3 +68,30 @@ class CloudProvider(Generic[C]):
 
     def _start(self) -> None:
         """Create the SDK clients (lazy imports of the extra)."""
+
+    def _cost_line(
+        self,
+        day: date,
+        project: str,
+        model: str,
+        token_type: str,
+        amount: Decimal,
+        currency: str,
+        line_item: str,
+    ) -> CostRecord:
+        """A billed line: a model's tokens when it names a model and a token type, else
+        ``cost_type="other"`` with ``model=""`` (its money kept, never dropped)."""
+        tokens = bool(model and token_type)
+        return CostRecord(
+            provider=self.type,
+            account=self.account,
+            day=day,
+            project=project,
+            model=model if tokens else "",
+            cost_type="tokens" if tokens else "other",
+            amount=amount,
+            currency=currency,
+            line_item=line_item,
+            token_type=token_type if tokens else "",
+            attribution="line_item" if tokens else "unattributed",
+        )

@@ -294,18 +294,8 @@ class VertexProvider(CloudProvider[VertexConfig]):
             )
         token_type = line.token_type if line is not None else ""
         model = line.model if line is not None and token_type else ""
-        base = CostRecord(
-            provider=self.type,
-            account=self.account,
-            day=day,
-            project=project,
-            model=model,
-            cost_type="tokens" if token_type else "other",
-            amount=gross,
-            currency=currency,
-            line_item=f"{service}, {sku}",
-            token_type=token_type,
-            attribution="line_item" if model else "unattributed",
+        base = self._cost_line(
+            day, project, model, token_type, gross, currency, f"{service}, {sku}"
         )
         if gross:
             costs.append(base)
