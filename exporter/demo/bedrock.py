@@ -58,6 +58,7 @@ CE_METRICS = (
     "UnblendedCost",
     "UsageQuantity",
 )
+USAGE_METRICS = ("NormalizedUsageAmount", "UsageQuantity")
 CE_DIMENSIONS = ("SERVICE", "USAGE_TYPE", "LINKED_ACCOUNT", "BILLING_ENTITY", "REGION")
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 CW_METRICS: dict[str, str] = {
@@ -250,6 +251,8 @@ class FakeBedrockServer(FakeHTTPServer[FakeBedrockAccount]):
         metrics = request.get("Metrics")
         if not metrics or any(m not in CE_METRICS for m in metrics):
             raise _validation(f"Metrics must be a non-empty list of {', '.join(CE_METRICS)}")
+        if any(m in USAGE_METRICS for m in metrics):
+            raise _validation("This fake serves cost metrics only (no usage quantities)")
         groups = request.get("GroupBy") or []
         if len(groups) > 2:
             raise _validation("GroupBy supports at most two groups")
@@ -439,8 +442,8 @@ def _ce_day(value: Any, name: str) -> date:
 
 
 def _ce_amount(amount: Decimal, metric: str, currency: str) -> dict[str, str]:
-    if metric in ("UsageQuantity", "NormalizedUsageAmount"):
-        return {"Amount": format(amount, "f"), "Unit": "N/A"}
+    """A cost metric as Cost Explorer sends it: a decimal string and the currency (the
+    fake has no discounts or amortisation, so every cost metric has the same amount)."""
     return {"Amount": format(amount.normalize(), "f"), "Unit": currency}
 
 
