@@ -169,16 +169,24 @@ class RecommendationsConfig(_Strict):
         return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
+# Whole days a provider's complete cost data normally trails real time (cloud billing
+# pipelines lag; the direct APIs do not). `data_lag_days` on a provider overrides it. The
+# poller moves the watermark back by it and the stale-data alert allows it.
+DEFAULT_DATA_LAG_DAYS: dict[str, int] = {"azure_openai": 2, "bedrock": 1, "vertex": 1, "gemini": 1}
+
+
+def optional_url(value: str) -> str:
+    """``""`` (use the default) or an http(s) URL without its trailing slash."""
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class ProviderConfig(_Strict):
     """Settings every provider shares. Each provider type subclasses it with its ``type``
     and the ``default_base_url`` its API answers on."""
 
     default_base_url: ClassVar[str] = ""
-    # Cloud providers authenticate through their cloud's own credential chain instead of
-    # an admin key, and need an optional extra (``pip install 'ai-cost-exporter[aws]'``).
-    key_required: ClassVar[bool] = True
-    extra: ClassVar[str] = ""
-    requires: ClassVar[tuple[str, ...]] = ()
 
     type: str
     name: str = ""
@@ -189,6 +197,7 @@ class ProviderConfig(_Strict):
     poll_interval: Duration | None = None
     # Any attempt to write the key inline lands here and is refused without echoing it.
     api_key: Any = Field(None, exclude=True, repr=False)
+    data_lag_days: int | None = Field(None, ge=0, le=7)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -223,19 +232,10 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return optional_url(value)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
-        if not self.key_required:
-            if self.api_key_env is not None or self.api_key_file is not None:
-                raise ValueError(
-                    f"{self.type} takes no admin key: it reads its cloud's credential chain "
-                    "(see credentials_file)"
-                )
-            return self
         if self.api_key_env is None and self.api_key_file is None:
             raise ValueError("set api_key_env or api_key_file")
         if self.api_key_env is not None and self.api_key_file is not None:
@@ -249,6 +249,26 @@ class ProviderConfig(_Strict):
     @property
     def url(self) -> str:
         return self.base_url or self.default_base_url
+
+    @property
+    def expected_lag_days(self) -> int:
+        """``data_lag_days``, else the provider type's default (:data:`DEFAULT_DATA_LAG_DAYS`)."""
+        if self.data_lag_days is not None:
+            return self.data_lag_days
+        return DEFAULT_DATA_LAG_DAYS.get(self.type, 0)
+
+    @property
+    def uses_key(self) -> bool:
+        """Whether a secret is read from ``api_key_env``/``api_key_file`` for this provider."""
+        return True
+
+    def missing_extra(self) -> str | None:
+        """The ``pip install`` extra this provider needs and the install lacks, or None."""
+        return None
+
+    def credential_problems(self) -> list[str]:
+        """Run-time problems of credentials read another way than ``api_key_*``."""
+        return []
 
 
 class OpenAIConfig(ProviderConfig):
@@ -283,6 +303,112 @@ class XAIConfig(ProviderConfig):
         return value
 
 
+_AZURE_SCOPE = re.compile(
+    r"^subscriptions/[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"(/resourceGroups/[A-Za-z0-9._()-]{1,90})?$"
+)
+_AZURE_ID = re.compile(
+    r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+)
+_AZURE_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+
+class AzureOpenAIConfig(ProviderConfig):
+    """Azure Cost Management Query API for the Azure OpenAI accounts of a subscription.
+
+    ``auth: client_secret`` (default) gets a bearer token by the OAuth client-credentials
+    flow at ``login_url`` with ``tenant_id``, ``client_id`` and the client secret from
+    ``api_key_env``/``api_key_file``; ``auth: azure_identity`` uses azure-identity's
+    ``DefaultAzureCredential`` (managed identity, workload identity, Azure CLI; the
+    ``[azure]`` extra) and takes no secret here.
+    """
+
+    default_base_url: ClassVar[str] = "https://management.azure.com"
+    default_login_url: ClassVar[str] = "https://login.microsoftonline.com"
+    extra: ClassVar[str] = "azure"
+    type: Literal["azure_openai"]
+    scope: str  # subscriptions/<id> or subscriptions/<id>/resourceGroups/<name>
+    auth: Literal["client_secret", "azure_identity"] = "client_secret"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    login_url: str = ""
+    api_version: str = "2023-03-01"
+    cost_kind: Literal["ActualCost", "AmortizedCost"] = "ActualCost"
+    cost_column: Literal["Cost", "PreTaxCost"] = "Cost"  # PreTaxCost on legacy EA accounts
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        value = value.strip("/")
+        if not _AZURE_SCOPE.match(value):
+            raise ValueError(
+                "must be subscriptions/<subscription id> or "
+                "subscriptions/<subscription id>/resourceGroups/<name>"
+            )
+        return value
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not _AZURE_ID.match(value):
+            raise ValueError("must be a GUID (Entra ID -> App registrations -> Overview)")
+        return value
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url(cls, value: str) -> str:
+        return optional_url(value)
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not _AZURE_API_VERSION.match(value):
+            raise ValueError("must be a Cost Management api-version such as 2023-03-01")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AzureOpenAIConfig:
+        has_key = self.api_key_env is not None or self.api_key_file is not None
+        if self.auth == "azure_identity":
+            if has_key:
+                raise ValueError(
+                    "auth azure_identity takes no secret: remove api_key_env/api_key_file "
+                    "(or use auth: client_secret)"
+                )
+            return self
+        missing = [n for n in ("tenant_id", "client_id") if getattr(self, n) is None]
+        if not has_key:
+            missing.append("api_key_env or api_key_file (the client secret)")
+        if missing:
+            raise ValueError("auth client_secret needs " + ", ".join(missing))
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("set only one of api_key_env and api_key_file")
+        return self
+
+    @property
+    def login(self) -> str:
+        return self.login_url or self.default_login_url
+
+    @property
+    def uses_key(self) -> bool:
+        return self.auth == "client_secret"
+
+    def missing_extra(self) -> str | None:
+        """azure-identity is needed only for ``auth: azure_identity``."""
+        if self.auth != "azure_identity":
+            return None
+        return None if _importable("azure.identity") else self.extra
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 _AWS_ACCOUNT = re.compile(r"^\d{12}$")
 _AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _AWS_PROFILE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
@@ -292,19 +418,49 @@ _BQ_TABLE = re.compile(
 _GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,62}[a-z0-9]$")
 
 
-def _http_url(value: str) -> str:
-    if value and not re.match(r"^https?://[^\s/]+", value):
-        raise ValueError("must be an http:// or https:// URL")
-    return value.rstrip("/")
+class _CloudChainConfig(ProviderConfig):
+    """A cloud provider read through its SDK (an optional extra) with the cloud's own
+    credential chain: no ``api_key_*``; ``credentials_file`` optional."""
+
+    extra: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()  # modules of the extra
+    credentials_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> _CloudChainConfig:
+        if self.api_key_env is not None or self.api_key_file is not None:
+            raise ValueError(
+                f"{self.type} takes no admin key: it reads its cloud's credential chain "
+                "(see credentials_file)"
+            )
+        return self
+
+    @property
+    def uses_key(self) -> bool:
+        return False
+
+    def missing_extra(self) -> str | None:
+        return None if all(_importable(m) for m in self.requires) else self.extra
+
+    def credential_problems(self) -> list[str]:
+        if not self.credentials_file:
+            return []
+        try:
+            Path(self.credentials_file).read_bytes()
+        except OSError as exc:
+            return [
+                f"providers[{self.account}]: cannot read credentials_file "
+                f"{self.credentials_file}: {exc.strerror}"
+            ]
+        return []
 
 
-class BedrockConfig(ProviderConfig):
+class BedrockConfig(_CloudChainConfig):
     """AWS Bedrock: Cost Explorer GetCostAndUsage (cost; ``base_url`` is its endpoint) and
     CloudWatch ``AWS/Bedrock`` (tokens), through boto3 (extra ``aws``). Credentials come
     from the standard AWS chain (environment, ``profile``, shared files, role)."""
 
     default_base_url: ClassVar[str] = "https://ce.us-east-1.amazonaws.com"
-    key_required: ClassVar[bool] = False
     extra: ClassVar[str] = "aws"
     requires: ClassVar[tuple[str, ...]] = ("boto3",)
     type: Literal["bedrock"]
@@ -314,7 +470,6 @@ class BedrockConfig(ProviderConfig):
     region: str = "us-east-1"
     cloudwatch_url: str = ""
     profile: str | None = None
-    credentials_file: str | None = None
 
     @field_validator("account_id")
     @classmethod
@@ -340,20 +495,19 @@ class BedrockConfig(ProviderConfig):
     @field_validator("cloudwatch_url")
     @classmethod
     def _cw_url(cls, value: str) -> str:
-        return _http_url(value)
+        return optional_url(value)
 
     @property
     def monitoring_url(self) -> str:
         return self.cloudwatch_url or f"https://monitoring.{self.region}.amazonaws.com"
 
 
-class VertexConfig(ProviderConfig):
+class VertexConfig(_CloudChainConfig):
     """Google Vertex AI and the Gemini API: the Cloud Billing export table in BigQuery
     (``base_url`` is the BigQuery API endpoint), through google-cloud-bigquery (extra
     ``gcp``). Credentials: Application Default Credentials or a service-account file."""
 
     default_base_url: ClassVar[str] = "https://bigquery.googleapis.com"
-    key_required: ClassVar[bool] = False
     extra: ClassVar[str] = "gcp"
     requires: ClassVar[tuple[str, ...]] = ("google.cloud.bigquery",)
     type: Literal["vertex"]
@@ -362,7 +516,6 @@ class VertexConfig(ProviderConfig):
     location: str = ""
     services: tuple[str, ...] = ("Vertex AI", "Gemini API")
     partition_slack_days: int = Field(5, ge=0, le=31)
-    credentials_file: str | None = None
     anonymous: bool = False
 
     @field_validator("billing_table")
@@ -399,7 +552,7 @@ class VertexConfig(ProviderConfig):
 # of that provider are then rejected). `exporter.providers.REGISTRY` has the same types
 # (a test holds them equal); adding a provider adds its config class here.
 AnyProviderConfig = Annotated[
-    OpenAIConfig | AnthropicConfig | XAIConfig | BedrockConfig | VertexConfig,
+    OpenAIConfig | AnthropicConfig | XAIConfig | AzureOpenAIConfig | BedrockConfig | VertexConfig,
     Field(discriminator="type"),
 ]
 PROVIDER_CONFIGS: tuple[type[ProviderConfig], ...] = get_args(get_args(AnyProviderConfig)[0])
@@ -719,8 +872,6 @@ def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> 
     """Read the admin key from the environment or a file; errors never include the key."""
     environ = os.environ if env is None else env
     where = f"providers[{provider.account}]"
-    if not provider.key_required and provider.api_key_env is None and provider.api_key_file is None:
-        return Secret("")  # the cloud's own credential chain, read by its SDK
     if provider.api_key_env is not None:
         value = environ.get(provider.api_key_env, "").strip()
         if not value:
@@ -746,42 +897,17 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
     if not config.providers:
         problems.append("providers: no provider configured; nothing would be polled")
     for provider in config.providers:
+        extra = provider.missing_extra()
+        if extra is not None:
+            problems.append(
+                f"providers[{provider.account}]: the {provider.type} provider needs the "
+                f"optional extra: pip install 'ai-cost-exporter[{extra}]'"
+            )
+        problems.extend(provider.credential_problems())
+        if not provider.uses_key:
+            continue
         try:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
-        problems.extend(cloud_problems(provider))
-    return problems
-
-
-def missing_extra(provider: ProviderConfig) -> str | None:
-    """Why a cloud provider cannot run on this install (its optional extra is missing)."""
-    import importlib.util
-
-    for module in provider.requires:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            return (
-                f"providers[{provider.account}]: type {provider.type} needs the optional "
-                f"extra [{provider.extra}] ({module} is not installed): "
-                f"pip install 'ai-cost-exporter[{provider.extra}]'"
-            )
-    return None
-
-
-def cloud_problems(provider: ProviderConfig) -> list[str]:
-    """Run-time problems of a cloud provider: its extra, its credentials file."""
-    problems = [m] if (m := missing_extra(provider)) else []
-    path = getattr(provider, "credentials_file", None)
-    if path:
-        try:
-            Path(path).read_bytes()
-        except OSError as exc:
-            problems.append(
-                f"providers[{provider.account}]: cannot read credentials_file {path}: "
-                f"{exc.strerror}"
-            )
     return problems

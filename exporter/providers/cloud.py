@@ -17,7 +17,7 @@ from typing import ClassVar, Generic, TypeVar, cast
 
 import httpx
 
-from exporter.config import ProviderConfig, Secret, missing_extra
+from exporter.config import ProviderConfig, Secret
 from exporter.providers.errors import ConfigError
 from exporter.providers.http import RequestObserver, RetryPolicy
 from exporter.records import CostRecord
@@ -55,8 +55,11 @@ class CloudProvider(Generic[C]):
     ) -> None:
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}")
-        if (problem := missing_extra(config)) is not None:
-            raise ConfigError(problem)  # the extra to install, at run time
+        if (extra := config.missing_extra()) is not None:  # the extra to install, at run time
+            raise ConfigError(
+                f"providers[{config.account}]: the {config.type} provider needs the optional "
+                f"extra: pip install 'ai-cost-exporter[{extra}]'"
+            )
         self.account = config.account
         self._config = cast(C, config)
         self._retry = retry or RetryPolicy()

@@ -235,7 +235,9 @@ def test_a_base_install_runs_the_direct_providers_and_names_the_missing_extras(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "type bedrock needs the optional extra [aws]" in out
+    assert (
+        "the bedrock provider needs the optional extra: pip install 'ai-cost-exporter[aws]'" in out
+    )
     assert "pip install 'ai-cost-exporter[gcp]'" in out
     # The direct provider is polled (its fake endpoint is closed: upstream), the cloud
     # ones fail as config errors naming the extra, in the log too.
