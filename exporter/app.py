@@ -134,8 +134,13 @@ class App:
         return ok
 
     def poll(self, poller: Poller) -> None:
-        """One scheduled poll of one account, then re-convert and re-render."""
-        poller.poll()
+        """One scheduled poll of one account, then re-convert and re-render.
+
+        A backfill may store costs of days the FX refresh at start did not know it needed
+        (the two race at start), so it is followed by a refresh of its own."""
+        if poller.poll() and poller.last_backfill:
+            self.fx_refresh()
+            return
         self.fx.convert_stored()
         self.refresh()
 

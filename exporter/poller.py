@@ -65,6 +65,7 @@ class Poller:
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
         )
         self.health = ProviderHealth(self.type, self.account)
+        self.last_backfill = False  # the last successful poll read the backfill window
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -129,6 +130,7 @@ class Poller:
                 self.type, self.account, finished, complete_through, start if backfill else None
             )
             self.health.up = True
+            self.last_backfill = backfill
             self.health.last_success = finished.timestamp()
             self.health.data_complete_through = complete_through.timestamp()
             log.info(
