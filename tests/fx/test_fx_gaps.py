@@ -1,21 +1,25 @@
 """Costs with and without a rate in one poll; the rate in use older than the fallback limit.
 
 The scenario's today lies 40+ days after the bundled ECB history (``tests/fx_scenario.py``),
-so with the ECB stopped a backfill reaching back into the bundled history holds days the bundled rates cover and days no
-rate covers. The poll must succeed, store every row with its source amount, withhold and
-count the unconverted ones, and convert them once the ECB answers again.
+so with the ECB stopped a backfill reaching back into the bundled history holds days the
+bundled rates cover and days no rate covers. The poll must succeed, store every row with
+its source amount, withhold and count the unconverted ones, and convert them once the ECB
+answers again.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from exporter.app import App, build
+from exporter.clock import midnight_ts
 from exporter.demo.ecb import EcbRates, FakeEcbServer
 from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, generate_org
 from exporter.fx.ecb import bundled
@@ -23,9 +27,9 @@ from exporter.records import CostRecord, FetchResult
 from exporter.store import Store
 from tests.conftest import KEY_ENV, make_config
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock
-from tests.helpers import opened, parse_exposition
+from tests.helpers import opened, parse_exposition, promtool
 
-
+ALERTS = Path(__file__).resolve().parents[2] / "alerting" / "alerts.yaml"
 # back into the bundled history's last days, so some days have a rate and the rest none
 BACKFILL = (FX_TODAY - bundled().last).days + 3
 
@@ -42,8 +46,15 @@ def test_a_poll_with_converted_and_unconvertible_rows_stores_them_all(
 ) -> None:
     store = Store(tmp_path / "h.db")
     rows = [_cost(2, "1.5"), _cost(1, "2.25")]
-    converted = {"fx_amount": "3", "fx_currency": "EUR", "fx_rate": "2", "fx_rate_date":
-                 "2020-01-01", "fx_source": "ecb-daily", "fx_status": "final", "fx_error": None}
+    converted = {
+        "fx_amount": "3",
+        "fx_currency": "EUR",
+        "fx_rate": "2",
+        "fx_rate_date": "2020-01-01",
+        "fx_source": "ecb-daily",
+        "fx_status": "final",
+        "fx_error": None,
+    }
     failed = {"fx_currency": "EUR", "fx_rate_date": None, "fx_status": "error",
               "fx_error": "no_rate"}  # fmt: skip
     first, second = (converted, failed) if converted_first else (failed, converted)
@@ -89,8 +100,13 @@ def _app(
     clock: MutableClock,
     backfill: int = BACKFILL,
 ) -> App:
-    config = make_config(tmp_path, openai.base_url, currency="EUR",
-                         poll={"backfill_days": backfill}, fx={"base_url": ecb.base_url})  # fmt: skip
+    config = make_config(
+        tmp_path,
+        openai.base_url,
+        currency="EUR",
+        poll={"backfill_days": backfill},
+        fx={"base_url": ecb.base_url},
+    )
     return opened(build(config, clock=clock, env={KEY_ENV: openai.org.admin_key}))
 
 
@@ -150,3 +166,63 @@ def test_a_scheduled_backfill_refreshes_fx_after_it(tmp_path: Path) -> None:
         assert app.store.fx_unconverted("EUR") == {}
         assert "eurofxref-hist.xml" in ecb.files_requested()
         app.stop()
+
+
+# -- the rate in use older than the fallback limit ------------------------------------------
+
+
+def test_a_stale_rate_keeps_its_date_series_and_fires_the_stale_alert(
+    tmp_path: Path, openai: FakeOpenAIServer, ecb: FakeEcbServer, clock: MutableClock
+) -> None:
+    """ECB unreachable since the bundled history ended: the exporter's own exposition in
+    that state, fed to promtool with the real ``AICostFxRateStale`` rule."""
+    ecb.stop()
+    app = _app(tmp_path, openai, ecb, clock)
+    assert app.poll_once()
+    last = bundled().last
+    samples = _samples(app)
+    date_key = ("aicost_fx_rate_date_timestamp_seconds",
+                frozenset({"base": "USD", "quote": "EUR"}.items()))  # fmt: skip
+    assert samples[date_key] == midnight_ts(last)
+    rates = {dict(k[1])["source"]: v for k, v in samples.items() if k[0] == "aicost_fx_rate"}
+    assert rates == {"bundled": float(bundled().series("USD")[last] ** -1)}
+    _promtool_fires_stale(tmp_path, samples[date_key] - clock.now.timestamp())
+
+
+def _duration(seconds: float) -> str:
+    """promtool's ``humanizeDuration`` of a whole number of seconds over a day."""
+    left = round(seconds)
+    days, left = divmod(left, 86400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    return f"{days}d {hours}h {minutes}m {secs}s"
+
+
+def _promtool_fires_stale(tmp_path: Path, age_offset: float) -> None:
+    """promtool's clock starts at 0: the series is shifted by the scrape time, so at
+    ``eval_time`` t, ``time() - value`` is the real age of the rate plus t."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    rule = next(r for g in rules["groups"] for r in g["rules"]
+                if r.get("alert") == "AICostFxRateStale")  # fmt: skip
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": [
+        {"name": "fx", "rules": [rule]}]}))  # fmt: skip
+    series = 'aicost_fx_rate_date_timestamp_seconds{job="ai-cost-exporter",base="USD",quote="EUR"}'
+    test = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": series, "values": f"{age_offset:.0f}x120"}],
+        "alert_rule_test": [
+            {"eval_time": "59m", "alertname": "AICostFxRateStale", "exp_alerts": []},
+            {"eval_time": "60m", "alertname": "AICostFxRateStale", "exp_alerts": [{
+                "exp_labels": {"severity": "warning", "job": "ai-cost-exporter",
+                               "base": "USD", "quote": "EUR"},
+                "exp_annotations": {
+                    **rule["annotations"],
+                    "description": rule["annotations"]["description"]
+                    .replace("{{ $labels.base }}", "USD").replace("{{ $labels.quote }}", "EUR")
+                    .replace("{{ $value | humanizeDuration }}", _duration(3600 - age_offset)),
+                }}]},
+        ]}]}  # fmt: skip
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(test))
+    proc = subprocess.run([promtool(), "test", "rules", "test.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
