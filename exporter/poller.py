@@ -23,8 +23,9 @@ import httpx
 
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, resolve_key
-from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
+from exporter.providers.errors import ERROR_REASONS, ConfigError, ParseError, ProviderError
 from exporter.providers.http import Provider, RetryPolicy
+from exporter.records import duplicate_keys
 from exporter.snapshot import ProviderHealth
 from exporter.store import CostAnnotator, Store
 
@@ -115,6 +116,12 @@ class Poller:
             start, end, backfill = self.window(today)
             try:
                 result = self._provider().fetch(start, end)
+                repeats = duplicate_keys(result)
+                if repeats:
+                    raise ParseError(
+                        f"{len(repeats)} record(s) read twice in one poll (first: "
+                        f"{repeats[0]}); not storing a window that would count them twice"
+                    )
                 result.billing = [replace(b, observed_at=now) for b in result.billing]
                 self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
