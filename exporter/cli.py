@@ -219,7 +219,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.file)
     if config is None:
         return 1
-    problems = check(config)
+    from exporter.app import storage_problems
+
+    problems = check(config) + storage_problems(config, write=True)
     if problems:
         print(f"error: {args.file}: the config is valid but cannot run:", file=sys.stderr)
         for line in problems:
@@ -242,7 +244,7 @@ def budget_warnings(config: Config) -> list[str]:
     import sqlite3
 
     from exporter.analytics.build import load_governance, load_history
-    from exporter.app import open_store
+    from exporter.app import StorageError, open_store
     from exporter.clock import utc_now
 
     try:
@@ -253,7 +255,7 @@ def budget_warnings(config: Config) -> list[str]:
             gov = load_governance(config, store, today, usage, costs)
         finally:
             store.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         return [f"storage.path: cannot read {path} to check budget scopes ({exc})"]
     index = {b.name: i for i, b in enumerate(config.budgets)}
     return [
@@ -269,9 +271,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_level or config.log_level)
-    from exporter.app import build
+    from exporter.app import StorageError, build
 
-    app = build(config)
+    try:
+        app = build(config)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         ok = app.poll_once()
     finally:
@@ -285,21 +291,25 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(args.log_level or config.log_level)
     from exporter.analytics.build import find_recommendations
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.clock import utc_now
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).is_file():
+    if not Path(path).exists():
         print(
-            f"error: no history at {path}; run `ai-cost-exporter poll --config "
+            f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
             file=sys.stderr,
         )
         return 1
     today = utc_now().date()
     rec = config.recommendations
-    history = open_history(config)
+    try:  # read-only: the history may belong to the running exporter or a read-only mount
+        history = open_history(config, store=open_store(config, read_only=True))
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         findings = find_recommendations(history.store, config, today, history.catalogue, rec.maps())
         first_seen = history.store.recommendation_first_seen()
@@ -317,7 +327,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.config import StorageConfig
     from exporter.fx.ecb import IDENTITY
     from exporter.fx.rates import FxError
@@ -337,7 +347,13 @@ def cmd_fx(args: argparse.Namespace) -> int:
         return 1
     if not args.config:  # no history: the bundled ECB rates only
         config = config.model_copy(update={"storage": StorageConfig(path=":memory:")})
-    history = open_history(config)
+        history = open_history(config)
+    else:
+        try:  # read-only: the history may belong to the running exporter
+            history = open_history(config, store=open_store(config, read_only=True))
+        except StorageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     store, fx = history.store, history.fx
     status = 0
     try:
@@ -404,7 +420,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
-    from exporter.app import build
+    from exporter.app import StorageError, build
     from exporter.server import MetricsServer
 
     try:
@@ -422,7 +438,12 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    app = build(config, env=env)
+    try:
+        app = build(config, env=env)
+    except StorageError as exc:
+        server.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     server.source = app
     scheduler = schedule.start(app)
     try:
