@@ -21,6 +21,7 @@ from exporter.config import (
     currency_code,
     load,
     parse_listen_address,
+    raw_key_problems,
 )
 
 log = logging.getLogger("exporter")
@@ -205,18 +206,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(args)
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, *, with_keys: bool = False) -> Config | None:
+    """The validated config, or None after printing every error; ``with_keys`` adds the
+    key problems of the provider entries that parsed (check-config: one pass for all)."""
     try:
         return load(path)
     except ConfigErrors as exc:
         print(f"error: invalid config {exc.source}:", file=sys.stderr)
-        for line in exc.errors:
+        for line in exc.errors + (raw_key_problems(exc.data) if with_keys else []):
             print(f"  {line}", file=sys.stderr)
         return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = _load(args.file, with_keys=True)
     if config is None:
         return 1
     from exporter.app import storage_problems
