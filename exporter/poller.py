@@ -67,6 +67,9 @@ class Poller:
         )
         self.health = ProviderHealth(self.type, self.account)
         self.last_backfill = False  # the last successful poll read the backfill window
+        # reasons a poll may fall back to a coarser query (exported as 0 until it happens)
+        self.health.degraded = dict.fromkeys(getattr(provider_class, "degradations", ()), 0)
+        self._degraded_logged: set[str] = set()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -138,6 +141,7 @@ class Poller:
             )
             self.health.up = True
             self.last_backfill = backfill
+            self._degraded(result.degraded)
             self.health.last_success = finished.timestamp()
             self.health.data_complete_through = complete_through.timestamp()
             log.info(
@@ -155,6 +159,23 @@ class Poller:
         finally:
             self.health.poll_duration = time.monotonic() - started
             self._lock.release()
+
+    def _degraded(self, degraded: Mapping[str, str]) -> None:
+        """Count a poll that fell back to a coarser query; log each reason once (a warning
+        the first time, then at debug level: the finer query is tried again every poll)."""
+        for reason, message in sorted(degraded.items()):
+            self.health.degraded[reason] = self.health.degraded.get(reason, 0) + 1
+            first = reason not in self._degraded_logged
+            self._degraded_logged.add(reason)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s/%s: degraded poll (reason=%s): %s%s",
+                self.type,
+                self.account,
+                reason,
+                message,
+                "; counted in aicost_poll_degraded_total, logged once" if first else "",
+            )
 
     def _failed(self, reason: str, message: str) -> None:
         self.health.up = False

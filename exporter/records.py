@@ -204,6 +204,9 @@ class FetchResult:
     projects: list[ProjectRecord] = field(default_factory=list)
     api_keys: list[ApiKeyRecord] = field(default_factory=list)
     billing: list[BillingRecord] = field(default_factory=list)
+    # reason -> what was read instead, when the provider refused an unconfirmed query
+    # dimension and the poll fell back to a confirmed one (the poller logs and counts it)
+    degraded: dict[str, str] = field(default_factory=dict)
 
 
 def merge_usage(rows: Iterable[UsageRecord]) -> list[UsageRecord]:
