@@ -9,8 +9,11 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
+
+import yaml
 
 from exporter import __version__
 from exporter.config import (
@@ -88,13 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
         "loopback HTTP (the real provider code polls them) with ~90 days of traffic, and serve "
         "/metrics.",
     )
-    demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
+    demo.add_argument(
+        "--days", type=_demo_days, default=90, help="days of simulated history, 1-730 (90)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
     demo.add_argument(
         "--storage.path",
         dest="storage_path",
         default=None,
-        help="SQLite file (default: a fresh temporary directory)",
+        help="SQLite file, kept after the demo (default: one in a temporary directory, "
+        "removed on exit; its path is printed at start)",
     )
     common(demo)
 
@@ -184,6 +190,16 @@ def build_parser() -> argparse.ArgumentParser:
         "amount and currency, rate, rate date, rate source, converted amount",
     )
     return parser
+
+
+def _demo_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, got {text!r}") from None
+    if not 1 <= days <= 730:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 730 days, got {days}")
+    return days
 
 
 def _day(text: str) -> date:
@@ -434,10 +450,15 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     try:
         server = MetricsServer((host, port))
     except OSError as exc:
-        print(f"error: cannot listen on {listen_address}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"error: cannot listen on {listen_address}: {exc.strerror}; choose another "
+            "HOST:PORT with --web.listen-address (or listen_address in the config)",
+            file=sys.stderr,
+        )
         return 1
     server.start()
-    log.info("listening on http://%s:%d/metrics", host, server.port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/metrics", shown, server.port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -464,21 +485,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
-    storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
-    with running_demo(utc_now().date(), args.days, args.seed) as orgs:
+    with ExitStack() as stack:
+        if args.storage_path:
+            storage = Path(args.storage_path)
+        else:  # removed on exit, whatever happens
+            storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aicost-demo-")))
+            storage = storage / "demo.db"
+        orgs = stack.enter_context(running_demo(utc_now().date(), args.days, args.seed))
         env: dict[str, str] = {}
         for org in orgs:
             log.info("demo: %s (%d days of traffic)", org.description, args.days)
             env.update(org.env)
-        config = Config.model_validate(
-            {
-                "storage": {"path": storage},
-                "poll": {"interval": "5m", "backfill_days": args.days},
-                "providers": [org.provider for org in orgs],
-                **DEMO_GOVERNANCE,
-            }
+        data = {
+            "storage": {"path": str(storage)},
+            "poll": {"interval": "5m", "backfill_days": args.days},
+            "providers": [org.provider for org in orgs],
+            **DEMO_GOVERNANCE,
+        }
+        config = Config.model_validate(data)
+        config_path = storage.with_name(storage.stem + ".yaml")
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        log.info(
+            "demo: history at %s%s; inspect it with `ai-cost-exporter recommendations "
+            "--config %s` or `ai-cost-exporter fx --config %s --date YYYY-MM-DD`",
+            storage,
+            "" if args.storage_path else " (removed on exit; --storage.path keeps one)",
+            config_path,
+            config_path,
         )
         return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+    return 0  # unreachable: serve returns inside the stack (mypy needs an exit here)
 
 
 if __name__ == "__main__":
