@@ -97,7 +97,7 @@ def read_only_connection(path: str | Path) -> sqlite3.Connection:
 def storage_error(path: str | Path, exc: BaseException) -> StorageError:
     """The one-line error for ``exc`` raised while opening or writing ``path``."""
     text = str(path)
-    message = str(exc) if isinstance(exc, sqlite3.Error) else (exc.strerror or str(exc))
+    message = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
     if any(marker in message.lower() for marker in CORRUPT_MARKERS):
         return StorageError(_corrupt(Path(text), message))
     if (
