@@ -10,7 +10,10 @@ becomes the ``project``):
   ``Reasoning`` -> output, search and code tool units -> their own ``cost_type`` with
   ``model=""``; an unknown unit type keeps its money as ``cost_type="other"`` and is logged;
 * **tokens per model per day**: the same query with the value ``tokens``. A 400 for it
-  (the value name is not confirmed) leaves tokens out with a warning and keeps the costs;
+  (the value name is not confirmed) leaves tokens out and keeps the costs; a 400 for the
+  ``unit_type`` grouping (not confirmed either) re-asks the costs grouped by
+  ``description`` (exact per model) and reads no tokens. Both are reported in
+  ``FetchResult.degraded`` (the poller logs once and counts them);
 * **billing state**: the postpaid invoice preview (running total = the sum of its line
   items, ``effectiveSpendingLimit``, prepaid credits used this period), the prepaid
   ledger (``/prepaid/balance``) and, when the preview has no limit,
