@@ -264,24 +264,15 @@ class XAIProvider(HttpProvider):
 
     def _cost(self, p: _Point) -> CostRecord:
         unit = self._unit(p.unit)
-        model = p.model if unit.has_model else ""
-        return CostRecord(
-            provider=self.type,
-            account=self.account,
-            day=p.day,
-            project=self.team,
-            model=model,
-            cost_type=unit.cost_type,
-            amount=p.value,
-            currency="USD",
-            line_item=f"{p.model}, {p.unit}" if p.model else p.unit,
-            token_type=unit.token_type,
-            attribution="line_item" if model else "unattributed",
-        )
+        line_item = f"{p.model}, {p.unit}" if p.model else p.unit
+        return self._cost_record(p, p.model if unit.has_model else "", unit, line_item)
 
     def _described_cost(self, p: _Point) -> CostRecord:
         """A cost of the coarse query: its one group label is the line's description."""
         model, unit = split_description(p.model)
+        return self._cost_record(p, model, unit, p.model)
+
+    def _cost_record(self, p: _Point, model: str, unit: UnitType, line_item: str) -> CostRecord:
         return CostRecord(
             provider=self.type,
             account=self.account,
@@ -291,8 +282,8 @@ class XAIProvider(HttpProvider):
             cost_type=unit.cost_type,
             amount=p.value,
             currency="USD",
-            line_item=p.model,
-            token_type="",
+            line_item=line_item,
+            token_type=unit.token_type,
             attribution="line_item" if model else "unattributed",
         )
 

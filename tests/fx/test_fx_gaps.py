@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -71,43 +73,38 @@ def test_a_poll_with_converted_and_unconvertible_rows_stores_them_all(
     store.close()
 
 
-@pytest.fixture
-def org() -> FakeOpenAIOrg:
-    return generate_org(today=FX_TODAY, days=BACKFILL + 5, seed=3)
+@dataclass
+class World:
+    """A fake OpenAI org and a fake ECB on loopback, both on one hand-moved clock."""
+
+    clock: MutableClock
+    openai: FakeOpenAIServer
+    ecb: FakeEcbServer
+
+
+@contextmanager
+def world_at(now: datetime, rates: EcbRates, org: FakeOpenAIOrg) -> Iterator[World]:
+    clock = MutableClock(now)
+    with FakeOpenAIServer(org, now=clock) as openai, FakeEcbServer(rates, now=clock) as ecb:
+        yield World(clock, openai, ecb)
 
 
 @pytest.fixture
-def clock() -> MutableClock:
-    return MutableClock(AFTER_PUBLICATION)
+def world() -> Iterator[World]:
+    org = generate_org(today=FX_TODAY, days=BACKFILL + 5, seed=3)
+    with world_at(AFTER_PUBLICATION, ECB_RATES, org) as w:
+        yield w
 
 
-@pytest.fixture
-def openai(org: FakeOpenAIOrg, clock: MutableClock) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(org, now=clock) as server:
-        yield server
-
-
-@pytest.fixture
-def ecb(clock: MutableClock) -> Iterator[FakeEcbServer]:
-    with FakeEcbServer(ECB_RATES, now=clock) as server:
-        yield server
-
-
-def _app(
-    tmp_path: Path,
-    openai: FakeOpenAIServer,
-    ecb: FakeEcbServer,
-    clock: MutableClock,
-    backfill: int = BACKFILL,
-) -> App:
+def _app(tmp_path: Path, w: World, backfill: int = BACKFILL) -> App:
     config = make_config(
         tmp_path,
-        openai.base_url,
+        w.openai.base_url,
         currency="EUR",
         poll={"backfill_days": backfill},
-        fx={"base_url": ecb.base_url},
+        fx={"base_url": w.ecb.base_url},
     )
-    return opened(build(config, clock=clock, env={KEY_ENV: openai.org.admin_key}))
+    return opened(build(config, clock=w.clock, env={KEY_ENV: w.openai.org.admin_key}))
 
 
 def _samples(app: App) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -119,10 +116,11 @@ def _value(app: App, name: str, **labels: str) -> float | None:
 
 
 def test_a_fresh_install_without_ecb_polls_withholds_and_converts_when_rates_arrive(
-    tmp_path: Path, openai: FakeOpenAIServer, ecb: FakeEcbServer, clock: MutableClock
+    tmp_path: Path, world: World
 ) -> None:
+    openai, ecb = world.openai, world.ecb
     ecb.stop()  # no ECB reachable: only the bundled history, which ends weeks before today
-    app = _app(tmp_path, openai, ecb, clock)
+    app = _app(tmp_path, world)
     assert app.poll_once()
     assert _value(app, "aicost_up", provider="openai", account="main") == 1
     assert _value(app, "aicost_poll_errors_total", provider="openai", account="main",
@@ -153,12 +151,12 @@ def test_a_scheduled_backfill_refreshes_fx_after_it(tmp_path: Path) -> None:
     only the full ECB history has rates for, so the backfill must be followed by a refresh.
     """
     today = bundled().last + timedelta(days=120)  # older than the 90-day file reaches
-    clock = MutableClock(datetime.combine(today, time(15, 30), UTC))
     rates = EcbRates.generate(today - timedelta(days=400), today, seed=5)
     backfill = (today - bundled().last).days + 3
     org = generate_org(today=today, days=backfill + 5, seed=3)
-    with FakeOpenAIServer(org, now=clock) as openai, FakeEcbServer(rates, now=clock) as ecb:
-        app = _app(tmp_path, openai, ecb, clock, backfill)
+    with world_at(datetime.combine(today, time(15, 30), UTC), rates, org) as w:
+        ecb = w.ecb
+        app = _app(tmp_path, w, backfill)
         app.fx_refresh()  # the start-up refresh won the race: nothing stored yet
         assert "eurofxref-hist.xml" not in ecb.files_requested()
         app.poll(app.pollers[0])  # the scheduled first poll: a backfill
@@ -172,12 +170,12 @@ def test_a_scheduled_backfill_refreshes_fx_after_it(tmp_path: Path) -> None:
 
 
 def test_a_stale_rate_keeps_its_date_series_and_fires_the_stale_alert(
-    tmp_path: Path, openai: FakeOpenAIServer, ecb: FakeEcbServer, clock: MutableClock
+    tmp_path: Path, world: World
 ) -> None:
     """ECB unreachable since the bundled history ended: the exporter's own exposition in
     that state, fed to promtool with the real ``AICostFxRateStale`` rule."""
-    ecb.stop()
-    app = _app(tmp_path, openai, ecb, clock)
+    world.ecb.stop()
+    app = _app(tmp_path, world)
     assert app.poll_once()
     last = bundled().last
     samples = _samples(app)
@@ -186,7 +184,7 @@ def test_a_stale_rate_keeps_its_date_series_and_fires_the_stale_alert(
     assert samples[date_key] == midnight_ts(last)
     rates = {dict(k[1])["source"]: v for k, v in samples.items() if k[0] == "aicost_fx_rate"}
     assert rates == {"bundled": float(bundled().series("USD")[last] ** -1)}
-    _promtool_fires_stale(tmp_path, samples[date_key] - clock.now.timestamp())
+    _promtool_fires_stale(tmp_path, samples[date_key] - world.clock.now.timestamp())
 
 
 def _duration(seconds: float) -> str:
