@@ -480,6 +480,9 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     return 0
 
 
+DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx --config\n"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
@@ -503,9 +506,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             **DEMO_GOVERNANCE,
         }
         config = Config.model_validate(data)
-        config_path = storage.with_name(storage.stem + ".yaml")
+        config_path = storage.with_name(storage.name + ".demo.yaml")
+        if config_path.exists() and not config_path.read_text().startswith(DEMO_CONFIG_MARK):
+            print(f"error: {config_path} exists and was not written by the demo; "
+                  "choose another --storage.path", file=sys.stderr)  # fmt: skip
+            return 1
         config_path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+        text = DEMO_CONFIG_MARK + yaml.safe_dump(data, sort_keys=False)
+        config_path.write_text(text, encoding="utf-8")
         log.info(
             "demo: history at %s%s; inspect it with `ai-cost-exporter recommendations "
             "--config %s` or `ai-cost-exporter fx --config %s --date YYYY-MM-DD`",
