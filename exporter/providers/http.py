@@ -268,12 +268,14 @@ class ApiClient:
         """Walk list paging: ``data`` + ``has_more``, next page from ``<after_param>=<last_id>``."""
         after: str | None = None
         ids: set[str] = set()
+        repeated_pages = 0
         for page_no in range(MAX_PAGES):
             page = self.get_json(
                 endpoint, path, {**params, **({after_param: after} if after else {})}
             )
             where = f"{endpoint} page {page_no + 1}"
             items = json_field(page, "data", list, where)
+            fresh = 0
             for item in items:
                 if not isinstance(item, dict):
                     raise ParseError(f"{where}: list entries must be objects")
@@ -282,7 +284,14 @@ class ApiClient:
                     continue  # a page repeated under another cursor: each id once
                 if isinstance(item_id, str):
                     ids.add(item_id)
+                fresh += 1
                 yield item
+            repeated_pages = repeated_pages + 1 if items and not fresh else 0
+            if repeated_pages > MAX_REPEATED_PAGES:
+                raise ParseError(
+                    f"{where}: {repeated_pages} pages in a row only repeat ids already read; "
+                    "the paging does not advance"
+                )
             if not page.get("has_more"):
                 return
             last = page.get("last_id") or (items[-1].get("id") if items else None)

@@ -24,6 +24,7 @@ from exporter.demo.http import PAGE_PREFIX
 from exporter.demo.openai import FakeOpenAIServer, Fault
 from exporter.poller import Poller
 from exporter.providers.errors import ParseError
+from exporter.providers.http import ApiClient
 from exporter.providers.openai import USAGE_ENDPOINTS, OpenAIProvider
 from exporter.records import CostRecord, FetchResult, duplicate_keys
 from exporter.store import Store
@@ -121,3 +122,27 @@ def test_one_fetch_holding_a_key_twice_is_refused_before_the_store() -> None:
     assert duplicate_keys(FetchResult(day, TODAY, [], [row, row])) == [
         f"cost {day} p1/gpt-4o, input/gpt-4o"
     ]
+
+
+def test_list_pages_that_cycle_count_each_id_once_and_then_fail() -> None:
+    """Two list pages whose cursors alternate forever (A, B, A, B, ...): each id is yielded
+    once, and the walk stops as a parse error instead of reading 10,000 pages."""
+    pages = {
+        None: {"data": [{"id": "a1"}, {"id": "a2"}], "has_more": True, "last_id": "a2"},
+        "a2": {"data": [{"id": "b1"}, {"id": "b2"}], "has_more": True, "last_id": "b2"},
+        "b2": {"data": [{"id": "a1"}, {"id": "a2"}], "has_more": True, "last_id": "a2"},
+    }
+    calls: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        after = request.url.params.get("after")
+        calls.append(after)
+        return httpx.Response(200, json=pages[after])
+
+    client = opened(httpx.Client(transport=httpx.MockTransport(answer)))
+    api = ApiClient(client, "http://fake.invalid", {})
+    seen: list[str] = []
+    with pytest.raises(ParseError, match="only repeat ids already read"):
+        seen.extend(item["id"] for item in api.list_items("projects", "/projects", {}))
+    assert seen == ["a1", "a2", "b1", "b2"]
+    assert len(calls) < 12
