@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file and exit (non-zero on errors)",
         description="Validate a config file: report every error with its YAML path, and "
-        "check that each provider's key can be read (the key itself is never printed).",
+        "check that each provider's key can be read (the key itself is never printed) and "
+        "that storage.path can be opened read-write (nothing is created or changed).",
     )
     chk.add_argument("file", help="path of the YAML config file")
 

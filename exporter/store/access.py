@@ -54,6 +54,7 @@ def validate_history(path: Path) -> None:
         conn = _read_only(uri)
         try:
             row = conn.execute("PRAGMA quick_check(1)").fetchone()
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -61,6 +62,11 @@ def validate_history(path: Path) -> None:
     if row is None or row[0] != "ok":
         detail = " ".join(str(row[0] if row else "no answer").split())[:160]
         raise StorageError(_corrupt(path, f"database disk image is malformed: {detail}"))
+    if tables and "_migrations" not in tables:  # another program's database: never migrate it
+        raise StorageError(
+            f"storage.path {path} is a SQLite database of another program (no _migrations "
+            "table); it was left untouched: point storage.path at a new file"
+        )
 
 
 def _read_only(uri: str) -> sqlite3.Connection:

@@ -70,6 +70,17 @@ def malformed(tmp_path: Path) -> Path:
     return path
 
 
+def another_programs_database(tmp_path: Path) -> Path:
+    import sqlite3
+
+    path = tmp_path / "h.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total TEXT)")
+    conn.commit()
+    conn.close()
+    return path
+
+
 def a_directory(tmp_path: Path) -> Path:
     path = tmp_path / "history"
     path.mkdir()
@@ -86,6 +97,8 @@ CASES: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
                                         "restore it from a backup")),
     "malformed": (malformed, ("not a usable SQLite history", "left untouched",
                               "move it aside")),
+    "another program's database": (another_programs_database, ("of another program",
+                                                               "left untouched")),
     "a directory": (a_directory, ("is a directory", "set storage.path to a file inside it")),
     "under a file": (under_a_file, ("which is a file, not a directory",)),
 }  # fmt: skip
