@@ -130,6 +130,8 @@ class MetricsServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], web: WebConfig | None = None) -> None:
         self.source: Source | None = None
         self.web = web  # read per connection and per request: a reload applies at once
+        if ":" in address[0]:  # an IPv6 address such as ::1 (written [::1]:9877)
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
 
