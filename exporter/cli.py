@@ -424,6 +424,7 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
         signal.signal(sig, lambda *_: stop.set())
     app = build(config, env=env)
     server.source = app
+    server.ingest = app.intake
     scheduler = schedule.start(app)
     try:
         stop.wait()

@@ -430,6 +430,56 @@ class BudgetConfig(_Strict):
         return tuple(sorted(value))
 
 
+class IngestAttributes(_Strict):
+    """Span/resource attribute keys each request dimension is read from, first match wins
+    (each key is looked up on the span, then on its resource)."""
+
+    endpoint: tuple[str, ...] = ("aicost.endpoint", "http.route", "service.name")
+    tenant: tuple[str, ...] = ("aicost.tenant", "tenant.id")
+    user: tuple[str, ...] = ("enduser.id", "user.id")
+    prompt_version: tuple[str, ...] = ("aicost.prompt_version",)
+    outcome: tuple[str, ...] = ("aicost.outcome",)
+    # true when a key holds boolean true (or "true") or a number above 0
+    retry: tuple[str, ...] = ("aicost.retry", "http.request.resend_count")
+
+
+class IngestConfig(_Strict):
+    """Request-level usage pushed by applications: ``POST /v1/traces`` (OTLP/HTTP GenAI
+    spans) and ``POST /api/v1/events`` (JSON events). Off unless ``enabled``."""
+
+    enabled: bool = False
+    token_env: str | None = None  # name of the environment variable holding the bearer token
+    token_file: str | None = None
+    max_tenants: int = Field(20, ge=1, le=10_000)
+    max_endpoints: int = Field(100, ge=1, le=10_000)
+    max_prompt_versions: int = Field(50, ge=1, le=10_000)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    retention_days: int = Field(35, ge=1, le=3650)  # raw events; daily roll-ups as storage
+    refresh_interval: Duration = 15.0  # how often new requests reach /metrics
+    attributes: IngestAttributes = IngestAttributes()
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env_name(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), "
+                "not the token itself"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> IngestConfig:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("set only one of token_env and token_file")
+        if self.enabled and self.token_env is None and self.token_file is None:
+            raise ValueError(
+                "ingest is enabled: set token_env or token_file (every ingest request "
+                "must carry that bearer token)"
+            )
+        return self
+
+
 class Config(_Strict):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     currency: str = "USD"
@@ -441,6 +491,7 @@ class Config(_Strict):
     providers: list[AnyProviderConfig] = Field(default_factory=list)
     attribution: list[AttributionRule] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    ingest: IngestConfig = IngestConfig()
 
     @field_validator("currency")
     @classmethod
@@ -590,24 +641,28 @@ class Secret:
 
 def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> Secret:
     """Read the admin key from the environment or a file; errors never include the key."""
-    environ = os.environ if env is None else env
     where = f"providers[{provider.account}]"
-    if provider.api_key_env is not None:
-        value = environ.get(provider.api_key_env, "").strip()
+    return _read_secret(where, "api_key", provider.api_key_env, provider.api_key_file, env)
+
+
+def _read_secret(
+    where: str, what: str, env_name: str | None, file: str | None, env: dict[str, str] | None
+) -> Secret:
+    """A secret from the environment variable ``env_name`` or the file ``file``."""
+    environ = os.environ if env is None else env
+    if env_name is not None:
+        value = environ.get(env_name, "").strip()
         if not value:
-            raise ValueError(
-                f"{where}: environment variable {provider.api_key_env} is not set or empty"
-            )
+            raise ValueError(f"{where}: environment variable {env_name} is not set or empty")
         return Secret(value)
-    assert provider.api_key_file is not None
+    if file is None:
+        raise ValueError(f"{where}: set {what}_env or {what}_file")
     try:
-        value = Path(provider.api_key_file).read_text(encoding="utf-8").strip()
+        value = Path(file).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(
-            f"{where}: cannot read api_key_file {provider.api_key_file}: {exc.strerror}"
-        ) from None
+        raise ValueError(f"{where}: cannot read {what}_file {file}: {exc.strerror}") from None
     if not value:
-        raise ValueError(f"{where}: api_key_file {provider.api_key_file} is empty")
+        raise ValueError(f"{where}: {what}_file {file} is empty")
     return Secret(value)
 
 
@@ -621,4 +676,14 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
+    if config.ingest.enabled:
+        try:
+            resolve_ingest_token(config.ingest, env)
+        except ValueError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def resolve_ingest_token(ingest: IngestConfig, env: dict[str, str] | None = None) -> Secret:
+    """The bearer token ingest requests must carry; errors never include the token."""
+    return _read_secret("ingest", "token", ingest.token_env, ingest.token_file, env)

@@ -32,6 +32,7 @@ from exporter.metrics import BY_NAME, MetricDef
 from exporter.snapshot import (
     TOKEN_WINDOW_NAMES,
     WINDOW_NAMES,
+    AppMetrics,
     FxState,
     Governance,
     Snapshot,
@@ -165,6 +166,38 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     build = _gauge("aicost_build_info")
     _add(build, value=1, version=__version__, python_version=platform.python_version())
     yield build
+
+    yield from _app_families(snapshot.app)
+
+
+def _app_families(app: AppMetrics) -> Iterator[Metric]:
+    """Request-level counters and unit economics of ingested requests."""
+    counters: tuple[tuple[str, Mapping[Any, Decimal | int]], ...] = (
+        ("aicost_app_requests_total", app.requests),
+        ("aicost_app_retries_total", app.retries),
+        ("aicost_app_tokens_total", app.tokens),
+        ("aicost_app_cost_total", app.cost),
+    )
+    for name, values in counters:
+        fam = _counter(name)
+        for key, v in sorted(values.items()):
+            _add(fam, key, value=_num(v))
+        yield fam
+    gauges: tuple[tuple[str, Mapping[Any, Decimal]], ...] = (
+        ("aicost_app_cost_per_request_7d", app.cost_per_request_7d),
+        ("aicost_app_cost_per_outcome_7d", app.cost_per_outcome_7d),
+        ("aicost_app_prompt_version_cost_change_ratio", app.prompt_version_change),
+        ("aicost_app_estimate_to_billed_ratio", app.estimate_to_billed),
+    )
+    for name, ratios in gauges:
+        gauge = _gauge(name)
+        for key, v in sorted(ratios.items()):
+            _add(gauge, key, value=_num(v))
+        yield gauge
+    rejected = _counter("aicost_ingest_rejected_total")
+    for key, n in sorted(app.rejected.items()):
+        _add(rejected, key, value=n)
+    yield rejected
 
 
 def _fx_families(fx: FxState) -> Iterator[Metric]:

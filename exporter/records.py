@@ -222,3 +222,42 @@ def merge_costs(rows: Iterable[CostRecord]) -> list[CostRecord]:
         k = row.key()
         merged[k] = merged[k].merged(row) if k in merged else row
     return list(merged.values())
+
+
+# --------------------------------------------------------------------------- app requests
+
+# The attribution dimensions of an ingested request, and the value of a missing one.
+REQUEST_DIMENSIONS: tuple[str, ...] = ("endpoint", "tenant", "user", "prompt_version", "outcome")
+UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One AI API request as the application saw it (an OTLP GenAI span or a JSON event).
+
+    ``id`` is the idempotency key (``span:<trace id>:<span id>`` or ``event:<id>``); the
+    token fields are disjoint like the billed token types (``input_tokens`` is the
+    *uncached* input). Cost is not part of the record: it is an estimate the intake adds.
+    """
+
+    id: str
+    time: datetime  # UTC
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    endpoint: str = UNKNOWN
+    tenant: str = UNKNOWN
+    user: str = ""
+    prompt_version: str = UNKNOWN
+    outcome: str = UNKNOWN
+    retry: bool = False
+
+    def tokens(self, token_type: str) -> int:
+        return int(getattr(self, f"{token_type}_tokens"))
+
+    @property
+    def day(self) -> date:
+        return self.time.date()
