@@ -1,4 +1,4 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,top}``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from exporter import __version__
@@ -182,6 +183,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list every stored cost row of that day with its audit trail: source "
         "amount and currency, rate, rate date, rate source, converted amount",
     )
+    top = sub.add_parser(
+        "top",
+        help="print the top spenders by user, tenant or endpoint from ingested requests",
+        description="Read the requests ingested from applications (POST /v1/traces, "
+        "/api/v1/events) from the SQLite history and print the top spenders of the last "
+        "--days UTC days (today included) by estimated cost. User-level detail stays here, "
+        "out of Prometheus.",
+    )
+    top.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file (its storage.path and currency are read)",
+    )
+    top.add_argument(
+        "--by",
+        choices=("user", "tenant", "endpoint"),
+        default="user",
+        help="what to group by (default: user)",
+    )
+    top.add_argument(
+        "--days", type=int, default=7, help="UTC days to include, today included (default: 7)"
+    )
+    top.add_argument("--limit", type=int, default=20, help="lines to print (default: 20)")
+    common(top, listen=False)
     return parser
 
 
@@ -201,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": cmd_poll,
         "recommendations": cmd_recommendations,
         "fx": cmd_fx,
+        "top": cmd_top,
     }[args.command]
     return handler(args)
 
@@ -389,6 +417,47 @@ def print_audit(rows: list[dict[str, object]]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(AUDIT_COLUMNS))]
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
+def cmd_top(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.days < 1 or args.limit < 1:
+        print("error: --days and --limit must be at least 1", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or "warning")
+    from datetime import timedelta
+
+    from exporter.analytics.build import usd_rate
+    from exporter.analytics.unit_economics import top_spenders
+    from exporter.app import open_history, open_store
+    from exporter.clock import utc_now
+
+    if not Path(config.storage.path).is_file():
+        print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
+        return 1
+    today = utc_now().date()
+    start = today - timedelta(days=args.days - 1)
+    history = open_history(config, store=open_store(config, read_only=True))
+    try:
+        rows = history.store.request_days(start, today + timedelta(days=1))
+        spenders = top_spenders(rows, args.by, usd_rate(history.fx, config.currency))
+    finally:
+        history.close()
+    if not spenders:
+        print(f"no ingested requests from {start} to {today}")
+        return 0
+    cur = config.currency
+    table = [[args.by, f"estimated_cost_{cur}", "requests", "tokens", "unpriced_requests"]]
+    for s in spenders[: args.limit]:
+        cost = "no rate" if s.cost is None else f"{s.cost.quantize(Decimal('0.000001'))}"
+        table.append([s.value or "-", cost, str(s.requests), str(s.tokens), str(s.unpriced)])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    print(f"top {args.by}s by estimated cost, {start} to {today} (UTC)")
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
