@@ -29,7 +29,7 @@ def test_top_prints_the_dearest_users_first(
                     event("3", t, user="bob"),
                     event("4", t - timedelta(days=9), user="carol", input_tokens=900_000),
                 ]
-            ),  # fmt: skip
+            ),
             "application/json",
         )
         assert r.json()["new"] == 4
