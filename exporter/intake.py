@@ -27,16 +27,17 @@ import sqlite3
 import threading
 import zlib
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from exporter.clock import Clock, utc_now
 from exporter.config import IngestConfig, resolve_ingest_token
 from exporter.ingest import Parsed, Rejection, events, otlp
-from exporter.pricing import Catalogue
-from exporter.records import RequestRecord
+from exporter.pricing import Catalogue, UnitPrices
+from exporter.records import TOKEN_TYPES, RequestRecord
 from exporter.snapshot import IngestRejectKey
 from exporter.store import Store
+from exporter.store.requests import to_pico
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ RETRY_AFTER = "5"
 MAX_LISTED = 100  # rejected events listed one by one in an events reply
 
 Reply = tuple[int, bytes, str, dict[str, str]]
+# per-token prices in pico-USD (input, output, cache read, cache write); UnitPrices when a
+# price has more than six decimals per million tokens; None: not in the catalogue
+PicoPrices = tuple[int, int, int, int] | UnitPrices | None
+PICO_PER_MTOK = Decimal(10) ** 6  # USD per million tokens -> pico-USD per token
 
 
 def _text(code: int, message: str, headers: dict[str, str] | None = None) -> Reply:
@@ -99,6 +104,7 @@ class Intake:
             self._token_problem = str(exc)
             log.error("%s; every ingest request is refused with 503 until it is fixed", exc)
         self._lock = threading.Lock()
+        self._pico: dict[tuple[str, str, date], PicoPrices] = {}
         self.rejected: dict[IngestRejectKey, int] = {}
         self.dirty = threading.Event()  # set when requests were counted or refused
 
@@ -190,9 +196,34 @@ class Intake:
                 kept.append(r)
         return kept
 
-    def _price(self, r: RequestRecord) -> Decimal | None:
-        prices = self.catalogue.prices(r.provider, r.model, r.day)
-        return None if prices is None else prices.tokens_cost(r)
+    def _price(self, r: RequestRecord) -> int | None:
+        """The request's estimated cost in pico-USD (None: the model has no price)."""
+        key = (r.provider, r.model, r.day)
+        if key not in self._pico:
+            self._pico[key] = self._pico_prices(*key)
+        per_token = self._pico[key]
+        if per_token is None:
+            return None
+        if isinstance(per_token, UnitPrices):  # a price with more than six decimals
+            return to_pico(per_token.tokens_cost(r))
+        pi, po, pr, pw = per_token
+        return (
+            r.input_tokens * pi
+            + r.output_tokens * po
+            + r.cache_read_tokens * pr
+            + r.cache_write_tokens * pw
+        )
+
+    def _pico_prices(self, provider: str, model: str, day: date) -> PicoPrices:
+        """Per-token prices in pico-USD as integers (USD per MTok x 1e6), when exact."""
+        prices = self.catalogue.prices(provider, model, day)
+        if prices is None:
+            return None
+        pico = [prices.of(t) * PICO_PER_MTOK for t in TOKEN_TYPES]
+        if any(p != p.to_integral_value() for p in pico):
+            return prices
+        pi, po, pr, pw = (int(p) for p in pico)
+        return (pi, po, pr, pw)
 
     def _events_reply(self, parsed: Parsed, kept: list[RequestRecord], new: int) -> Reply:
         rejected = sorted(parsed.rejected, key=lambda r: r.index)

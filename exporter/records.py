@@ -231,13 +231,13 @@ REQUEST_DIMENSIONS: tuple[str, ...] = ("endpoint", "tenant", "user", "prompt_ver
 UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
     """One AI API request as the application saw it (an OTLP GenAI span or a JSON event).
 
     ``id`` is the idempotency key (``span:<trace id>:<span id>`` or ``event:<id>``); the
     token fields are disjoint like the billed token types (``input_tokens`` is the
     *uncached* input). Cost is not part of the record: it is an estimate the intake adds.
+    A named tuple, not a dataclass: ingest builds tens of thousands per second.
     """
 
     id: str

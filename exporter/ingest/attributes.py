@@ -45,6 +45,8 @@ CACHE_WRITE_KEYS = (
     "gen_ai.usage.cache_creation_input_tokens",
 )
 USAGE_KEYS = INPUT_KEYS + OUTPUT_KEYS + CACHE_READ_KEYS + CACHE_WRITE_KEYS
+USAGE_SET = frozenset(USAGE_KEYS)
+_EMPTY: Mapping[str, Any] = {}
 
 MAX_LABEL_LENGTH = 128  # longer attribution values are refused, not truncated
 MAX_ID_LENGTH = 256
@@ -72,24 +74,46 @@ class Invalid(ValueError):
     """A span or event that cannot be counted; the message is its reason."""
 
 
+_WANTED: dict[IngestAttributes, frozenset[str]] = {}
+
+
+def wanted_keys(mapping: IngestAttributes) -> frozenset[str]:
+    """Every span attribute key :func:`span_record` reads under ``mapping``."""
+    if mapping not in _WANTED:
+        dims = (mapping.endpoint, mapping.tenant, mapping.user, mapping.prompt_version,
+                mapping.outcome, mapping.retry)  # fmt: skip
+        keys = PROVIDER_KEYS + MODEL_KEYS + USAGE_KEYS + tuple(k for d in dims for k in d)
+        _WANTED[mapping] = frozenset(keys)
+    return _WANTED[mapping]
+
+
 def provider_id(value: str) -> str:
     """Our provider id of a GenAI provider value (``x_ai`` -> ``xai``), lower-cased."""
+    if value in _KNOWN:
+        return _KNOWN[value]
     v = value.strip().lower()
     return PROVIDER_ALIASES.get(v, v)
 
 
-def first(keys: tuple[str, ...], *where: Mapping[str, Any]) -> Any:
-    """The value of the first of ``keys`` present in one of ``where`` (in that order)."""
+_KNOWN = {**{p: p for p in ("openai", "anthropic", "xai", "bedrock", "azure_openai", "vertex",
+                            "gemini")}, **PROVIDER_ALIASES}  # fmt: skip
+
+
+def first(keys: tuple[str, ...], attrs: Mapping[str, Any], resource: Mapping[str, Any]) -> Any:
+    """The value of the first of ``keys`` on the span, else on its resource."""
     for key in keys:
-        for attrs in where:
-            value = attrs.get(key)
-            if value is not None:
-                return value
+        value = attrs.get(key)
+        if value is None:
+            value = resource.get(key)
+        if value is not None:
+            return value
     return None
 
 
 def count(value: Any, name: str) -> int:
     """A token count: a non-negative integer (an integral double is accepted)."""
+    if type(value) is int and value >= 0:  # the common case, first
+        return value
     if isinstance(value, bool) or value is None:
         raise Invalid(f"{name} must be a non-negative integer, got {value!r}")
     if isinstance(value, float):
@@ -105,6 +129,8 @@ def count(value: Any, name: str) -> int:
 
 def label(value: Any, name: str) -> str:
     """An attribution value: a short string (numbers are written out), or unknown."""
+    if type(value) is str and 0 < len(value) <= MAX_LABEL_LENGTH:  # the common case, first
+        return value
     if value is None or value == "":
         return UNKNOWN
     if isinstance(value, bool) or not isinstance(value, str | int):
@@ -140,40 +166,39 @@ def span_record(
 ) -> RequestRecord | None:
     """The request of one span; None when it carries no GenAI usage; :class:`Invalid` when
     it does but cannot be counted (no model, negative tokens, ...)."""
-    if not any(key in attrs for key in USAGE_KEYS):
+    if attrs.keys().isdisjoint(USAGE_SET):
         return None
     raw_provider = first(PROVIDER_KEYS, attrs, resource)
     if not isinstance(raw_provider, str) or not raw_provider.strip():
         raise Invalid("no gen_ai.provider.name (or gen_ai.system) attribute")
-    model = first(MODEL_KEYS, attrs)
+    model = first(MODEL_KEYS, attrs, _EMPTY)
     if not isinstance(model, str) or not model.strip():
         raise Invalid("no gen_ai.response.model (or gen_ai.request.model) attribute")
     if len(model) > MAX_LABEL_LENGTH:
         raise Invalid(f"model is longer than {MAX_LABEL_LENGTH} characters")
-
-    def tokens(keys: tuple[str, ...]) -> int:
-        value = first(keys, attrs)
-        return 0 if value is None else count(value, keys[0])
-
-    total_in, cache_read, cache_write = (
-        tokens(INPUT_KEYS),
-        tokens(CACHE_READ_KEYS),
-        tokens(CACHE_WRITE_KEYS),
+    total_in, output, cache_read, cache_write = (
+        0 if (v := first(keys, attrs, _EMPTY)) is None else count(v, keys[0])
+        for keys in (INPUT_KEYS, OUTPUT_KEYS, CACHE_READ_KEYS, CACHE_WRITE_KEYS)
     )
     cached = cache_read + cache_write
+    retry = False
+    for key in mapping.retry:
+        if truthy(first((key,), attrs, resource)):
+            retry = True
+            break
     return RequestRecord(
-        id=span_id,
-        time=time,
-        provider=provider_id(raw_provider),
-        model=model.strip(),
-        input_tokens=total_in - cached if total_in >= cached else total_in,
-        output_tokens=tokens(OUTPUT_KEYS),
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        endpoint=label(first(mapping.endpoint, attrs, resource), "endpoint"),
-        tenant=label(first(mapping.tenant, attrs, resource), "tenant"),
-        user=user_label(first(mapping.user, attrs, resource)),
-        prompt_version=label(first(mapping.prompt_version, attrs, resource), "prompt_version"),
-        outcome=label(first(mapping.outcome, attrs, resource), "outcome"),
-        retry=any(truthy(first((key,), attrs, resource)) for key in mapping.retry),
+        span_id,
+        time,
+        provider_id(raw_provider),
+        model.strip(),
+        total_in - cached if total_in >= cached else total_in,
+        output,
+        cache_read,
+        cache_write,
+        label(first(mapping.endpoint, attrs, resource), "endpoint"),
+        label(first(mapping.tenant, attrs, resource), "tenant"),
+        user_label(first(mapping.user, attrs, resource)),
+        label(first(mapping.prompt_version, attrs, resource), "prompt_version"),
+        label(first(mapping.outcome, attrs, resource), "outcome"),
+        retry,
     )

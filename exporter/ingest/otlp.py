@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exporter.config import IngestAttributes
-from exporter.ingest.attributes import Invalid, Parsed, Rejection, span_record
+from exporter.ingest.attributes import Invalid, Parsed, Rejection, span_record, wanted_keys
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -47,7 +47,7 @@ def decode(body: bytes, content_type: str, mapping: IngestAttributes, now: datet
     """The GenAI requests of an OTLP/HTTP trace body. ``now``: the time of spans without one."""
     kind = media_type(content_type)
     if kind == PROTOBUF:
-        spans = _protobuf_spans(body)
+        spans = _protobuf_spans(body, wanted_keys(mapping))
     elif kind == JSON:
         spans = _json_spans(body)
     else:
@@ -80,7 +80,7 @@ Span = tuple[str, str, int, dict[str, Any], dict[str, Any]]  # trace, span, ns, 
 # --------------------------------------------------------------------------- protobuf
 
 
-def _protobuf_spans(body: bytes) -> Iterator[Span]:
+def _protobuf_spans(body: bytes, wanted: frozenset[str]) -> Iterator[Span]:
     try:
         from google.protobuf.message import DecodeError
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -95,15 +95,21 @@ def _protobuf_spans(body: bytes) -> Iterator[Span]:
         request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as exc:
         raise BadBody(f"not a protobuf ExportTraceServiceRequest: {exc}") from None
-    return _pb_iter(request)
+    return _pb_iter(request, wanted)
 
 
-def _pb_iter(request: Any) -> Iterator[Span]:
+def _pb_iter(request: Any, wanted: frozenset[str]) -> Iterator[Span]:
+    """The spans of a decoded request; only the attributes we read are converted (GenAI
+    spans also carry prompts, completions and request parameters)."""
     for rs in request.resource_spans:
         resource = {kv.key: _pb_value(kv.value) for kv in rs.resource.attributes}
         for ss in rs.scope_spans:
             for span in ss.spans:
-                attrs = {kv.key: _pb_value(kv.value) for kv in span.attributes}
+                attrs = {}
+                for kv in span.attributes:
+                    key = kv.key
+                    if key in wanted:
+                        attrs[key] = _pb_value(kv.value)
                 yield (
                     span.trace_id.hex(),
                     span.span_id.hex(),

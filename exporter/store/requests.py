@@ -64,79 +64,64 @@ class DailyRow:
 
 
 def to_pico(usd: Decimal) -> int:
+    """USD -> pico-USD (exact for prices with up to six decimals per million tokens)."""
     return int((usd * PICO).to_integral_value())
 
 
 class RequestLog(Database):
     """Ingested requests: idempotent writes, roll-ups, caps' first-seen order, top lists."""
 
-    def record_requests(self, priced: Sequence[tuple[RequestRecord, Decimal | None]]) -> int:
+    def record_requests(self, priced: Sequence[tuple[RequestRecord, int | None]]) -> int:
         """Count each request not seen before (by id); return how many were new.
 
-        ``priced``: each request with its estimated USD cost (None: no catalogue price).
-        One transaction: the raw rows, the roll-ups and the label first-seen times land
-        together, so a crash never counts a request without remembering its id.
+        ``priced``: each request with its estimated cost in pico-USD (None: no catalogue
+        price). One transaction: the raw rows, the roll-ups and the label first-seen times
+        land together, so a crash never counts a request without remembering its id. The
+        roll-ups are summed by SQLite from the rows just inserted (``INSERT OR IGNORE``
+        skips the ids seen before, within the batch too).
         """
-        batch: dict[str, tuple[RequestRecord, Decimal | None]] = {}
-        for record, cost in priced:
-            batch.setdefault(record.id, (record, cost))
-        if not batch:
+        if not priced:
             return 0
+        raw = [
+            (r.id, r.time.timestamp(), r.day.isoformat(), r.provider, r.model, r.endpoint,
+             r.tenant, r.user, r.prompt_version, r.outcome, int(r.retry), r.input_tokens,
+             r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, pusd)
+            for r, pusd in priced
+        ]  # fmt: skip
         with self._transaction() as conn:
-            ids = list(batch)
-            for i in range(0, len(ids), _CHUNK):
-                chunk = ids[i : i + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for (seen,) in conn.execute(
-                    f"SELECT id FROM app_requests WHERE id IN ({marks})", chunk
-                ):
-                    del batch[seen]
-            if not batch:
+            (last,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM app_requests").fetchone()
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO app_requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", raw
+            )
+            new = conn.total_changes - before
+            if not new:
                 return 0
-            raw: list[tuple[object, ...]] = []
-            daily: dict[tuple[str, ...], tuple[tuple[int, ...], float]] = {}
-            labels: dict[tuple[str, str], float] = {}
-            for r, cost in batch.values():
-                pusd = None if cost is None else to_pico(cost)
-                ts = r.time.timestamp()
-                day = r.day.isoformat()
-                raw.append((
-                    r.id, ts, day, r.provider, r.model, r.endpoint, r.tenant, r.user,
-                    r.prompt_version, r.outcome, int(r.retry), r.input_tokens, r.output_tokens,
-                    r.cache_read_tokens, r.cache_write_tokens, pusd,
-                ))  # fmt: skip
-                key = (day, r.provider, r.model, r.endpoint, r.tenant, r.user,
-                       r.prompt_version, r.outcome)  # fmt: skip
-                add = (1, int(r.retry), *(r.tokens(t) for t in TOKEN_TYPES), pusd or 0,
-                       int(pusd is None))  # fmt: skip
-                old = daily.get(key)
-                daily[key] = (
-                    (add, ts) if old is None
-                    else (tuple(a + b for a, b in zip(old[0], add, strict=True)), min(old[1], ts))
-                )  # fmt: skip
-                for kind in CAPPED:
-                    value = getattr(r, kind)
-                    labels[(kind, value)] = min(labels.get((kind, value), ts), ts)
-                pv = ("prompt_version@" + r.endpoint, r.prompt_version)
-                labels[pv] = min(labels.get(pv, ts), ts)
-            conn.executemany(
-                "INSERT INTO app_requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", raw
-            )
             sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in SUMS)
-            conn.executemany(
-                f"INSERT INTO app_daily ({', '.join(DAILY_KEY)}, {', '.join(SUMS)}, first_ts) "
-                f"VALUES ({','.join('?' * (len(DAILY_KEY) + len(SUMS) + 1))}) "
-                f"ON CONFLICT ({', '.join(DAILY_KEY)}) DO UPDATE SET {sums}, "
+            keys = ", ".join(DAILY_KEY)
+            conn.execute(
+                f"INSERT INTO app_daily ({keys}, {', '.join(SUMS)}, first_ts) "
+                f"SELECT {keys}, COUNT(*), SUM(retry), SUM(input_tokens), SUM(output_tokens), "
+                "SUM(cache_read_tokens), SUM(cache_write_tokens), COALESCE(SUM(cost_pusd), 0), "
+                "SUM(cost_pusd IS NULL), MIN(ts) FROM app_requests WHERE rowid > ? "
+                f"GROUP BY {keys} "
+                f"ON CONFLICT ({keys}) DO UPDATE SET {sums}, "
                 "first_ts = MIN(first_ts, excluded.first_ts)",
-                [(*k, *v, ts) for k, (v, ts) in daily.items()],
+                (last,),
             )
-            conn.executemany(
-                "INSERT INTO app_labels (kind, value, first_ts) VALUES (?, ?, ?) "
-                "ON CONFLICT (kind, value) DO UPDATE SET "
-                "first_ts = MIN(first_ts, excluded.first_ts)",
-                [(k, v, ts) for (k, v), ts in labels.items()],
-            )
-        return len(raw)
+            # (kind, value) of each capped label: endpoint, tenant, prompt version, and the
+            # prompt versions of each endpoint (kind "prompt_version@<endpoint>")
+            labels = (*((f"'{c}'", c) for c in CAPPED), ("'prompt_version@' || endpoint",
+                      "prompt_version"))  # fmt: skip
+            for kind, value in labels:
+                conn.execute(
+                    f"INSERT INTO app_labels (kind, value, first_ts) SELECT {kind}, {value}, "
+                    f"MIN(ts) FROM app_requests WHERE rowid > ? GROUP BY {kind}, {value} "
+                    "ON CONFLICT (kind, value) DO UPDATE SET "
+                    "first_ts = MIN(first_ts, excluded.first_ts)",
+                    (last,),
+                )
+        return int(new)
 
     def request_days(self, start: date | None = None, end: date | None = None) -> list[DailyRow]:
         """Roll-up rows of days in ``[start, end)`` (all when not given)."""

@@ -4,7 +4,6 @@ carry and the top lists."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +21,7 @@ from exporter.snapshot import (
     PromptVersionKey,
 )
 from exporter.store import Store
+from exporter.store.requests import to_pico
 
 TODAY = date(2026, 3, 18)
 NOON = datetime(2026, 3, 18, 12, tzinfo=UTC)
@@ -38,12 +38,12 @@ def req(n: int, day_offset: int = 0, **fields: object) -> RequestRecord:
         output_tokens=0,
         endpoint="/summarize",
     )
-    return replace(base, **fields)  # type: ignore[arg-type]
+    return base._replace(**fields)
 
 
-def priced(r: RequestRecord) -> tuple[RequestRecord, Decimal | None]:
+def priced(r: RequestRecord) -> tuple[RequestRecord, int | None]:
     tokens = r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens
-    return r, None if r.model == "unknown-model" else tokens * USD_PER_TOKEN
+    return r, None if r.model == "unknown-model" else to_pico(tokens * USD_PER_TOKEN)
 
 
 def metrics(
