@@ -7,7 +7,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# [ingest]: protobuf bodies on POST /v1/traces (opentelemetry-proto)
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[ingest]'
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/ai-cost-exporter --shell /usr/sbin/nologin aicost \

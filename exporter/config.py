@@ -453,7 +453,7 @@ class IngestConfig(_Strict):
     max_tenants: int = Field(20, ge=1, le=10_000)
     max_endpoints: int = Field(100, ge=1, le=10_000)
     max_prompt_versions: int = Field(50, ge=1, le=10_000)
-    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     retention_days: int = Field(35, ge=1, le=3650)  # raw events; daily roll-ups as storage
     refresh_interval: Duration = 15.0  # how often new requests reach /metrics
     attributes: IngestAttributes = IngestAttributes()
