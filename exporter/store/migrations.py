@@ -171,7 +171,7 @@ _APP_LABELS = ("provider", "model", "endpoint", "tenant", "prompt_version", "out
 
 def _m010_app_requests(db: sqlite_utils.Database) -> None:
     """Ingested requests (see exporter.store.requests): raw rows, roll-ups, carry, labels."""
-    db["app_requests"].create(
+    db.table("app_requests").create(
         {
             "id": str, "ts": float, "day": str, "provider": str, "model": str,
             "endpoint": str, "tenant": str, "user": str, "prompt_version": str,
@@ -182,16 +182,18 @@ def _m010_app_requests(db: sqlite_utils.Database) -> None:
     )  # fmt: skip
     # no index on day: retention scans it once a day; every ingested span would pay for one
     daily_key = ("day", *_APP_LABELS[:4], "user", *_APP_LABELS[4:])
-    db["app_daily"].create(
+    db.table("app_daily").create(
         {**{k: str for k in daily_key}, **_APP_SUMS, "first_ts": float},
         pk=daily_key,
         not_null=set(daily_key),
     )
-    db["app_carry"].create(
+    db.table("app_carry").create(
         {**{k: str for k in _APP_LABELS}, **_APP_SUMS, "cost": str, "currency": str},
         pk=_APP_LABELS,
     )
-    db["app_labels"].create({"kind": str, "value": str, "first_ts": float}, pk=("kind", "value"))
+    db.table("app_labels").create(
+        {"kind": str, "value": str, "first_ts": float}, pk=("kind", "value")
+    )
 
 
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
