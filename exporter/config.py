@@ -63,6 +63,16 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def env_var_name(value: str | None, secret: str) -> str | None:
+    """``value`` when it is the NAME of an environment variable (never the secret)."""
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, _), "
+            f"not the {secret} itself"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -196,12 +206,7 @@ class ProviderConfig(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, _), "
-                "not the key itself"
-            )
-        return value
+        return env_var_name(value, "key")
 
     @field_validator("name")
     @classmethod
@@ -462,12 +467,7 @@ class IngestConfig(_Strict):
     @field_validator("token_env")
     @classmethod
     def _token_env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, _), "
-                "not the token itself"
-            )
-        return value
+        return env_var_name(value, "token")
 
     @model_validator(mode="after")
     def _one_token_source(self) -> IngestConfig:
