@@ -184,14 +184,11 @@ class Intake:
         oldest = now.date() - timedelta(days=self.config.retention_days - 1)
         latest = now + FUTURE_SLACK
         kept = []
-        index = {id(r): i for i, r in enumerate(parsed.records)}
-        for r in parsed.records:
+        for i, r in zip(parsed.positions, parsed.records, strict=True):
             if r.day < oldest:
-                parsed.rejected.append(Rejection(index[id(r)], _shown(r.id), _OLD))
+                parsed.rejected.append(Rejection(i, _shown(r.id), _OLD))
             elif r.time > latest:
-                parsed.rejected.append(
-                    Rejection(index[id(r)], _shown(r.id), "time is more than 1h in the future")
-                )
+                parsed.rejected.append(Rejection(i, _shown(r.id), "more than 1h in the future"))
             else:
                 kept.append(r)
         return kept

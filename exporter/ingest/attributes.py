@@ -66,8 +66,13 @@ class Parsed:
     """What a body held: the request records, and the spans/events refused."""
 
     records: list[RequestRecord] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)  # each record's index in the body
     rejected: list[Rejection] = field(default_factory=list)
     ignored: int = 0  # spans without GenAI usage (not counted, not an error)
+
+    def add(self, index: int, record: RequestRecord) -> None:
+        self.records.append(record)
+        self.positions.append(index)
 
 
 class Invalid(ValueError):

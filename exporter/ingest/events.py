@@ -82,7 +82,7 @@ def decode(body: bytes) -> Parsed:
         try:
             if problem:
                 raise Invalid(problem)
-            parsed.records.append(event_record(item))
+            parsed.add(index, event_record(item))
         except Invalid as exc:
             parsed.rejected.append(Rejection(index, shown[:MAX_ID_LENGTH], str(exc)))
     return parsed

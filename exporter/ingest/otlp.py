@@ -70,7 +70,7 @@ def decode(body: bytes, content_type: str, mapping: IngestAttributes, now: datet
         if record is None:
             parsed.ignored += 1
         else:
-            parsed.records.append(record)
+            parsed.add(index, record)
     return parsed
 
 

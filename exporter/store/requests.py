@@ -139,6 +139,16 @@ class RequestLog(Database):
             rows = self.db.execute(sql, args).fetchall()
         return [DailyRow(date.fromisoformat(r[0]), *r[1:]) for r in rows]
 
+    def request_totals(self) -> list[DailyRow]:
+        """Every roll-up day summed over users (``user`` ""): what the counters need."""
+        labels = ", ".join(k for k in DAILY_KEY if k != "user")
+        sums = ", ".join(f"SUM({c})" for c in SUMS)
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT {labels}, {sums}, MIN(first_ts) FROM app_daily GROUP BY {labels}"
+            ).fetchall()
+        return [_daily(date.fromisoformat(r[0]), r[1:7], "", r[7:15], r[15]) for r in rows]
+
     def request_carry(self, currency: str) -> list[DailyRow]:
         """Totals folded away by retention; their cost only when it was converted to
         ``currency`` (a changed accounting currency cannot re-convert them)."""
@@ -154,11 +164,14 @@ class RequestLog(Database):
         ]  # fmt: skip
 
     def label_order(self, kind: str) -> list[str]:
-        """Values of a capped dimension in first-seen order (``prompt_version@<endpoint>``:
-        that endpoint's prompt versions)."""
+        """Values of a capped dimension in the order the exporter first stored them (so a
+        late request with an old timestamp never displaces an admitted value); for
+        ``prompt_version@<endpoint>``, that endpoint's prompt versions by the time of their
+        first request (the newest version is the last)."""
+        order = "first_ts, value" if kind.startswith("prompt_version@") else "rowid"
         with self._lock:
             rows = self.db.execute(
-                "SELECT value FROM app_labels WHERE kind = ? ORDER BY first_ts, value", (kind,)
+                f"SELECT value FROM app_labels WHERE kind = ? ORDER BY {order}", (kind,)
             ).fetchall()
         return [v for (v,) in rows]
 

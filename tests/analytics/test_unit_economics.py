@@ -55,7 +55,7 @@ def metrics(
 ):  # type: ignore[no-untyped-def]
     ingest = IngestConfig(**caps)
     return compute_app_metrics(
-        store.request_days(),
+        store.request_totals(),
         store.request_carry(currency),
         billed or [],
         TODAY,
@@ -174,3 +174,14 @@ def test_top_spenders_by_user_tenant_endpoint(store: Store) -> None:
     ]
     with pytest.raises(ValueError, match="--by"):
         top_spenders(rows, "model", lambda d: Decimal(1))
+
+
+def test_a_late_request_with_an_old_time_never_displaces_an_admitted_value(store: Store) -> None:
+    store.record_requests([priced(req(1, 0, tenant="first-stored"))])
+    before = metrics(store, max_tenants=1)
+    store.record_requests([priced(req(2, 3, tenant="older-time"))])
+    after = metrics(store, max_tenants=1)
+    tenants = {k.tenant for k in after.requests}
+    assert tenants == {"first-stored", "other"}
+    for key, n in before.requests.items():
+        assert after.requests[key] >= n  # counters never go down

@@ -259,10 +259,11 @@ def test_stale_and_future_requests_are_rejected(tmp_path: Path) -> None:
     old = event("old", NOW - timedelta(days=40))
     future = event("future", NOW + timedelta(hours=3))
     with running(tmp_path, clock) as ex:
-        r = ex.post("/api/v1/events", ndjson([old, future, event("ok", T)]), JSON)
-        reasons = {e["id"]: e["reason"] for e in r.json()["errors"]}
-        assert "retention_days" in reasons["old"]
-        assert "future" in reasons["future"]
+        r = ex.post("/api/v1/events", ndjson([event("ok", T), old, {}, future]), JSON)
+        reasons = {e["id"]: (e["index"], e["reason"]) for e in r.json()["errors"]}
+        assert reasons["old"][0] == 1 and "retention_days" in reasons["old"][1]
+        assert reasons["future"][0] == 3 and "future" in reasons["future"][1]
+        assert reasons[""][0] == 2
         assert r.json()["new"] == 1
 
 
