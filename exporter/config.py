@@ -461,7 +461,7 @@ class IngestConfig(_Strict):
     max_prompt_versions: int = Field(50, ge=1, le=10_000)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     retention_days: int = Field(35, ge=1, le=3650)  # raw events; daily roll-ups as storage
-    refresh_interval: Duration = 15.0  # how often new requests reach /metrics
+    refresh_interval: Duration = Field(15.0, ge=1.0)  # how often new requests reach /metrics
     attributes: IngestAttributes = IngestAttributes()
 
     @field_validator("token_env")
@@ -670,7 +670,7 @@ def _read_secret(
 def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
     """Problems that only show at run time (missing env vars, unreadable key files)."""
     problems = []
-    if not config.providers:
+    if not config.providers and not config.ingest.enabled:
         problems.append("providers: no provider configured; nothing would be polled")
     for provider in config.providers:
         try:

@@ -101,3 +101,13 @@ def test_a_busy_history_is_a_503_to_retry(tmp_path: Path, monkeypatch: pytest.Mo
 def events_ok() -> dict[str, object]:
     return {"id": "x", "time": T.isoformat(), "provider": "openai", "model": "gpt-4o",
             "input_tokens": 1, "output_tokens": 1}  # fmt: skip
+
+
+def test_check_config_reads_the_token_and_allows_ingest_without_providers() -> None:
+    from exporter.config import check
+
+    config = validate({"ingest": {"enabled": True, "token_env": "AICOST_T"}})
+    assert check(config, {"AICOST_T": "secret-value"}) == []
+    problems = check(config, {})
+    assert problems == ["ingest: environment variable AICOST_T is not set or empty"]
+    assert check(validate({}), {}) == ["providers: no provider configured; nothing would be polled"]
