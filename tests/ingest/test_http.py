@@ -283,3 +283,36 @@ def test_ingest_disabled_answers_404(tmp_path: Path) -> None:
     finally:
         server.stop()
         app.stop()
+
+
+def test_unknown_models_count_tokens_without_cost_and_log_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    unknown = [event(f"u{i}", T, model="in-house-llm-7b") for i in range(3)]
+    with running(tmp_path, clock) as ex:
+        ex.post("/api/v1/events", ndjson(unknown[:2]), JSON)
+        ex.post("/api/v1/events", ndjson(unknown[2:]), JSON)
+        m = ex.metrics()
+    labels = {"provider": "openai", "model": "in-house-llm-7b"}
+    assert total(m, "aicost_app_requests_total", **labels) == 3
+    assert total(m, "aicost_app_tokens_total", **labels, token_type="input") == 3000
+    assert total(m, "aicost_app_cost_total", **labels) == 0
+    assert not [
+        k for k in m if k[0] == "aicost_app_cost_total" and ("model", "in-house-llm-7b") in k[1]
+    ]
+    warnings = [r for r in caplog.records if "in-house-llm-7b" in r.getMessage()]
+    assert len(warnings) == 1 and "no estimated cost" in warnings[0].getMessage()
+
+
+def test_retention_forgets_raw_ids_but_keeps_the_counters(tmp_path: Path) -> None:
+    now = [NOW]
+    with running(tmp_path, lambda: now[0]) as ex:
+        ex.post("/api/v1/events", ndjson([event("r1", T), event("r2", T)]), JSON)
+        before = ex.metrics()
+        now[0] = NOW + timedelta(days=40)
+        ex.app.prune()
+        assert ex.app.store.request_ids(["event:r1", "event:r2"]) == set()
+        ex.app.refresh()
+        after = ex.metrics()
+    for name in ("aicost_app_requests_total", "aicost_app_cost_total", "aicost_app_tokens_total"):
+        assert total(after, name) == total(before, name) > 0
