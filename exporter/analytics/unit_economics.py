@@ -78,8 +78,8 @@ class RowConverter:
         self._rates: dict[date, Decimal | None] = {}
 
     def __call__(self, row: DailyRow) -> Decimal | None:
-        if row.day is None:
-            return row.carried_cost
+        if row.day is None:  # carried totals: converted when folded; another currency's
+            return Decimal(0) if row.carried_cost is None else row.carried_cost  # start at 0
         if not row.cost_pusd:
             return Decimal(0)
         if row.day not in self._rates:
