@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -470,7 +471,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return serve(config, args.listen_address or config.listen_address)
 
 
-def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
+def serve(
+    config: Config,
+    listen_address: str,
+    env: dict[str, str] | None = None,
+    on_ready: Callable[[int], object] | None = None,
+) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
     from exporter.app import build
@@ -494,6 +500,8 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     app = build(config, env=env)
     server.source = app
     server.ingest = app.intake
+    if on_ready is not None:
+        on_ready(server.port)
     scheduler = schedule.start(app)
     try:
         stop.wait()
@@ -507,6 +515,7 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
+    from exporter.demo import apps
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
@@ -516,15 +525,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for org in orgs:
             log.info("demo: %s (%d days of traffic)", org.description, args.days)
             env.update(org.env)
+        # a simulated application reports its requests (the Unit economics dashboard)
+        env[apps.TOKEN_ENV] = secrets.token_urlsafe(24)
         config = Config.model_validate(
             {
                 "storage": {"path": storage},
                 "poll": {"interval": "5m", "backfill_days": args.days},
                 "providers": [org.provider for org in orgs],
+                "ingest": {"enabled": True, "token_env": apps.TOKEN_ENV},
                 **DEMO_GOVERNANCE,
             }
         )
-        return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+        app_days = min(args.days, config.ingest.retention_days)
+
+        def report(port: int) -> None:
+            apps.start_app(port, env[apps.TOKEN_ENV], utc_now().date(), app_days, args.seed)
+
+        return serve(
+            config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env, on_ready=report
+        )
 
 
 if __name__ == "__main__":
