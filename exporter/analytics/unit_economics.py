@@ -9,8 +9,9 @@ set whose day has no rate is withheld, never shown unconverted.
 
 Windows: ``7d`` is the 7 UTC days ending today (today included: requests arrive in real
 time, unlike the billed data). Caps: ``endpoint``, ``tenant`` and ``prompt_version`` admit
-values in first-seen order up to ``ingest.max_*``; later values are summed under
-``other``, so an admitted value never moves between series and a counter never drops.
+values in the order the exporter first stored them, up to ``ingest.max_*`` (``outcome``:
+up to 20); later values are summed under ``other``, so an admitted value never moves
+between series and a counter never drops.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from exporter.store import DailyRow
 log = logging.getLogger(__name__)
 
 WINDOW_DAYS = 7
+MAX_OUTCOMES = 20  # outcomes are an application's small enum; free text folds into `other`
 Rate = Callable[[date], Decimal | None]  # USD -> accounting currency on a day; None: no rate
 
 
@@ -51,6 +53,7 @@ class Caps:
     endpoint: frozenset[str]
     tenant: frozenset[str]
     prompt_version: frozenset[str]
+    outcome: frozenset[str]
 
     @classmethod
     def of(cls, order: Callable[[str], list[str]], ingest: IngestConfig) -> Caps:
@@ -58,6 +61,7 @@ class Caps:
             frozenset(order("endpoint")[: ingest.max_endpoints]),
             frozenset(order("tenant")[: ingest.max_tenants]),
             frozenset(order("prompt_version")[: ingest.max_prompt_versions]),
+            frozenset(order("outcome")[:MAX_OUTCOMES]),
         )
 
     def endpoint_of(self, row: DailyRow) -> str:
@@ -68,6 +72,9 @@ class Caps:
 
     def version_of(self, row: DailyRow) -> str:
         return row.prompt_version if row.prompt_version in self.prompt_version else OTHER
+
+    def outcome_of(self, row: DailyRow) -> str:
+        return row.outcome if row.outcome in self.outcome else OTHER
 
 
 class RowConverter:
@@ -104,7 +111,7 @@ def compute_app_metrics(
     withheld: set[AppCostKey] = set()
     for row in (*carry, *rows):
         ep, tenant, pv = caps.endpoint_of(row), caps.tenant_of(row), caps.version_of(row)
-        rk = AppRequestKey(row.provider, row.model, ep, tenant, pv, row.outcome)
+        rk = AppRequestKey(row.provider, row.model, ep, tenant, pv, caps.outcome_of(row))
         out.requests[rk] = out.requests.get(rk, 0) + row.requests
         if row.retries:
             tk = AppRetryKey(row.provider, row.model, ep)
@@ -152,7 +159,7 @@ def _unit_costs(
         cost[key] = _add(cost.get(key, Decimal(0)), amount)
         count[key] += row.requests
         endpoint_cost[ep] = _add(endpoint_cost.get(ep, Decimal(0)), amount)
-        outcomes[AppOutcomeKey(ep, row.outcome, currency)] += row.requests
+        outcomes[AppOutcomeKey(ep, caps.outcome_of(row), currency)] += row.requests
     for key, total in cost.items():
         if total is not None and count[key]:
             out.cost_per_request_7d[key] = total / count[key]

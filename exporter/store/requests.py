@@ -26,7 +26,8 @@ from exporter.records import TOKEN_TYPES, RequestRecord
 from exporter.store.db import Database
 
 PICO = Decimal(10) ** 12
-CAPPED = ("endpoint", "tenant", "prompt_version")  # the dimensions with a series cap
+# the dimensions with a series cap (outcome: a fixed cap, against free-text outcomes)
+CAPPED = ("endpoint", "tenant", "prompt_version", "outcome")
 DAILY_KEY = ("day", "provider", "model", "endpoint", "tenant", "user", "prompt_version", "outcome")
 SUMS = ("requests", "retries", *(f"{t}_tokens" for t in TOKEN_TYPES), "cost_pusd", "unpriced")
 _CHUNK = 500  # ids per "IN (...)" lookup

@@ -185,3 +185,9 @@ def test_a_late_request_with_an_old_time_never_displaces_an_admitted_value(store
     assert tenants == {"first-stored", "other"}
     for key, n in before.requests.items():
         assert after.requests[key] >= n  # counters never go down
+
+
+def test_free_text_outcomes_fold_into_other(store: Store) -> None:
+    store.record_requests([priced(req(i, outcome=f"error: {i}")) for i in range(25)])
+    outcomes = {k.outcome for k in metrics(store).requests}
+    assert len(outcomes) == 21 and "other" in outcomes
