@@ -442,7 +442,8 @@ def cmd_top(args: argparse.Namespace) -> int:
     start = today - timedelta(days=args.days - 1)
     history = open_history(config, store=open_store(config, read_only=True))
     try:
-        rows = history.store.request_days(start, today + timedelta(days=1))
+        days = history.store.request_users if args.by == "user" else history.store.request_days
+        rows = days(start, today + timedelta(days=1))
         spenders = top_spenders(rows, args.by, usd_rate(history.fx, config.currency))
     finally:
         history.close()

@@ -233,7 +233,7 @@ def load_app_metrics(config: Config, store: Store, fx: FxService, today: date) -
     yesterday = today - timedelta(days=1)
     billed, _withheld = store.converted_costs_between(yesterday, today, currency)
     return compute_app_metrics(
-        store.request_totals(),
+        store.request_days(),
         store.request_carry(currency),
         billed,
         today,

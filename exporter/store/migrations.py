@@ -170,7 +170,8 @@ _APP_LABELS = ("provider", "model", "endpoint", "tenant", "prompt_version", "out
 
 
 def _m010_app_requests(db: sqlite_utils.Database) -> None:
-    """Ingested requests (see exporter.store.requests): raw rows, roll-ups, carry, labels."""
+    """Ingested requests (see exporter.store.requests): raw rows, daily roll-ups (by label
+    set, by user), carry, label first-seen times."""
     db.table("app_requests").create(
         {
             "id": str, "ts": float, "day": str, "provider": str, "model": str,
@@ -181,12 +182,12 @@ def _m010_app_requests(db: sqlite_utils.Database) -> None:
         pk="id",
     )  # fmt: skip
     # no index on day: retention scans it once a day; every ingested span would pay for one
-    daily_key = ("day", *_APP_LABELS[:4], "user", *_APP_LABELS[4:])
-    db.table("app_daily").create(
-        {**{k: str for k in daily_key}, **_APP_SUMS, "first_ts": float},
-        pk=daily_key,
-        not_null=set(daily_key),
-    )
+    for table, key in (("app_daily", ("day", *_APP_LABELS)), ("app_users", ("day", "user"))):
+        db.table(table).create(
+            {**{k: str for k in key}, **_APP_SUMS, "first_ts": float},
+            pk=key,
+            not_null=set(key),
+        )
     db.table("app_carry").create(
         {**{k: str for k in _APP_LABELS}, **_APP_SUMS, "cost": str, "currency": str},
         pk=_APP_LABELS,

@@ -3,10 +3,11 @@
 * ``app_requests``: one row per counted request, keyed by its idempotency id (span or
   event id), kept ``ingest.retention_days``; an id seen before is never counted again,
   across restarts.
-* ``app_daily``: the daily roll-up per (day, provider, model, endpoint, tenant, user,
-  prompt version, outcome), kept like the billed history (``storage.retention_days``).
+* ``app_daily``: the daily roll-up per (day, provider, model, endpoint, tenant, prompt
+  version, outcome), kept like the billed history (``storage.retention_days``);
+  ``app_users`` the same per (day, user), for ``top --by user`` only.
 * ``app_carry``: what retention folded away from ``app_daily`` (per label set, without
-  user and day), so the persisted counters never go down.
+  the day), so the persisted counters never go down.
 * ``app_labels``: when each endpoint, tenant and prompt version was first seen; the
   series caps admit values in that order, so a capped label never moves between series.
 
@@ -26,16 +27,16 @@ from exporter.records import TOKEN_TYPES, RequestRecord
 from exporter.store.db import Database
 
 PICO = Decimal(10) ** 12
-# the dimensions with a series cap (outcome: a fixed cap, against free-text outcomes)
-CAPPED = ("endpoint", "tenant", "prompt_version", "outcome")
-DAILY_KEY = ("day", "provider", "model", "endpoint", "tenant", "user", "prompt_version", "outcome")
+DAILY_KEY = ("day", "provider", "model", "endpoint", "tenant", "prompt_version", "outcome")
+USER_KEY = ("day", "user")
 SUMS = ("requests", "retries", *(f"{t}_tokens" for t in TOKEN_TYPES), "cost_pusd", "unpriced")
 _CHUNK = 500  # ids per "IN (...)" lookup
 
 
 @dataclass(frozen=True)
 class DailyRow:
-    """One roll-up row (``day`` is None for the carried totals; ``user`` "" there)."""
+    """One roll-up row: of ``app_daily`` (``user`` ""), of ``app_users`` (only ``day`` and
+    ``user`` set) or of the carry (``day`` None)."""
 
     day: date | None
     provider: str
@@ -89,6 +90,17 @@ class RequestLog(Database):
              r.output_tokens, r.cache_read_tokens, r.cache_write_tokens, pusd)
             for r, pusd in priced
         ]  # fmt: skip
+        # first-seen time of each capped label value (endpoint, tenant, prompt version,
+        # outcome; an endpoint's prompt versions); requests seen before change nothing
+        # here (their values are stored with the same or an earlier time)
+        labels: dict[tuple[str, str], float] = {}
+        for r, _ in priced:
+            ts = r.time.timestamp()
+            for kind, value in (("endpoint", r.endpoint), ("tenant", r.tenant),
+                                ("prompt_version", r.prompt_version), ("outcome", r.outcome),
+                                ("prompt_version@" + r.endpoint, r.prompt_version)):  # fmt: skip
+                if labels.get((kind, value), ts) >= ts:
+                    labels[(kind, value)] = ts
         with self._transaction() as conn:
             (last,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM app_requests").fetchone()
             before = conn.total_changes
@@ -99,33 +111,43 @@ class RequestLog(Database):
             if not new:
                 return 0
             sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in SUMS)
-            keys = ", ".join(DAILY_KEY)
-            conn.execute(
-                f"INSERT INTO app_daily ({keys}, {', '.join(SUMS)}, first_ts) "
-                f"SELECT {keys}, COUNT(*), SUM(retry), SUM(input_tokens), SUM(output_tokens), "
-                "SUM(cache_read_tokens), SUM(cache_write_tokens), COALESCE(SUM(cost_pusd), 0), "
-                "SUM(cost_pusd IS NULL), MIN(ts) FROM app_requests WHERE rowid > ? "
-                f"GROUP BY {keys} "
-                f"ON CONFLICT ({keys}) DO UPDATE SET {sums}, "
-                "first_ts = MIN(first_ts, excluded.first_ts)",
-                (last,),
-            )
-            # (kind, value) of each capped label: endpoint, tenant, prompt version, and the
-            # prompt versions of each endpoint (kind "prompt_version@<endpoint>")
-            labels = (*((f"'{c}'", c) for c in CAPPED), ("'prompt_version@' || endpoint",
-                      "prompt_version"))  # fmt: skip
-            for kind, value in labels:
+            for table, key, only in (("app_daily", DAILY_KEY, ""),
+                                     ("app_users", USER_KEY, " AND user != ''")):  # fmt: skip
+                keys = ", ".join(key)
                 conn.execute(
-                    f"INSERT INTO app_labels (kind, value, first_ts) SELECT {kind}, {value}, "
-                    f"MIN(ts) FROM app_requests WHERE rowid > ? GROUP BY {kind}, {value} "
-                    "ON CONFLICT (kind, value) DO UPDATE SET "
+                    f"INSERT INTO {table} ({keys}, {', '.join(SUMS)}, first_ts) "
+                    f"SELECT {keys}, COUNT(*), SUM(retry), SUM(input_tokens), "
+                    "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
+                    "COALESCE(SUM(cost_pusd), 0), SUM(cost_pusd IS NULL), MIN(ts) "
+                    f"FROM app_requests WHERE rowid > ?{only} GROUP BY {keys} "
+                    f"ON CONFLICT ({keys}) DO UPDATE SET {sums}, "
                     "first_ts = MIN(first_ts, excluded.first_ts)",
                     (last,),
                 )
+            conn.executemany(
+                "INSERT INTO app_labels (kind, value, first_ts) VALUES (?, ?, ?) "
+                "ON CONFLICT (kind, value) DO UPDATE SET "
+                "first_ts = MIN(first_ts, excluded.first_ts)",
+                [(kind, value, ts) for (kind, value), ts in labels.items()],
+            )
         return int(new)
 
     def request_days(self, start: date | None = None, end: date | None = None) -> list[DailyRow]:
         """Roll-up rows of days in ``[start, end)`` (all when not given)."""
+        labels, sums = ", ".join(DAILY_KEY), ", ".join(SUMS)
+        rows = self._days(f"SELECT {labels}, {sums}, first_ts FROM app_daily", start, end)
+        return [_daily(date.fromisoformat(r[0]), r[1:7], "", r[7:15], r[15]) for r in rows]
+
+    def request_users(self, start: date | None = None, end: date | None = None) -> list[DailyRow]:
+        """Per-user roll-up rows of days in ``[start, end)`` (only ``day``, ``user`` and the
+        sums set): what ``top --by user`` reads; users never reach Prometheus."""
+        sql = f"SELECT day, user, {', '.join(SUMS)}, first_ts FROM app_users"
+        return [
+            _daily(date.fromisoformat(r[0]), ("",) * 6, r[1], r[2:10], r[10])
+            for r in self._days(sql, start, end)
+        ]
+
+    def _days(self, sql: str, start: date | None, end: date | None) -> list[tuple[Any, ...]]:
         where, args = [], []
         if start is not None:
             where.append("day >= ?")
@@ -133,22 +155,10 @@ class RequestLog(Database):
         if end is not None:
             where.append("day < ?")
             args.append(end.isoformat())
-        sql = f"SELECT {', '.join(DAILY_KEY)}, {', '.join(SUMS)}, first_ts FROM app_daily"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with self._lock:
-            rows = self.db.execute(sql, args).fetchall()
-        return [DailyRow(date.fromisoformat(r[0]), *r[1:]) for r in rows]
-
-    def request_totals(self) -> list[DailyRow]:
-        """Every roll-up day summed over users (``user`` ""): what the counters need."""
-        labels = ", ".join(k for k in DAILY_KEY if k != "user")
-        sums = ", ".join(f"SUM({c})" for c in SUMS)
-        with self._lock:
-            rows = self.db.execute(
-                f"SELECT {labels}, {sums}, MIN(first_ts) FROM app_daily GROUP BY {labels}"
-            ).fetchall()
-        return [_daily(date.fromisoformat(r[0]), r[1:7], "", r[7:15], r[15]) for r in rows]
+            return list(self.db.execute(sql, args).fetchall())
 
     def request_carry(self, currency: str) -> list[DailyRow]:
         """Totals folded away by retention; their cost only when it was converted to
@@ -206,9 +216,10 @@ class RequestLog(Database):
                 )
                 sums = [getattr(prev, c) + getattr(row, c) for c in SUMS]
                 carry[key] = _daily(None, key, "", sums, 0.0, both)
-            n += conn.execute(
-                "DELETE FROM app_daily WHERE day < ?", (daily_before.isoformat(),)
-            ).rowcount
+            for table in ("app_daily", "app_users"):
+                n += conn.execute(
+                    f"DELETE FROM {table} WHERE day < ?", (daily_before.isoformat(),)
+                ).rowcount
             conn.executemany(
                 "INSERT OR REPLACE INTO app_carry (provider, model, endpoint, tenant, "
                 f"prompt_version, outcome, {', '.join(SUMS)}, cost, currency) "

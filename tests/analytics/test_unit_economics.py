@@ -55,7 +55,7 @@ def metrics(
 ):  # type: ignore[no-untyped-def]
     ingest = IngestConfig(**caps)
     return compute_app_metrics(
-        store.request_totals(),
+        store.request_days(),
         store.request_carry(currency),
         billed or [],
         TODAY,
@@ -163,7 +163,8 @@ def test_top_spenders_by_user_tenant_endpoint(store: Store) -> None:
         priced(req(3, user="bob", tenant="globex", endpoint="/chat")),
     ])  # fmt: skip
     rows = store.request_days(TODAY - timedelta(days=6), TODAY + timedelta(days=1))
-    by_user = top_spenders(rows, "user", lambda d: Decimal(1))
+    users = store.request_users(TODAY - timedelta(days=6), TODAY + timedelta(days=1))
+    by_user = top_spenders(users, "user", lambda d: Decimal(1))
     assert [(s.value, s.cost, s.requests) for s in by_user] == [
         ("alice", Decimal("0.005"), 1),
         ("bob", Decimal("0.002"), 2),
