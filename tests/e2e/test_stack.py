@@ -26,7 +26,7 @@ import yaml
 from exporter.clock import utc_now
 from exporter.demo.ecb import EcbRates, FakeEcbServer
 from exporter.demo.openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer, generate_org
-from exporter.demo.orgs import start_anthropic, start_xai
+from exporter.demo.orgs import start_anthropic, start_azure_openai, start_xai
 from tests.alertmanager_merge import merged
 from tests.bundle.test_existing_stack import readme_prometheus_snippet
 from tests.e2e.process import ExporterProcess
@@ -154,9 +154,15 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     started.append(ecb)
     webhook = Webhook()
     started.append(webhook)
-    others = ExitStack()  # the demo's Anthropic org and xAI team (prepaid credit, limit)
+    # the demo's Anthropic org, xAI team (prepaid credit, limit) and Azure subscription
+    # (GPT-4o beside OpenAI's: the cross_provider recommendation)
+    others = ExitStack()
     started.append(others)
-    demo_orgs = [start_anthropic(others, today, 65, 3), start_xai(others, today, 65, 4)]
+    demo_orgs = [
+        start_anthropic(others, today, 65, 3),
+        start_xai(others, today, 65, 4),
+        start_azure_openai(others, today, 65, 5),
+    ]
     settings = exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects)
     settings["providers"] += [o.provider for o in demo_orgs]
     config = tmp_path / "exporter.yaml"
@@ -187,8 +193,8 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
     prom: Prometheus = stack["prom"]
     exporter: ExporterProcess = stack["exporter"]
     wait_until(
-        lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 3,
-        "Prometheus scrapes a successful poll of all three providers", 60, prom.process,
+        lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 4,
+        "Prometheus scrapes a successful poll of all four providers", 60, prom.process,
     )  # fmt: skip
     # an application reports its requests (the Unit economics dashboard's data)
     reply = httpx.post(
