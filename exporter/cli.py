@@ -89,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start simulated OpenAI and Anthropic organisations, an xAI team and an "
         "Azure subscription (GPT-4o on Azure OpenAI beside OpenAI's own) on loopback HTTP "
         "(the real provider code polls them) with ~90 days of traffic, and serve "
-        "/metrics.",
+        "/metrics. With the extras [aws] and [gcp] installed it adds an AWS Bedrock account "
+        "(Cost Explorer + CloudWatch) and a BigQuery billing export (Vertex AI, Gemini API): "
+        "Claude Sonnet 4.5 on three routes at different prices.",
     )
     demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
@@ -105,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file and exit (non-zero on errors)",
         description="Validate a config file: report every error with its YAML path, and "
-        "check that each provider's key can be read (the key itself is never printed).",
+        "check that each provider's key can be read (the key itself is never printed) and "
+        "that a cloud provider's optional extra is installed (bedrock: [aws], vertex: [gcp]).",
     )
     chk.add_argument("file", help="path of the YAML config file")
 

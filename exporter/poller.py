@@ -53,6 +53,7 @@ class Poller:
         gives each cost row its FX columns as it is written."""
         self.type = provider_config.type
         self.account = provider_config.account
+        self.interval = provider_config.poll_interval or config.poll.interval  # seconds
         self._config = config
         self._provider_config = provider_config
         self._store = store

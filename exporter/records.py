@@ -33,6 +33,7 @@ COST_TYPES: tuple[str, ...] = (
     "file_search",
     "session_usage",
     "other",
+    "credit",  # cloud credits (negative): net cost = all types, gross = all but credit
 )
 
 # How a cost row got its model:

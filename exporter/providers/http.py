@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from tenacity import (
@@ -24,6 +24,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+from tenacity.nap import sleep as tenacity_sleep
 
 from exporter.config import ProviderConfig, Secret
 from exporter.providers.errors import (
@@ -62,6 +63,43 @@ class RetryPolicy:
             return error.retry_after
         ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)  # full jitter
+
+
+T = TypeVar("T")
+
+
+def with_retries(policy: RetryPolicy, label: str, call: Callable[[], T]) -> T:
+    """Run ``call`` (one request) under ``policy``: retryable :class:`ProviderError`s are
+    tried again (429 after its Retry-After, unless longer than ``max_retry_after``)."""
+
+    def should_retry(exc: BaseException) -> bool:
+        if not isinstance(exc, ProviderError) or not exc.retryable:
+            return False
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return exc.retry_after <= policy.max_retry_after
+        return True
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        seconds = policy.wait_for(state.attempt_number, exc)
+        log.warning(
+            "%s failed (%s), retrying in %.1fs (attempt %d of %d)",
+            label,
+            exc,
+            seconds,
+            state.attempt_number,
+            policy.max_attempts,
+        )
+        return seconds
+
+    retrying = Retrying(
+        retry=retry_if_exception(should_retry),
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        reraise=True,
+        sleep=policy.sleep or tenacity_sleep,
+    )
+    return retrying(call)
 
 
 class Provider(Protocol):
@@ -155,38 +193,11 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> Any:
-        policy = self._retry
-
-        def should_retry(exc: BaseException) -> bool:
-            if not isinstance(exc, ProviderError) or not exc.retryable:
-                return False
-            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                return exc.retry_after <= policy.max_retry_after
-            return True
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            seconds = policy.wait_for(state.attempt_number, exc)
-            log.warning(
-                "%s %s failed (%s), retrying in %.1fs (attempt %d of %d)",
-                method,
-                endpoint,
-                exc,
-                seconds,
-                state.attempt_number,
-                policy.max_attempts,
-            )
-            return seconds
-
-        options: dict[str, Any] = {"sleep": policy.sleep} if policy.sleep else {}
-        retrying = Retrying(
-            retry=retry_if_exception(should_retry),
-            stop=stop_after_attempt(policy.max_attempts),
-            wait=wait,
-            reraise=True,
-            **options,
+        return with_retries(
+            self._retry,
+            f"{method} {endpoint}",
+            lambda: self._once(method, endpoint, path, params, body),
         )
-        return retrying(self._once, method, endpoint, path, params, body)
 
     def get_json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request_json("GET", endpoint, path, params)
