@@ -832,11 +832,13 @@ def parse_listen_address(value: str) -> tuple[str, int]:
 
 
 class ConfigErrors(Exception):
-    """All problems found in a config file, one line each."""
+    """All problems found in a config file, one line each. ``data`` is what the YAML
+    parsed to (None when it did not parse), for the checks that run on it regardless."""
 
-    def __init__(self, source: str, errors: list[str]) -> None:
+    def __init__(self, source: str, errors: list[str], data: Any = None) -> None:
         self.source = source
         self.errors = errors
+        self.data = data
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(errors))
 
 
@@ -881,14 +883,80 @@ def validate(data: Any, source: str = "config") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigErrors(source, ["(top level): expected a mapping of settings"])
+        raise ConfigErrors(source, ["(top level): expected a mapping of settings"], data)
+    cross = cross_field_errors(data)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         # include_input=False: messages never carry the offending value (it may be a key)
-        raise ConfigErrors(
-            source, [_format(e) for e in exc.errors(include_input=False, include_url=False)]
-        ) from None
+        errors = [_format(e) for e in exc.errors(include_input=False, include_url=False)]
+        # the model's own cross-field checks run only when every field is valid; the raw
+        # ones above ran on whatever parsed and carry the YAML path, so they replace them
+        errors = [e for e in errors if not _is_cross_field(e)] + cross
+        raise ConfigErrors(source, list(dict.fromkeys(errors)), data) from None
+
+
+def _is_cross_field(error: str) -> bool:
+    return "share the name" in error or "are both named" in error
+
+
+def _entries(data: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def cross_field_errors(data: dict[str, Any]) -> list[str]:
+    """Checks across entries (duplicate provider accounts and budget names), run on the
+    parsed YAML whatever else is wrong with it, each reported at its YAML path."""
+    errors = []
+    accounts: dict[tuple[str, str], int] = {}
+    for i, p in _entries(data, "providers"):
+        kind, name = p.get("type"), p.get("name") or p.get("type")
+        if not isinstance(kind, str) or not isinstance(name, str):
+            continue
+        key = (kind.strip(), name.strip())
+        if key in accounts:
+            errors.append(
+                f"providers[{i}].name: two {key[0]} providers share the name {key[1]!r} "
+                f"(providers[{accounts[key]}] and providers[{i}]); give each a distinct `name`"
+            )
+        accounts.setdefault(key, i)
+    names: dict[str, int] = {}
+    for i, b in _entries(data, "budgets"):
+        name = b.get("name")
+        if not isinstance(name, str):
+            continue
+        if name.strip() in names:
+            first = names[name.strip()]
+            errors.append(
+                f"budgets: budgets[{first}] and budgets[{i}] are both named {name.strip()!r}; "
+                "budget names must be unique"
+            )
+        names.setdefault(name.strip(), i)
+    return errors
+
+
+def raw_key_problems(data: Any, env: dict[str, str] | None = None) -> list[str]:
+    """:func:`check`'s key problems for a file that did not validate: each provider entry
+    whose key source parsed is checked, so one pass reports everything."""
+    if not isinstance(data, dict):
+        return []
+    problems = []
+    for i, p in _entries(data, "providers"):
+        env_name, file = p.get("api_key_env"), p.get("api_key_file")
+        if isinstance(env_name, str) and _ENV_NAME.match(env_name.strip()) and file is None:
+            source: tuple[str | None, str | None] = (env_name.strip(), None)
+        elif isinstance(file, str) and env_name is None:
+            source = (None, file.strip())
+        else:
+            continue  # the field errors already say what is wrong with it
+        try:
+            _read_key(f"providers[{i}]", *source, env)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def load(path: str | Path) -> Config:
@@ -922,13 +990,18 @@ class Secret:
 def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> Secret:
     """Read the admin key from the environment or a file; errors never include the key."""
     where = f"providers[{provider.account}]"
-    return _read_secret(where, "api_key", provider.api_key_env, provider.api_key_file, env)
+    return _read_key(where, provider.api_key_env, provider.api_key_file, env)
 
 
-def _read_secret(
-    where: str, what: str, env_name: str | None, file: str | None, env: dict[str, str] | None
+def _read_key(
+    where: str,
+    env_name: str | None,
+    file: str | None,
+    env: dict[str, str] | None,
+    what: str = "api_key",
 ) -> Secret:
-    """A secret from the environment variable ``env_name`` or the file ``file``."""
+    """A secret from the environment variable ``env_name`` or the file ``file`` (``what``:
+    the config keys' stem in messages, ``api_key`` or ``token``)."""
     environ = os.environ if env is None else env
     if env_name is not None:
         value = environ.get(env_name, "").strip()
@@ -975,4 +1048,4 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
 
 def resolve_ingest_token(ingest: IngestConfig, env: dict[str, str] | None = None) -> Secret:
     """The bearer token ingest requests must carry; errors never include the token."""
-    return _read_secret("ingest", "token", ingest.token_env, ingest.token_file, env)
+    return _read_key("ingest", ingest.token_env, ingest.token_file, env, what="token")

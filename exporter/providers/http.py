@@ -42,6 +42,7 @@ from exporter.records import FetchResult
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 10_000  # a cursor loop guard, far above any real window
+MAX_REPEATED_PAGES = 3  # pages in a row holding only days already read: paging is stuck
 
 # Called once per HTTP exchange with (endpoint, code); code is the HTTP status as a string,
 # or "timeout" / "error" when no response arrived.
@@ -238,33 +239,74 @@ class ApiClient:
 
         Yields (bucket day, result, location for errors); ``day_of(bucket, where)`` reads a
         bucket's day in the provider's own time format.
+
+        Each day's bucket is read at most once per walk, whatever the cursors say: a page
+        whose cursor leads back to buckets already read (under another cursor string) would
+        otherwise add those days twice. A repeated bucket identical to the first reading is
+        dropped (logged); one that differs, or more than :data:`MAX_REPEATED_PAGES` pages
+        in a row holding nothing new, cannot be resolved and fails the walk (nothing of the
+        poll is stored).
         """
+        seen: dict[date, str] = {}
+        repeated_pages = 0
         for page, where in self.pages(endpoint, path, params):
             data = json_field(page, "data", list, where)
+            fresh = 0
             for b_no, bucket in enumerate(data):
                 bwhere = f"{where} data[{b_no}]"
                 day = day_of(bucket, bwhere)
                 results = json_field(bucket, "results", list, bwhere)
+                if _repeated(seen, day, bucket, bwhere):
+                    continue
+                fresh += 1
                 for r_no, result in enumerate(results):
                     if not isinstance(result, dict):
                         raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
                     yield day, result, f"{bwhere}.results[{r_no}]"
+            repeated_pages = repeated_pages + 1 if data and not fresh else 0
+            if data and len(data) > fresh:
+                log.warning(
+                    "%s: %d bucket(s) repeat days already read under another page cursor; "
+                    "the repeats are identical and are not counted again",
+                    where,
+                    len(data) - fresh,
+                )
+            if repeated_pages > MAX_REPEATED_PAGES:
+                raise ParseError(
+                    f"{where}: {repeated_pages} pages in a row only repeat days already read; "
+                    "the paging does not advance"
+                )
 
     def list_items(
         self, endpoint: str, path: str, params: Mapping[str, Any], after_param: str = "after"
     ) -> Iterator[dict[str, Any]]:
         """Walk list paging: ``data`` + ``has_more``, next page from ``<after_param>=<last_id>``."""
         after: str | None = None
+        ids: set[str] = set()
+        repeated_pages = 0
         for page_no in range(MAX_PAGES):
             page = self.get_json(
                 endpoint, path, {**params, **({after_param: after} if after else {})}
             )
             where = f"{endpoint} page {page_no + 1}"
             items = json_field(page, "data", list, where)
+            fresh = 0
             for item in items:
                 if not isinstance(item, dict):
                     raise ParseError(f"{where}: list entries must be objects")
+                item_id = item.get("id")
+                if isinstance(item_id, str) and item_id in ids:
+                    continue  # a page repeated under another cursor: each id once
+                if isinstance(item_id, str):
+                    ids.add(item_id)
+                fresh += 1
                 yield item
+            repeated_pages = repeated_pages + 1 if items and not fresh else 0
+            if repeated_pages > MAX_REPEATED_PAGES:
+                raise ParseError(
+                    f"{where}: {repeated_pages} pages in a row only repeat ids already read; "
+                    "the paging does not advance"
+                )
             if not page.get("has_more"):
                 return
             last = page.get("last_id") or (items[-1].get("id") if items else None)
@@ -321,6 +363,28 @@ class ApiClient:
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"{endpoint}: response is not valid JSON ({exc})") from None
+
+
+def _repeated(seen: dict[date, str], day: date, bucket: Any, where: str) -> bool:
+    """True when ``day``'s bucket was read already with the same content; a different
+    content for a day already read is a :class:`ParseError` (which one is right?)."""
+    fingerprint = json.dumps(bucket, sort_keys=True, default=_number_text)
+    if day not in seen:
+        seen[day] = fingerprint
+        return False
+    if seen[day] == fingerprint:
+        return True
+    raise ParseError(
+        f"{where}: the bucket of {day} was read already with other values (a page "
+        "repeated under another cursor); not storing a window that may count a day twice"
+    )
+
+
+def _number_text(value: Any) -> str:
+    """A Decimal by its value (``1.50`` and ``1.5`` are the same amount)."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
 def _safe_json(response: httpx.Response) -> Any:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from exporter.store.access import StorageError, check_storage
 from exporter.store.fx_cache import FxCache
 from exporter.store.history import History, retention_cutoff
 from exporter.store.ledger import RECOMMENDATION_FIELDS, Ledger
@@ -27,6 +28,8 @@ __all__ = [
     "CostAnnotator",
     "DailyRow",
     "RequestLog",
+    "StorageError",
     "Store",
+    "check_storage",
     "retention_cutoff",
 ]

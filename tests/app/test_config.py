@@ -94,7 +94,8 @@ def test_duplicate_accounts_are_refused() -> None:
         }
     )
     assert errors == [
-        "(top level): two openai providers share the name 'openai'; give each a distinct `name`"
+        "providers[1].name: two openai providers share the name 'openai' "
+        "(providers[0] and providers[1]); give each a distinct `name`"
     ]
 
 
