@@ -27,3 +27,14 @@ def test_forecast_backtest_runs_on_one_synthetic_year() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MAPE" in proc.stdout
+
+
+def test_ingest_benchmark_runs_on_a_few_spans() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_ingest.py"), "--spans", "200",
+         "--batches", "100", "--clients", "1", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)["results"][0]
+    assert result["spans"] == 200

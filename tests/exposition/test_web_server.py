@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.server import MetricsServer
+from exporter.server import MetricsServer, Reply
 from exporter.webconfig import load
 from tests.exposition.certs import Pki, bcrypt_hash, make_pki
 from tests.exposition.test_server import _Source
@@ -164,3 +164,38 @@ def test_reload_swaps_users_and_keeps_the_old_config_when_the_new_one_is_bad(
         assert "web config not reloaded, keeping the previous one" in caplog.text
         assert "not-a-hash" not in caplog.text
         assert c.get(url, auth=("grafana", "new")).status_code == 200
+
+
+class _BearerIngest:
+    """An ingest handler that wants ``Authorization: Bearer t0ken`` (the real one's rule)."""
+
+    paths = frozenset({"/api/v1/events"})
+    max_body_bytes = 1000
+
+    def authorize(self, path: str, authorization: str | None) -> Reply | None:
+        if authorization == "Bearer t0ken":
+            return None
+        return 401, b"bearer token needed\n", "text/plain", {}
+
+    def refuse_size(self, path: str, length: int) -> Reply:
+        return 413, b"too large\n", "text/plain", {}
+
+    def handle(self, path: str, content_type: str, content_encoding: str, body: bytes) -> Reply:
+        return 202, b"accepted " + body, "text/plain", {}
+
+
+def test_ingest_keeps_its_bearer_token_over_tls_while_scrapes_need_the_password(
+    pki: Pki, tls_server: MetricsServer
+) -> None:
+    tls_server.ingest = _BearerIngest()
+    base = f"https://127.0.0.1:{tls_server.port}"
+    with client(pki) as c:
+        events = c.post(
+            base + "/api/v1/events", content=b"[]", headers={"Authorization": "Bearer t0ken"}
+        )
+        assert events.status_code == 202 and events.content == b"accepted []"
+        assert events.headers["x-frame-options"] == "deny"
+        assert c.post(base + "/api/v1/events", content=b"[]").status_code == 401
+        assert (
+            c.get(base + "/metrics", headers={"Authorization": "Bearer t0ken"}).status_code == 401
+        )
