@@ -176,3 +176,15 @@ def build(
 def open_store(config: Config, *, read_only: bool = False) -> Store:
     """The history of ``config`` alone; ``read_only`` never creates, migrates or writes it."""
     return Store(config.storage.path, read_only=read_only)
+
+
+def open_history_read_only(config: Config) -> History:
+    """The history of ``config`` for the read-only FinOps commands (focus, report,
+    backfill, whatif): the store is never created, migrated or written, and nothing is
+    fetched (FX rates come from the cache in the history and the bundled ECB history)."""
+    return open_history(config, store=open_store(config, read_only=True))
+
+
+def usd_catalogue() -> Catalogue:
+    """List prices in USD, the providers' billing currency (FOCUS ``ListCost``)."""
+    return Catalogue(currency="USD")

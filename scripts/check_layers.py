@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("poller", ("exporter.poller",)),
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("server", ("exporter.server",)),
+    ("finops", ("exporter.finops",)),
     ("demo", ("exporter.demo",)),
     ("app", ("exporter.app",)),
     ("schedule", ("exporter.schedule",)),
