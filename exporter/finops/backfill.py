@@ -14,15 +14,15 @@ sample a day is enough: a year of 10k streams is ~365 x 300k samples.
 Series carry ``job`` (``--job``, default ``ai-cost-exporter``, the job name of the shipped
 scrape config) and, when given, ``instance``, like scraped series do.
 
-Output: ``DIR/aicost-backfill.om`` (families contiguous, each series' samples in time
-order, ``# EOF`` last). The default ``to`` is yesterday, so the blocks never overlap
-the head block of a running Prometheus.
+Output: ``DIR/aicost-backfill.om``: strict OpenMetrics (each family once, each series'
+samples together and in time order, ``# EOF`` last). The default ``to`` is yesterday,
+so the blocks never overlap the head block of a running Prometheus.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-import shutil
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -129,6 +129,44 @@ def _sample_lines(metric: Metric, extra: Sequence[tuple[str, str]], ts: int) -> 
         yield f"{s.name}{{{labels}}} {_number(s.value)} {ts}\n"
 
 
+def _series(line: str) -> str:
+    """The series of a sample line (name and labels): what OpenMetrics groups by."""
+    return line.rsplit(" ", 2)[0]
+
+
+class _FamilyRuns:
+    """Sample lines of one family, grouped by series on the way out: lines arrive in time
+    order (day by day); sorted runs of at most ``chunk`` lines go to disk and are merged
+    by series (stable, so each series keeps its time order). Memory stays bounded for a
+    year of a large org."""
+
+    def __init__(self, tmp: Path, name: str, chunk: int) -> None:
+        self._tmp, self._name, self._chunk = tmp, name, chunk
+        self._buffer: list[str] = []
+        self._runs: list[Path] = []
+
+    def add(self, line: str) -> None:
+        self._buffer.append(line)
+        if len(self._buffer) >= self._chunk:
+            self._spill()
+
+    def _spill(self) -> None:
+        path = self._tmp / f"{self._name}.{len(self._runs)}"
+        path.write_text("".join(sorted(self._buffer, key=_series)), encoding="utf-8")
+        self._runs.append(path)
+        self._buffer = []
+
+    def write_to(self, out: IO[str]) -> None:
+        if self._buffer:
+            self._spill()
+        files = [open(p, encoding="utf-8") for p in self._runs]
+        try:
+            out.writelines(heapq.merge(*files, key=_series))
+        finally:
+            for f in files:
+                f.close()
+
+
 def write_backfill(
     config: Config,
     store: Store,
@@ -138,6 +176,7 @@ def write_backfill(
     *,
     job: str = DEFAULT_JOB,
     instance: str = "",
+    chunk: int = 500_000,
 ) -> BackfillResult:
     """Write ``output/aicost-backfill.om`` for the days ``first`` .. ``last``."""
     if last < first:
@@ -146,26 +185,21 @@ def write_backfill(
     extra = [("job", job), *([("instance", instance)] if instance else [])]
     wanted = set(FAMILIES)
     samples = 0
-    series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    series: set[str] = set()
     meta: dict[str, tuple[str, str]] = {}
     with tempfile.TemporaryDirectory(dir=output, prefix=".backfill-") as tmp:
-        parts: dict[str, IO[str]] = {}
-        try:
-            for day, snapshot in snapshots(config, store, first, last):
-                ts = midnight_ts(day)
-                for metric in families(snapshot):
-                    if metric.name not in wanted:
-                        continue
-                    meta.setdefault(metric.name, (metric.type, metric.documentation))
-                    if metric.name not in parts:
-                        parts[metric.name] = open(Path(tmp) / metric.name, "w", encoding="utf-8")
-                    for line in _sample_lines(metric, extra, ts):
-                        parts[metric.name].write(line)
-                    samples += len(metric.samples)
-                    series.update((s.name, tuple(sorted(s.labels.items()))) for s in metric.samples)
-        finally:
-            for f in parts.values():
-                f.close()
+        parts: dict[str, _FamilyRuns] = {}
+        for day, snapshot in snapshots(config, store, first, last):
+            ts = midnight_ts(day)
+            for metric in families(snapshot):
+                if metric.name not in wanted:
+                    continue
+                meta.setdefault(metric.name, (metric.type, metric.documentation))
+                runs = parts.setdefault(metric.name, _FamilyRuns(Path(tmp), metric.name, chunk))
+                for line in _sample_lines(metric, extra, ts):
+                    runs.add(line)
+                    series.add(_series(line))
+                    samples += 1
         target = output / OUTPUT_FILE
         with open(target, "w", encoding="utf-8") as out:
             for name in FAMILIES:
@@ -173,8 +207,7 @@ def write_backfill(
                     continue
                 kind, doc = meta[name]
                 out.write(f"# HELP {name} {_escape(doc)}\n# TYPE {name} {kind}\n")
-                with open(Path(tmp) / name, encoding="utf-8") as part:
-                    shutil.copyfileobj(part, out)
+                parts[name].write_to(out)
             out.write("# EOF\n")
     return BackfillResult(target, first, last, samples, len(series))
 
