@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dashboards import budgets, health, models, overview, savings
+from dashboards import budgets, chargeback, health, models, overview, savings
 from generated import write_or_check
 
 OUT = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
@@ -31,6 +31,7 @@ DASHBOARDS: dict[str, Callable[[str], dict[str, Any]]] = {
     "ai-budgets-and-forecasts.json": budgets.build,
     "ai-savings.json": savings.build,
     "ai-exporter-health.json": health.build,
+    "ai-chargeback.json": chargeback.build,
 }
 
 
