@@ -128,7 +128,16 @@ def shorten_for(rule_files: list[Path], out_dir: Path, for_: str = "3s") -> list
 
 
 class Prometheus:
-    def __init__(self, tmp: Path, targets: list[str], rule_files: list[Path], am_url: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        am_url: str,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        """``extra_args``: more flags (e.g. a long ``--storage.tsdb.retention.time`` so
+        backfilled blocks in ``tmp/tsdb`` are kept)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = {
@@ -150,6 +159,7 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.console.templates=/nonexistent",
                 "--web.console.libraries=/nonexistent",
+                *extra_args,
             ],
             tmp / "prometheus.log",
         )
