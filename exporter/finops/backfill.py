@@ -14,9 +14,10 @@ sample a day is enough: a year of 10k streams is ~365 x 300k samples.
 Series carry ``job`` (``--job``, default ``ai-cost-exporter``, the job name of the shipped
 scrape config) and, when given, ``instance``, like scraped series do.
 
-Output: ``DIR/aicost-backfill.om``: strict OpenMetrics (each family once, each series'
-samples together and in time order, ``# EOF`` last). The default ``to`` is yesterday,
-so the blocks never overlap the head block of a running Prometheus.
+Output: ``DIR/aicost-backfill-YYYY-MM.om``, one file per month, each strict OpenMetrics
+(each family once, each series' samples together and in time order, ``# EOF`` last). The
+default ``to`` is yesterday, so the blocks never overlap the head block of a running
+Prometheus.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from exporter.records import CostRecord, UsageRecord
 from exporter.snapshot import Governance, Snapshot
 from exporter.store import Store
 
-OUTPUT_FILE = "aicost-backfill.om"
 WINDOWS = ("today", "yesterday", "7d", "30d", "month_to_date")
 FAMILIES: tuple[str, ...] = (
     *(f"aicost_cost_{w}" for w in WINDOWS),
@@ -57,7 +57,7 @@ DEFAULT_JOB = "ai-cost-exporter"
 
 @dataclass(frozen=True)
 class BackfillResult:
-    path: Path
+    paths: tuple[Path, ...]  # one OpenMetrics file per month
     first: date
     last: date
     samples: int
@@ -178,7 +178,9 @@ def write_backfill(
     instance: str = "",
     chunk: int = 500_000,
 ) -> BackfillResult:
-    """Write ``output/aicost-backfill.om`` for the days ``first`` .. ``last``."""
+    """Write ``output/aicost-backfill-YYYY-MM.om``, one file per month of ``first`` ..
+    ``last``: promtool reads its whole input once per block it cuts, so a month per file
+    (a block per file with ``--max-block-duration=744h``) reads each sample once."""
     if last < first:
         raise ValueError(f"--from {first} is after --to {last}")
     output.mkdir(parents=True, exist_ok=True)
@@ -187,42 +189,59 @@ def write_backfill(
     samples = 0
     series: set[str] = set()
     meta: dict[str, tuple[str, str]] = {}
+    paths: list[Path] = []
     with tempfile.TemporaryDirectory(dir=output, prefix=".backfill-") as tmp:
         parts: dict[str, _FamilyRuns] = {}
+        month = first.replace(day=1)
+
+        def flush() -> None:
+            target = output / file_name(month)
+            with open(target, "w", encoding="utf-8") as out:
+                for name in FAMILIES:
+                    if name in parts:
+                        kind, doc = meta[name]
+                        out.write(f"# HELP {name} {_escape(doc)}\n# TYPE {name} {kind}\n")
+                        parts[name].write_to(out)
+                out.write("# EOF\n")
+            paths.append(target)
+            parts.clear()
+
         for day, snapshot in snapshots(config, store, first, last):
+            if day.replace(day=1) != month:
+                flush()
+                month = day.replace(day=1)
             ts = midnight_ts(day)
             for metric in families(snapshot):
                 if metric.name not in wanted:
                     continue
                 meta.setdefault(metric.name, (metric.type, metric.documentation))
-                runs = parts.setdefault(metric.name, _FamilyRuns(Path(tmp), metric.name, chunk))
+                runs = parts.setdefault(
+                    metric.name, _FamilyRuns(Path(tmp), f"{month:%Y-%m}.{metric.name}", chunk)
+                )
                 for line in _sample_lines(metric, extra, ts):
                     runs.add(line)
                     series.add(_series(line))
                     samples += 1
-        target = output / OUTPUT_FILE
-        with open(target, "w", encoding="utf-8") as out:
-            for name in FAMILIES:
-                if name not in meta:
-                    continue
-                kind, doc = meta[name]
-                out.write(f"# HELP {name} {_escape(doc)}\n# TYPE {name} {kind}\n")
-                parts[name].write_to(out)
-            out.write("# EOF\n")
-    return BackfillResult(target, first, last, samples, len(series))
+        flush()
+    return BackfillResult(tuple(paths), first, last, samples, len(series))
+
+
+def file_name(month: date) -> str:
+    return f"aicost-backfill-{month:%Y-%m}.om"
 
 
 def load_commands(result: BackfillResult, retention_days: int) -> str:
-    """How to load the file (printed after a backfill; docs/finops.md explains each step)."""
-    blocks = result.path.parent / "blocks"
-    tsdb = "/var/lib/prometheus/metrics2"
+    """How to load the files (printed after a backfill; docs/finops.md explains each step)."""
+    out = result.paths[0].parent
     return (
-        f"wrote {result.path} ({result.series} series, {result.samples} samples, "
-        f"{result.first} .. {result.last})\n"
-        "load it:\n"
-        f"  promtool tsdb create-blocks-from openmetrics --max-block-duration=744h "
-        f"{result.path} {blocks}\n"
-        f"  mv {blocks}/* {tsdb}/   # Prometheus' --storage.tsdb.path\n"
+        f"wrote {len(result.paths)} file(s) to {out} ({result.series} series, "
+        f"{result.samples} samples, {result.first} .. {result.last})\n"
+        "load them (docs/finops.md):\n"
+        f"  for f in {out}/aicost-backfill-*.om; do\n"
+        "    promtool tsdb create-blocks-from openmetrics --max-block-duration=744h "
+        f'"$f" {out}/blocks\n'
+        "  done\n"
+        f"  mv {out}/blocks/* /var/lib/prometheus/metrics2/   # Prometheus' --storage.tsdb.path\n"
         f"  prometheus ... --storage.tsdb.retention.time={retention_days}d"
-        "   # old enough blocks are kept\n"
+        "   # keep blocks that old\n"
     )

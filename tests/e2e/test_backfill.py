@@ -43,12 +43,15 @@ def test_backfilled_history_in_a_real_prometheus(eur: DemoHistory, tmp_path: Pat
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     tsdb = tmp_path / "tsdb"
-    r = subprocess.run(
-        [binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
-         "--max-block-duration=744h", str(out / "aicost-backfill.om"), str(tsdb)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    files = sorted(out.glob("aicost-backfill-*.om"))
+    assert files
+    for path in files:  # the documented load procedure
+        r = subprocess.run(
+            [binary("promtool"), "tsdb", "create-blocks-from", "openmetrics",
+             "--max-block-duration=744h", str(path), str(tsdb)],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
     prom = Prometheus(
         tmp_path, [], [], "http://127.0.0.1:9",
         extra_args=("--storage.tsdb.retention.time=400d",),

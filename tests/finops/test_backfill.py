@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.clock import midnight_ts
-from exporter.finops.backfill import FAMILIES, OUTPUT_FILE, write_backfill
+from exporter.finops.backfill import FAMILIES, file_name, write_backfill
 from exporter.store import Store
 from tests.finops.conftest import DemoHistory
 from tests.finops.test_focus import run
@@ -20,7 +20,7 @@ from tests.helpers import promtool
 
 
 @pytest.fixture(scope="module")
-def backfilled(eur: DemoHistory, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def backfilled(eur: DemoHistory, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     out = tmp_path_factory.mktemp("backfill")
     db = Path(eur.config.storage.path)
     before = db.read_bytes()
@@ -28,11 +28,14 @@ def backfilled(eur: DemoHistory, tmp_path_factory: pytest.TempPathFactory) -> Pa
     assert r.returncode == 0, r.stderr
     assert "promtool tsdb create-blocks-from openmetrics" in r.stdout
     assert db.read_bytes() == before  # read-only
-    return out / OUTPUT_FILE
+    files = sorted(out.glob("aicost-backfill-*.om"))
+    assert len(files) in (5, 6)  # 130 days: one file per month
+    return files
 
 
-def test_openmetrics_parses_with_families_contiguous(backfilled: Path) -> None:
-    text = backfilled.read_text()
+@pytest.mark.parametrize("index", [0, -1])
+def test_openmetrics_parses_with_families_contiguous(backfilled: list[Path], index: int) -> None:
+    text = backfilled[index].read_text()
     assert text.endswith("# EOF\n")
     families = list(text_string_to_metric_families(text))  # the client's strict parser
     names = [f.name for f in families]
@@ -49,12 +52,13 @@ def test_openmetrics_parses_with_families_contiguous(backfilled: Path) -> None:
 
 
 def test_yesterday_at_each_day_is_the_stored_cost_of_the_day_before(
-    eur: DemoHistory, backfilled: Path
+    eur: DemoHistory, backfilled: list[Path]
 ) -> None:
     """The sample of day D+1 (00:00 UTC) holds the cost of D: what last_over_time(...[1d])
     at noon of D+1 returns."""
     got: dict[tuple[float, str], float] = defaultdict(float)
-    for f in text_string_to_metric_families(backfilled.read_text()):
+    families = [f for p in backfilled for f in text_string_to_metric_families(p.read_text())]
+    for f in families:
         if f.name == "aicost_cost_yesterday":
             for s in f.samples:
                 got[(float(s.timestamp), s.labels["provider"])] += s.value
@@ -77,13 +81,14 @@ def test_yesterday_at_each_day_is_the_stored_cost_of_the_day_before(
     assert checked > 300
 
 
-def test_promtool_creates_blocks(backfilled: Path, tmp_path: Path) -> None:
-    r = subprocess.run(
-        [promtool(), "tsdb", "create-blocks-from", "openmetrics", "--max-block-duration=744h",
-         str(backfilled), str(tmp_path / "blocks")],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+def test_promtool_creates_blocks(backfilled: list[Path], tmp_path: Path) -> None:
+    for path in backfilled:
+        r = subprocess.run(
+            [promtool(), "tsdb", "create-blocks-from", "openmetrics",
+             "--max-block-duration=744h", str(path), str(tmp_path / "blocks")],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
     assert list((tmp_path / "blocks").glob("*/meta.json"))
 
 
@@ -92,7 +97,7 @@ def test_range_and_bad_arguments(eur: DemoHistory, tmp_path: Path) -> None:
     r = run(eur, "backfill", "--output", str(tmp_path), "--from", str(day), "--to", str(day),
             "--job", "aicost", "--instance", "exporter:9877")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    text = (tmp_path / OUTPUT_FILE).read_text()
+    text = (tmp_path / file_name(day)).read_text()
     stamps = {line.rsplit(" ", 1)[1] for line in text.splitlines() if not line.startswith("#")}
     assert stamps == {str(midnight_ts(day))}
     assert 'job="aicost",instance="exporter:9877"' in text
@@ -111,5 +116,5 @@ def test_spilled_runs_merge_to_the_same_file(eur: DemoHistory, tmp_path: Path) -
     finally:
         store.close()
     assert small.samples == whole.samples > 1000
-    assert small.path.read_text() == whole.path.read_text()
-    assert not [p for p in (tmp_path / "small").iterdir() if p.name != OUTPUT_FILE]
+    assert [p.read_text() for p in small.paths] == [p.read_text() for p in whole.paths]
+    assert sorted((tmp_path / "small").iterdir()) == sorted(small.paths)
