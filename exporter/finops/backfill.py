@@ -100,7 +100,10 @@ def snapshots(
             [c for c in c_rows if c.day >= window_start],
             [c for c in w_rows if c.day >= window_start],
         )
-        recent = [*[c for c in c_rows if c.day >= window_start], *u_rows]
+        recent: list[CostRecord | UsageRecord] = [
+            *[c for c in c_rows if c.day >= window_start],
+            *u_rows,
+        ]
         governance = Governance(
             currency=config.currency,
             project_info=project_infos(config.attribution, projects, recent),

@@ -157,17 +157,17 @@ def project(
         factor = _factor(scales, c.project, c.model)
         scenario.add(c.provider, c.account, c.project, c.model, c.amount * factor)
     for u in usage:
-        swap = swapped(u.model)
-        if swap is None:
+        target = swapped(u.model)
+        if target is None:
             continue
-        prices = catalogue.prices(u.provider, swap.target, u.day, u.service_tier)
+        prices = catalogue.prices(u.provider, target.target, u.day, u.service_tier)
         if prices is None:
             raise ScenarioError(
-                f"--swap {swap.source}:{swap.target}: {u.provider} model {swap.target!r} has "
+                f"--swap {target.source}:{target.target}: {u.provider} model {target.target!r} has "
                 "no per-token price in the genai-prices catalogue"
             )
         factor = _factor(scales, u.project, u.model)
-        scenario.add(u.provider, u.account, u.project, swap.target, prices.cost(u) * factor)
+        scenario.add(u.provider, u.account, u.project, target.target, prices.cost(u) * factor)
     return baseline, scenario
 
 
