@@ -9,9 +9,11 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter import __version__
 from exporter.config import (
@@ -23,6 +25,9 @@ from exporter.config import (
     load,
     parse_listen_address,
 )
+
+if TYPE_CHECKING:
+    from exporter.app import History
 
 log = logging.getLogger("exporter")
 
@@ -578,61 +583,66 @@ def _finops_config(args: argparse.Namespace) -> Config | None:
     return config
 
 
-def cmd_focus(args: argparse.Namespace) -> int:
-    from exporter.app import open_history_read_only, usd_catalogue
-    from exporter.finops.focus import focus_rows, write
-
+@contextmanager
+def _read_only_history(args: argparse.Namespace) -> Iterator[History | None]:
+    """The history of ``--config`` opened read-only (None after printing why not)."""
     config = _finops_config(args)
     if config is None:
-        return 1
+        yield None
+        return
+    from exporter.app import open_history_read_only
+
+    history = open_history_read_only(config)
+    try:
+        yield history
+    finally:
+        history.close()
+
+
+def cmd_focus(args: argparse.Namespace) -> int:
+    from exporter.app import usd_catalogue
+    from exporter.finops.focus import focus_rows, write
+
     if args.end < args.start:
         print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
         return 2
-    history = open_history_read_only(config)
-    try:
-        rows = focus_rows(config, history.store, usd_catalogue(), args.start,
-                          args.end + timedelta(days=1))  # fmt: skip
-        if args.output:
-            with open(args.output, "w", encoding="utf-8", newline="") as out:
-                n = write(rows, out, args.format)
-            print(f"wrote {n} FOCUS rows to {args.output}", file=sys.stderr)
-        else:
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        end = args.end + timedelta(days=1)
+        rows = focus_rows(history.config, history.store, usd_catalogue(), args.start, end)
+        if not args.output:
             write(rows, sys.stdout, args.format)
-    finally:
-        history.close()
+            return 0
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            n = write(rows, out, args.format)
+        print(f"wrote {n} FOCUS rows to {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from exporter.app import open_history_read_only
     from exporter.finops.report import build_report, to_csv, to_json, to_table
 
-    config = _finops_config(args)
-    if config is None:
-        return 1
-    history = open_history_read_only(config)
-    try:
-        report = build_report(config, history.store, args.month, args.by)
-    finally:
-        history.close()
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        report = build_report(history.config, history.store, args.month, args.by)
     render = {"csv": to_csv, "json": to_json, "table": to_table}[args.format]
     sys.stdout.write(render(report))
     if report.withheld and args.format != "table":
-        print(f"warning: {report.withheld} cost row(s) have no {config.currency} rate and are "
-              "left out of the report", file=sys.stderr)  # fmt: skip
+        print(f"warning: {report.withheld} cost row(s) have no {report.currency} rate and "
+              "are left out of the report", file=sys.stderr)  # fmt: skip
     return 0
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from exporter.app import open_history_read_only
     from exporter.clock import utc_now
     from exporter.finops.backfill import load_commands, write_backfill
 
-    config = _finops_config(args)
-    if config is None:
-        return 1
-    history = open_history_read_only(config)
-    try:
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        config = history.config
         first = args.start or history.store.first_day()
         if first is None:
             print(f"error: {config.storage.path} holds no cost or usage rows", file=sys.stderr)
@@ -644,37 +654,32 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    finally:
-        history.close()
     sys.stdout.write(load_commands(result, config.storage.retention_days))
     return 0
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    from exporter.app import open_history_read_only
     from exporter.clock import utc_now
     from exporter.finops.whatif import ScenarioError, parse_scale, parse_swap, to_json, to_table
     from exporter.finops.whatif import what_if as project_scenario
     from exporter.fx.rates import FxError
 
-    config = _finops_config(args)
-    if config is None:
-        return 1
-    history = open_history_read_only(config)
-    try:
-        scales = [parse_scale(s) for s in args.scale]
-        swaps = [parse_swap(s) for s in args.swap]
-        result = project_scenario(history.store, config.currency, history.catalogue,
-                                  utc_now().date(), scales, swaps)  # fmt: skip
-    except ScenarioError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except FxError as exc:
-        print(f"error: catalogue prices cannot be converted to {config.currency}: {exc}",
-              file=sys.stderr)  # fmt: skip
-        return 1
-    finally:
-        history.close()
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        currency = history.config.currency
+        try:
+            scales = [parse_scale(s) for s in args.scale]
+            swaps = [parse_swap(s) for s in args.swap]
+            result = project_scenario(history.store, currency, history.catalogue,
+                                      utc_now().date(), scales, swaps)  # fmt: skip
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except FxError as exc:
+            print(f"error: catalogue prices cannot be converted to {currency}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
     sys.stdout.write((to_json if args.format == "json" else to_table)(result))
     return 0
 

@@ -70,21 +70,19 @@ def build(currency: str) -> dict[str, Any]:
             row(
                 title="Chargeback",
                 panels=[
-                    timeseries(
-                        title="Cost by team (month to date)",
-                        expr=by_label("team"),
-                        legend="{{team}}",
-                        unit=m,
-                        description="Month-to-date cost per team: the value on the last day of a month is that month's chargeback. Empty team = no rule sets one.",
-                        w=12,
-                    ),
-                    timeseries(
-                        title="Cost by pool (month to date)",
-                        expr=by_label("pool"),
-                        legend="{{pool}}",
-                        unit=m,
-                        description="Month-to-date cost per cost pool; the value on the last day of a month is that month's showback. 'unassigned' = no rule gives a pool.",
-                        w=12,
+                    *(
+                        timeseries(
+                            title=f"Cost by {label} (month to date)",
+                            expr=by_label(label),
+                            legend=f"{{{{{label}}}}}",
+                            unit=m,
+                            description=f"Month-to-date cost per {label}: the value on the last day of a month is that month's chargeback. {note}",
+                            w=12,
+                        )
+                        for label, note in (
+                            ("team", "Empty team = no rule sets one."),
+                            ("pool", "'unassigned' = no rule gives a pool."),
+                        )
                     ),
                     table(
                         title="This month by team and pool",
