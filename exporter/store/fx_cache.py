@@ -101,7 +101,7 @@ class FxCache(Database):
         """Recompute the FX columns of every row not finally converted to ``currency`` (and of
         every row from ``since`` on) from its source amount, in one transaction, so a poll
         writing the same rows meanwhile cannot interleave. Returns (row, new columns)."""
-        out = []
+        out: list[tuple[CostRecord, Mapping[str, Any]]] = []
         with self._transaction() as conn:
             cursor = conn.execute(
                 "SELECT rowid, * FROM costs WHERE fx_currency IS NULL OR fx_currency != ? "
