@@ -68,7 +68,11 @@ def test_team_rows_follow_attribution_and_unassigned_is_a_row(eur: DemoHistory) 
     for c, name in stored_month(eur, month):  # independent: attribution rule by rule
         team = attribute(eur.config.attribution, (c.provider, c.account, c.project), name).team
         expected[team or "unassigned"] += c.amount
-    report = build_report(eur.config, Store(eur.config.storage.path, read_only=True), month, "team")
+    store = Store(eur.config.storage.path, read_only=True)
+    try:
+        report = build_report(eur.config, store, month, "team")
+    finally:
+        store.close()
     got = {row.key: row.cost.quantize(CENT) for row in report.rows if row.cost}
     assert got == {k: v.quantize(CENT) for k, v in expected.items()}
     assert "unassigned" in got and {"search", "support", "data", "research"} <= set(got)
