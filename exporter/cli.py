@@ -541,7 +541,7 @@ def add_finops_parsers(
     backfill.add_argument("--from", dest="start", type=_day, default=None,
                           help="first UTC day (default: the oldest stored day)")  # fmt: skip
     backfill.add_argument("--to", dest="end", type=_day, default=None,
-                          help="last UTC day (default: yesterday)")  # fmt: skip
+                          help="last UTC day (default: today, as stored so far)")  # fmt: skip
     backfill.add_argument("--job", default="ai-cost-exporter",
                           help="job label of the series (default: ai-cost-exporter, the "
                           "shipped scrape config's job)")  # fmt: skip
@@ -647,7 +647,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
         if first is None:
             print(f"error: {config.storage.path} holds no cost or usage rows", file=sys.stderr)
             return 1
-        last = args.end or utc_now().date() - timedelta(days=1)
+        last = args.end or utc_now().date()
         try:
             result = write_backfill(config, history.store, Path(args.output), first, last,
                                     job=args.job, instance=args.instance)  # fmt: skip

@@ -16,8 +16,8 @@ scrape config) and, when given, ``instance``, like scraped series do.
 
 Output: ``DIR/aicost-backfill-YYYY-MM.om``, one file per month, each strict OpenMetrics
 (each family once, each series' samples together and in time order, ``# EOF`` last). The
-default ``to`` is yesterday, so the blocks never overlap the head block of a running
-Prometheus.
+default ``to`` is today (its sample at 00:00 UTC holds the day as stored so far), so the
+backfilled lines reach the first live scrape without a gap.
 """
 
 from __future__ import annotations

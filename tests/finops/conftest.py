@@ -28,6 +28,7 @@ class DemoHistory:
     config: Config
     path: Path  # the config file
     today: date
+    env: dict[str, str]  # the demo orgs' (fake) keys, for an exporter polling them
 
 
 def _poll(tmp: Path, currency: str, today: date, orgs: list[Any], ecb_url: str) -> DemoHistory:
@@ -53,7 +54,7 @@ def _poll(tmp: Path, currency: str, today: date, orgs: list[Any], ecb_url: str) 
         app.stop()
     path = tmp / "config.yaml"
     path.write_text(yaml.safe_dump(data))
-    return DemoHistory(config, path, today)
+    return DemoHistory(config, path, today, env)
 
 
 @pytest.fixture(scope="session")
