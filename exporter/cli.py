@@ -502,13 +502,15 @@ def add_finops_parsers(
         "and its FX audit in x_ columns. Reads the history read-only; no network.",
     )
     config_arg(focus)
-    focus.add_argument("--from", dest="start", required=True, type=_day,
+    focus.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD",
                        help="first UTC day, YYYY-MM-DD")  # fmt: skip
-    focus.add_argument("--to", dest="end", required=True, type=_day,
+    focus.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD",
                        help="last UTC day (inclusive), YYYY-MM-DD")  # fmt: skip
     focus.add_argument("--format", choices=("csv", "jsonl"), default="csv",
                        help="output format (default: csv)")  # fmt: skip
-    focus.add_argument("--output", default=None, help="file to write (default: stdout)")
+    focus.add_argument(
+        "--output", default=None, metavar="FILE", help="file to write (default: stdout)"
+    )
     common(focus, listen=False)
 
     report = sub.add_parser(
@@ -520,7 +522,9 @@ def add_finops_parsers(
         "stored cost. Reads the history read-only; no network.",
     )
     config_arg(report)
-    report.add_argument("--month", required=True, type=_month, help="the month, YYYY-MM")
+    report.add_argument(
+        "--month", required=True, type=_month, metavar="YYYY-MM", help="the month, YYYY-MM"
+    )
     report.add_argument("--by", required=True, choices=FINOPS_BY,
                         help="what to group by")  # fmt: skip
     report.add_argument("--format", choices=("csv", "json", "table"), default="table",
@@ -530,23 +534,25 @@ def add_finops_parsers(
     backfill = sub.add_parser(
         "backfill",
         help="write the stored history as OpenMetrics for promtool (Prometheus backfill)",
-        description="Write DIR/aicost-backfill.om: the series the exporter publishes "
+        description="Write DIR/aicost-backfill-YYYY-MM.om (one OpenMetrics file per month): "
+        "the series the exporter publishes "
         "(cost, token and request windows, month-end forecasts, aicost_project_info) as "
         "they would have been scraped on each day of the stored history, one sample a day "
         "at 00:00 UTC, for `promtool tsdb create-blocks-from openmetrics`. Reads the history "
         "read-only; no network.",
     )
     config_arg(backfill)
-    backfill.add_argument("--output", required=True, help="directory to write into")
-    backfill.add_argument("--from", dest="start", type=_day, default=None,
+    backfill.add_argument("--output", required=True, metavar="DIR", help="directory to write into")
+    backfill.add_argument("--from", dest="start", type=_day, default=None, metavar="D",
                           help="first UTC day (default: the oldest stored day)")  # fmt: skip
-    backfill.add_argument("--to", dest="end", type=_day, default=None,
+    backfill.add_argument("--to", dest="end", type=_day, default=None, metavar="D",
                           help="last UTC day (default: today, as stored so far)")  # fmt: skip
     backfill.add_argument("--job", default="ai-cost-exporter",
                           help="job label of the series (default: ai-cost-exporter, the "
                           "shipped scrape config's job)")  # fmt: skip
     backfill.add_argument("--instance", default="",
-                          help="instance label of the series (default: none)")  # fmt: skip
+                          help="instance label of the series: the exporter's scrape target, "
+                          "so backfilled and scraped series are one (default: none)")  # fmt: skip
     common(backfill, listen=False)
 
     whatif = sub.add_parser(
