@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -618,7 +619,11 @@ def cmd_focus(args: argparse.Namespace) -> int:
         end = args.end + timedelta(days=1)
         rows = focus_rows(history.config, history.store, usd_catalogue(), args.start, end)
         if not args.output:
-            write(rows, sys.stdout, args.format)
+            try:
+                write(rows, sys.stdout, args.format)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head`: the reader has all it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             n = write(rows, out, args.format)
