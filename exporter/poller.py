@@ -22,7 +22,7 @@ from datetime import date, timedelta
 import httpx
 
 from exporter.clock import Clock, midnight, utc_now
-from exporter.config import Config, ProviderConfig, resolve_key
+from exporter.config import Config, ProviderConfig, Secret, resolve_key
 from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
 from exporter.providers.http import Provider, RetryPolicy
 from exporter.snapshot import ProviderHealth
@@ -65,6 +65,8 @@ class Poller:
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
         )
         self.health = ProviderHealth(self.type, self.account)
+        self._lag = timedelta(days=provider_config.expected_lag_days)
+        self.health.expected_lag = self._lag.total_seconds()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -87,7 +89,11 @@ class Poller:
             max_retry_after=poll.max_retry_after,
         )
         try:
-            key = resolve_key(self._provider_config, dict(self._env) if self._env else None)
+            key = (
+                resolve_key(self._provider_config, dict(self._env) if self._env else None)
+                if self._provider_config.uses_key
+                else Secret("")  # the provider gets its credential another way
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return self._provider_class(
@@ -124,7 +130,7 @@ class Poller:
                 self._failed("parse", f"{type(exc).__name__}: {exc}")
                 return False
             finished = self._clock()
-            complete_through = midnight(today)
+            complete_through = midnight(today - self._lag)
             self._store.record_success(
                 self.type, self.account, finished, complete_through, start if backfill else None
             )
