@@ -40,9 +40,14 @@ from exporter.store import Store
 
 FOCUS_VERSION = "1.2"
 
-PROVIDER_NAMES = {"openai": "OpenAI", "anthropic": "Anthropic", "xai": "xAI"}
-SERVICE_NAMES = {"openai": "OpenAI API", "anthropic": "Claude API", "xai": "xAI API"}
-SUB_ACCOUNT_TYPES = {"anthropic": "Workspace", "xai": "Team"}  # else "Project"
+PROVIDER_NAMES = {
+    "openai": "OpenAI", "anthropic": "Anthropic", "xai": "xAI", "azure_openai": "Microsoft",
+}  # fmt: skip
+SERVICE_NAMES = {
+    "openai": "OpenAI API", "anthropic": "Claude API", "xai": "xAI API",
+    "azure_openai": "Azure OpenAI",
+}  # fmt: skip
+SUB_ACCOUNT_TYPES = {"anthropic": "Workspace", "xai": "Team", "azure_openai": "Subscription"}
 # Usage units that measure a tool cost type: (usage unit) -> (cost type, FOCUS unit).
 TOOL_UNITS = {"web_search_requests": ("web_search", "Requests")}
 MTOK = Decimal(1_000_000)

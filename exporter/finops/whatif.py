@@ -10,7 +10,7 @@ accounting currency (30 days ~ a month). A scenario changes it by
 * ``--swap FROM:TO``: the token cost of model ``FROM`` is replaced by its observed tokens
   priced per token type (input, output, cache read, cache write; batch rows at the batch
   discount) at ``TO``'s catalogue list price of each day, on the same provider. Tool costs
-  of the stream stay.
+  of the stream stay, and so does token cost of a day whose tokens are not stored.
 
 Factors multiply (a project and a model scale both apply); a swapped stream's new cost is
 scaled like the old one was. Nothing is written anywhere.
@@ -27,7 +27,7 @@ from decimal import Decimal, InvalidOperation
 
 from exporter.finops.common import aligned, cents, money
 from exporter.pricing import Catalogue, model_family
-from exporter.records import CostRecord, UsageRecord
+from exporter.records import TOKEN_TYPES, CostRecord, UsageRecord
 from exporter.store import Store
 
 RUN_RATE_DAYS = 30
@@ -150,9 +150,16 @@ def project(
     def swapped(model: str) -> Swap | None:
         return next((s for s in swaps if _matches(s.source, model)), None)
 
+    # Token cost is replaced only where the stream's tokens of that day are known (a
+    # provider reporting money only, e.g. some Azure meters, keeps its cost).
+    priced = {
+        (u.provider, u.account, u.project, u.model, u.day)
+        for u in usage
+        if swapped(u.model) and any(u.tokens(t) for t in TOKEN_TYPES)
+    }
     for c in costs:
         baseline.add(c.provider, c.account, c.project, c.model, c.amount)
-        if c.cost_type == "tokens" and swapped(c.model):
+        if c.cost_type == "tokens" and (*c.stream, c.day) in priced:
             continue  # replaced by its tokens at the target's price (below)
         factor = _factor(scales, c.project, c.model)
         scenario.add(c.provider, c.account, c.project, c.model, c.amount * factor)

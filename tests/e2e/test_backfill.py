@@ -70,7 +70,7 @@ def test_backfilled_history_in_a_real_prometheus(eur: DemoHistory, tmp_path: Pat
         per_provider: dict[str, Decimal] = {}
         for c in costs:
             per_provider[c.provider] = per_provider.get(c.provider, Decimal(0)) + c.amount
-        assert len(per_provider) == 3
+        assert len(per_provider) == len(eur.config.providers)
         result = query_at(
             prom,
             'sum by (provider) (last_over_time(aicost_cost_yesterday{job="ai-cost-exporter"}[1d]))',
@@ -127,7 +127,8 @@ def test_backfilled_history_continues_into_live_scrapes(eur: DemoHistory, tmp_pa
             extra_args=("--storage.tsdb.retention.time=400d",),
         )  # fmt: skip
         wait_until(
-            lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 3,
+            lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1'))
+            == len(eur.config.providers),
             "a scrape of the live exporter after its first poll", 90, prom.process,
         )  # fmt: skip
         now = datetime.now(UTC)

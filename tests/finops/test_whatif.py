@@ -11,7 +11,7 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from exporter.finops.whatif import ScenarioError, parse_scale, parse_swap
-from exporter.pricing import BATCH_DISCOUNT
+from exporter.pricing import BATCH_DISCOUNT, model_family
 from exporter.store import Store
 from tests.finops.conftest import DemoHistory
 from tests.finops.test_focus import run
@@ -76,27 +76,43 @@ def genai_cost(model: str, provider: str, rows: list) -> Decimal:
 
 
 def test_a_swap_prices_observed_tokens_at_the_targets_catalogue_prices(usd: DemoHistory) -> None:
+    """On every provider that has gpt-4o (OpenAI and the demo's Azure deployment), its
+    tokens are priced at gpt-4o-mini on that provider's catalogue entry."""
     doc = whatif(usd, "--swap", "gpt-4o:gpt-4o-mini")
     start, end = usd.today - timedelta(days=30), usd.today
+
+    def is_source(model: str) -> bool:  # gpt-4o-2024-08-06 (OpenAI), gpt-4o-0806 (Azure)
+        return model_family(model) == "gpt-4o"
+
     store = Store(usd.config.storage.path, read_only=True)
     try:
-        usage = [u for u in store.usage_between(start, end) if u.model == "gpt-4o-2024-08-06"]
-        billed = sum(
-            c.amount
-            for c in store.costs_between(start, end)
-            if c.model == "gpt-4o-2024-08-06" and c.cost_type == "tokens"
-        )
+        usage = [u for u in store.usage_between(start, end) if is_source(u.model)]
+        converted, _ = store.converted_costs_between(start, end, "USD")
     finally:
         store.close()
-    assert usage and billed
-    expected = genai_cost("gpt-4o-mini", "openai", usage)
-    assert Decimal(doc["scenario"]["by_model"]["openai/gpt-4o-mini"]) == expected
-    change = Decimal(doc["scenario"]["total"]) - Decimal(doc["baseline"]["total"])
-    assert change == expected - billed and change < 0
-    assert (
-        "openai/gpt-4o-2024-08-06" not in doc["scenario"]["by_model"]
-        or Decimal(doc["scenario"]["by_model"]["openai/gpt-4o-2024-08-06"]) == 0
+    known = {(*u.stream, u.day) for u in usage}  # stream-days whose tokens are stored
+    billed = sum(
+        c.amount
+        for c in converted
+        if is_source(c.model) and c.cost_type == "tokens" and (*c.stream, c.day) in known
     )
+    kept = sum(
+        c.amount for c in converted if is_source(c.model) and (*c.stream, c.day) not in known
+    )
+    assert usage and billed
+    expected = Decimal(0)
+    for provider in sorted({u.provider for u in usage}):
+        # the genai-prices provider id of each route: openai, azure (Azure OpenAI)
+        catalogue_id = {"openai": "openai", "azure_openai": "azure"}[provider]
+        cost = genai_cost("gpt-4o-mini", catalogue_id, [u for u in usage if u.provider == provider])
+        assert Decimal(doc["scenario"]["by_model"][f"{provider}/gpt-4o-mini"]) == cost
+        expected += cost
+    change = Decimal(doc["scenario"]["total"]) - Decimal(doc["baseline"]["total"])
+    assert abs(change - (expected - billed)) < Decimal("1e-18") and change < 0
+    # a route whose tokens are not stored keeps its billed cost
+    left = sum(Decimal(v) for k, v in doc["scenario"]["by_model"].items()
+               if is_source(k.split("/", 1)[1]))  # fmt: skip
+    assert abs(left - kept) < Decimal("1e-18")
 
 
 def test_table_and_errors(usd: DemoHistory) -> None:
