@@ -47,7 +47,11 @@ SERVICE_NAMES = {
     "openai": "OpenAI API", "anthropic": "Claude API", "xai": "xAI API",
     "azure_openai": "Azure OpenAI",
 }  # fmt: skip
-SUB_ACCOUNT_TYPES = {"anthropic": "Workspace", "xai": "Team", "azure_openai": "Subscription"}
+SUB_ACCOUNT_TYPES = {
+    "anthropic": "Workspace",
+    "xai": "Team",
+    "azure_openai": "Azure OpenAI resource",
+}  # fmt: skip  (else "Project")
 # Usage units that measure a tool cost type: (usage unit) -> (cost type, FOCUS unit).
 TOOL_UNITS = {"web_search_requests": ("web_search", "Requests")}
 MTOK = Decimal(1_000_000)
