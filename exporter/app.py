@@ -30,7 +30,7 @@ from exporter.poller import Poller
 from exporter.pricing import Catalogue, Converter
 from exporter.providers import REGISTRY
 from exporter.snapshot import ProviderHealth, Snapshot
-from exporter.store import Store, retention_cutoff
+from exporter.store import StorageError, Store, check_storage, retention_cutoff
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,13 @@ class App:
         return ok
 
     def poll(self, poller: Poller) -> None:
-        """One scheduled poll of one account, then re-convert and re-render."""
-        poller.poll()
+        """One scheduled poll of one account, then re-convert and re-render.
+
+        A backfill may store costs of days the FX refresh at start did not know it needed
+        (the two race at start), so it is followed by a refresh of its own."""
+        if poller.poll() and poller.last_backfill:
+            self.fx_refresh()
+            return
         self.fx.convert_stored()
         self.refresh()
 
@@ -188,3 +193,27 @@ def open_history_read_only(config: Config) -> History:
 def usd_catalogue() -> Catalogue:
     """List prices in USD, the providers' billing currency (FOCUS ``ListCost``)."""
     return Catalogue(currency="USD")
+
+
+def storage_problems(config: Config, *, write: bool = True) -> list[str]:
+    """Why ``config.storage.path`` cannot be opened (read-write for ``run`` when ``write``);
+    empty when it can. Creates, modifies and replaces nothing."""
+    try:
+        check_storage(config.storage.path, write=write)
+    except StorageError as exc:
+        return [str(exc)]
+    return []
+
+
+__all__ = [
+    "App",
+    "History",
+    "StorageError",
+    "build",
+    "open_history",
+    "open_history_read_only",
+    "open_store",
+    "storage_problems",
+    "usd_catalogue",
+    "usd_converter",
+]

@@ -11,10 +11,12 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import yaml
 
 from exporter import __version__
 from exporter.config import (
@@ -25,6 +27,7 @@ from exporter.config import (
     currency_code,
     load,
     parse_listen_address,
+    raw_key_problems,
 )
 
 if TYPE_CHECKING:
@@ -94,15 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start simulated OpenAI and Anthropic organisations, an xAI team and an "
         "Azure subscription (GPT-4o on Azure OpenAI beside OpenAI's own) on loopback HTTP "
         "(the real provider code polls them) with ~90 days of traffic, and serve "
-        "/metrics.",
+        "/metrics. With the extras [aws] and [gcp] installed it adds an AWS Bedrock account "
+        "(Cost Explorer + CloudWatch) and a BigQuery billing export (Vertex AI, Gemini API): "
+        "Claude Sonnet 4.5 on three routes at different prices.",
     )
-    demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
+    demo.add_argument(
+        "--days", type=_demo_days, default=90, help="days of simulated history, 1-730 (90)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
     demo.add_argument(
         "--storage.path",
         dest="storage_path",
         default=None,
-        help="SQLite file (default: a fresh temporary directory)",
+        help="SQLite file, kept after the demo (default: one in a temporary directory, "
+        "removed on exit; its path is printed at start)",
     )
     common(demo)
 
@@ -110,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file and exit (non-zero on errors)",
         description="Validate a config file: report every error with its YAML path, and "
-        "check that each provider's key can be read (the key itself is never printed).",
+        "check that each provider's key can be read (the key itself is never printed), "
+        "that a cloud provider's optional extra is installed (bedrock: [aws], vertex: [gcp]) "
+        "and that storage.path can be opened read-write (nothing is created or changed).",
     )
     chk.add_argument("file", help="path of the YAML config file")
 
@@ -195,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _demo_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, got {text!r}") from None
+    if not 1 <= days <= 730:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 730 days, got {days}")
+    return days
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -219,21 +239,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return handler(args)
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, *, with_keys: bool = False) -> Config | None:
+    """The validated config, or None after printing every error; ``with_keys`` adds the
+    key problems of the provider entries that parsed (check-config: one pass for all)."""
     try:
         return load(path)
     except ConfigErrors as exc:
         print(f"error: invalid config {exc.source}:", file=sys.stderr)
-        for line in exc.errors:
+        for line in exc.errors + (raw_key_problems(exc.data) if with_keys else []):
             print(f"  {line}", file=sys.stderr)
         return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = _load(args.file, with_keys=True)
     if config is None:
         return 1
-    problems = check(config)
+    from exporter.app import storage_problems
+
+    problems = check(config) + storage_problems(config, write=True)
     if problems:
         print(f"error: {args.file}: the config is valid but cannot run:", file=sys.stderr)
         for line in problems:
@@ -256,7 +280,7 @@ def budget_warnings(config: Config) -> list[str]:
     import sqlite3
 
     from exporter.analytics.build import load_governance, load_history
-    from exporter.app import open_store
+    from exporter.app import StorageError, open_store
     from exporter.clock import utc_now
 
     try:
@@ -267,7 +291,7 @@ def budget_warnings(config: Config) -> list[str]:
             gov = load_governance(config, store, today, usage, costs)
         finally:
             store.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         return [f"storage.path: cannot read {path} to check budget scopes ({exc})"]
     index = {b.name: i for i, b in enumerate(config.budgets)}
     return [
@@ -283,9 +307,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_level or config.log_level)
-    from exporter.app import build
+    from exporter.app import StorageError, build
 
-    app = build(config)
+    try:
+        app = build(config)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         ok = app.poll_once()
     finally:
@@ -299,21 +327,25 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(args.log_level or config.log_level)
     from exporter.analytics.build import find_recommendations
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.clock import utc_now
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).is_file():
+    if not Path(path).exists():
         print(
-            f"error: no history at {path}; run `ai-cost-exporter poll --config "
+            f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
             file=sys.stderr,
         )
         return 1
     today = utc_now().date()
     rec = config.recommendations
-    history = open_history(config)
+    try:  # read-only: the history may belong to the running exporter or a read-only mount
+        history = open_history(config, store=open_store(config, read_only=True))
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         findings = find_recommendations(history.store, config, today, history.catalogue, rec.maps())
         first_seen = history.store.recommendation_first_seen()
@@ -331,7 +363,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.config import StorageConfig
     from exporter.fx.ecb import IDENTITY
     from exporter.fx.rates import FxError
@@ -351,7 +383,13 @@ def cmd_fx(args: argparse.Namespace) -> int:
         return 1
     if not args.config:  # no history: the bundled ECB rates only
         config = config.model_copy(update={"storage": StorageConfig(path=":memory:")})
-    history = open_history(config)
+        history = open_history(config)
+    else:
+        try:  # read-only: the history may belong to the running exporter
+            history = open_history(config, store=open_store(config, read_only=True))
+        except StorageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     store, fx = history.store, history.fx
     status = 0
     try:
@@ -418,7 +456,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
-    from exporter.app import build
+    from exporter.app import StorageError, build
     from exporter.server import MetricsServer
 
     try:
@@ -429,14 +467,24 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     try:
         server = MetricsServer((host, port))
     except OSError as exc:
-        print(f"error: cannot listen on {listen_address}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"error: cannot listen on {listen_address}: {exc.strerror}; choose another "
+            "HOST:PORT with --web.listen-address (or listen_address in the config)",
+            file=sys.stderr,
+        )
         return 1
     server.start()
-    log.info("listening on http://%s:%d/metrics", host, server.port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/metrics", shown, server.port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    app = build(config, env=env)
+    try:
+        app = build(config, env=env)
+    except StorageError as exc:
+        server.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     server.source = app
     scheduler = schedule.start(app)
     try:
@@ -449,26 +497,50 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     return 0
 
 
+DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx --config\n"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
-    storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
-    with running_demo(utc_now().date(), args.days, args.seed) as orgs:
+    with ExitStack() as stack:
+        if args.storage_path:
+            storage = Path(args.storage_path)
+        else:  # removed on exit, whatever happens
+            storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aicost-demo-")))
+            storage = storage / "demo.db"
+        orgs = stack.enter_context(running_demo(utc_now().date(), args.days, args.seed))
         env: dict[str, str] = {}
         for org in orgs:
             log.info("demo: %s (%d days of traffic)", org.description, args.days)
             env.update(org.env)
-        config = Config.model_validate(
-            {
-                "storage": {"path": storage},
-                "poll": {"interval": "5m", "backfill_days": args.days},
-                "providers": [org.provider for org in orgs],
-                **DEMO_GOVERNANCE,
-            }
+        data = {
+            "storage": {"path": str(storage)},
+            "poll": {"interval": "5m", "backfill_days": args.days},
+            "providers": [org.provider for org in orgs],
+            **DEMO_GOVERNANCE,
+        }
+        config = Config.model_validate(data)
+        config_path = storage.with_name(storage.name + ".demo.yaml")
+        if config_path.exists() and not config_path.read_text().startswith(DEMO_CONFIG_MARK):
+            print(f"error: {config_path} exists and was not written by the demo; "
+                  "choose another --storage.path", file=sys.stderr)  # fmt: skip
+            return 1
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        text = DEMO_CONFIG_MARK + yaml.safe_dump(data, sort_keys=False)
+        config_path.write_text(text, encoding="utf-8")
+        log.info(
+            "demo: history at %s%s; inspect it with `ai-cost-exporter recommendations "
+            "--config %s` or `ai-cost-exporter fx --config %s --date YYYY-MM-DD`",
+            storage,
+            "" if args.storage_path else " (removed on exit; --storage.path keeps one)",
+            config_path,
+            config_path,
         )
         return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+    return 0  # unreachable: serve returns inside the stack (mypy needs an exit here)
 
 
 # --------------------------------------------------------------------------- FinOps

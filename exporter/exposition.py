@@ -165,6 +165,11 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             )
     yield errors
     yield requests
+    degraded = _counter("aicost_poll_degraded_total")
+    for h in health:
+        for reason, n in sorted(h.degraded.items()):
+            _add(degraded, value=n, provider=h.provider, account=h.account, reason=reason)
+    yield degraded
 
     yield from _fx_families(snapshot.fx)
 

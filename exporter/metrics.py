@@ -296,6 +296,13 @@ CATALOGUE: list[MetricDef] = [
         "(code=timeout or error when no response arrived).",
     ),
     MetricDef(
+        "aicost_poll_degraded_total",
+        "counter",
+        (*PROVIDER, "reason"),
+        "Successful polls that fell back to a coarser, confirmed query because the provider "
+        "refused an unconfirmed dimension (xAI: reason unit_type, tokens); costs stay exact.",
+    ),
+    MetricDef(
         "aicost_fx_rate",
         "gauge",
         ("base", "quote", "source"),

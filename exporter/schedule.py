@@ -1,6 +1,7 @@
 """The APScheduler jobs of a running :class:`~exporter.app.App`, and nothing else.
 
-* ``poll:<type>:<account>`` every ``poll.interval`` per account, first run at start;
+* ``poll:<type>:<account>`` every ``poll.interval`` (or the account's own
+  ``poll_interval``) per account, first run at start;
   one instance at a time, a late run coalesced.
 * ``fx`` every ``fx.refresh_interval`` (and at start).
 * ``retention`` once a day.
@@ -16,8 +17,8 @@ from exporter.app import App
 def start(app: App) -> BackgroundScheduler:
     """Schedule every job of ``app`` and start the scheduler (stop it with ``shutdown``)."""
     scheduler = BackgroundScheduler(timezone="UTC")
-    interval = app.config.poll.interval
     for poller in app.pollers:
+        interval = poller.interval
         scheduler.add_job(
             app.poll,
             "interval",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import socket
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -105,6 +106,8 @@ class MetricsServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.source: Source | None = None
+        if ":" in address[0]:  # an IPv6 address such as ::1 (written [::1]:9877)
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
 

@@ -204,6 +204,7 @@ class ProviderHealth:
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
     expected_lag: float = 0.0  # seconds a provider's complete data normally trails real time
+    degraded: dict[str, int] = field(default_factory=dict)  # reason -> polls degraded
 
     def copy(self) -> ProviderHealth:
         """A copy whose counters no longer move with the poller's."""
@@ -217,6 +218,7 @@ class ProviderHealth:
             dict(self.errors),
             dict(self.requests),
             self.expected_lag,
+            dict(self.degraded),
         )
 
 

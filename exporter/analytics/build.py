@@ -117,7 +117,10 @@ class SnapshotBuilder:
         start = history_start(today)
         usage, costs, withheld = load_history(self.store, today, self.config.currency)
         gov = load_governance(self.config, self.store, today, usage, costs)
-        if costs:  # an empty history (before the first poll) matches nothing: no news
+        # An empty history, or one some providers have not been polled into yet (the demo's
+        # first minute, a new account), may match nothing for now: no news until each
+        # configured account has had its first poll.
+        if costs and all(h.last_success or any(h.errors.values()) for h in health):
             self._warn_unmatched(gov)
         return Snapshot(
             totals=compute_windows(

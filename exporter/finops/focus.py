@@ -42,10 +42,12 @@ FOCUS_VERSION = "1.2"
 
 PROVIDER_NAMES = {
     "openai": "OpenAI", "anthropic": "Anthropic", "xai": "xAI", "azure_openai": "Microsoft",
+    "bedrock": "AWS", "vertex": "Google Cloud", "gemini": "Google",
 }  # fmt: skip
 SERVICE_NAMES = {
     "openai": "OpenAI API", "anthropic": "Claude API", "xai": "xAI API",
-    "azure_openai": "Azure OpenAI",
+    "azure_openai": "Azure OpenAI", "bedrock": "Amazon Bedrock", "vertex": "Vertex AI",
+    "gemini": "Gemini API",
 }  # fmt: skip
 SUB_ACCOUNT_TYPES = {
     "anthropic": "Workspace",

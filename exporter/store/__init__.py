@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from exporter.store.access import StorageError, check_storage
 from exporter.store.fx_cache import FxCache
 from exporter.store.history import History, retention_cutoff
 from exporter.store.ledger import RECOMMENDATION_FIELDS, Ledger
@@ -19,4 +20,12 @@ class Store(History, FxCache, Ledger):
     """The history file: open with ``Store(path)``, or ``read_only=True`` to inspect one."""
 
 
-__all__ = ["FX_COLUMNS", "RECOMMENDATION_FIELDS", "CostAnnotator", "Store", "retention_cutoff"]
+__all__ = [
+    "FX_COLUMNS",
+    "RECOMMENDATION_FIELDS",
+    "CostAnnotator",
+    "StorageError",
+    "Store",
+    "check_storage",
+    "retention_cutoff",
+]

@@ -1,6 +1,7 @@
-"""A real history for the FinOps commands: the demo's three organisations (OpenAI,
-Anthropic, xAI fakes on loopback) polled by the real providers into SQLite, with the
-demo's attribution, in EUR (ECB rates from the fake ECB server) and in USD."""
+"""A real history for the FinOps commands: the demo's organisations (OpenAI, Anthropic,
+xAI, Azure OpenAI, Bedrock, Vertex fakes on loopback) polled by the real providers into
+SQLite, with the demo's attribution, in EUR (ECB rates from the fake ECB server) and in
+USD."""
 
 from __future__ import annotations
 
@@ -46,9 +47,7 @@ def _poll(tmp: Path, currency: str, today: date, orgs: list[Any], ecb_url: str) 
     config = Config.model_validate(data)
     app = build(config, env=env)
     try:
-        # rates first: a first poll whose window mixes converted and unconverted rows trips
-        # a KeyError in store.rows.insert_rows on main (reported, not fixed here)
-        app.fx_refresh()
+        app.fx_refresh()  # rates first, so the first poll's rows land converted
         assert app.poll_once()
     finally:
         app.stop()

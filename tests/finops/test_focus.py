@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from exporter.finops.focus import PROVIDER_NAMES
 from exporter.store import Store
 from tests.finops.conftest import DemoHistory
 
@@ -171,8 +172,7 @@ def test_rows_sum_to_the_stored_cost_per_provider_and_day(
             converted[(c.provider, c.day.isoformat())] += c.amount
     finally:
         store.close()
-    names = {"OpenAI": "openai", "Anthropic": "anthropic", "xAI": "xai",
-             "Microsoft": "azure_openai"}  # fmt: skip
+    names = {name: provider for provider, name in PROVIDER_NAMES.items()}
     for fmt in ("csv", "jsonl"):
         billed: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         accounting: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
