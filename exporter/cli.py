@@ -1,11 +1,12 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,focus,
-report,backfill,whatif}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,top,
+focus,report,backfill,whatif}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -201,6 +203,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list every stored cost row of that day with its audit trail: source "
         "amount and currency, rate, rate date, rate source, converted amount",
     )
+    top = sub.add_parser(
+        "top",
+        help="print the top spenders by user, tenant or endpoint from ingested requests",
+        description="Read the requests ingested from applications (POST /v1/traces, "
+        "/api/v1/events) from the SQLite history and print the top spenders of the last "
+        "--days UTC days (today included) by estimated cost. User-level detail stays here, "
+        "out of Prometheus.",
+    )
+    top.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file (its storage.path and currency are read)",
+    )
+    top.add_argument(
+        "--by",
+        choices=("user", "tenant", "endpoint"),
+        default="user",
+        help="what to group by (default: user)",
+    )
+    top.add_argument(
+        "--days", type=int, default=7, help="UTC days to include, today included (default: 7)"
+    )
+    top.add_argument("--limit", type=int, default=20, help="lines to print (default: 20)")
+    common(top, listen=False)
     add_finops_parsers(sub, common)
     return parser
 
@@ -235,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": cmd_report,
         "backfill": cmd_backfill,
         "whatif": cmd_whatif,
+        "top": cmd_top,
     }[args.command]
     return handler(args)
 
@@ -443,6 +472,48 @@ def print_audit(rows: list[dict[str, object]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.days < 1 or args.limit < 1:
+        print("error: --days and --limit must be at least 1", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or "warning")
+    from datetime import timedelta
+
+    from exporter.analytics.build import usd_rate
+    from exporter.analytics.unit_economics import top_spenders
+    from exporter.app import open_history, open_store
+    from exporter.clock import utc_now
+
+    if not Path(config.storage.path).is_file():
+        print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
+        return 1
+    today = utc_now().date()
+    start = today - timedelta(days=args.days - 1)
+    history = open_history(config, store=open_store(config, read_only=True))
+    try:
+        days = history.store.request_users if args.by == "user" else history.store.request_days
+        rows = days(start, today + timedelta(days=1))
+        spenders = top_spenders(rows, args.by, usd_rate(history.fx, config.currency))
+    finally:
+        history.close()
+    if not spenders:
+        print(f"no ingested requests from {start} to {today}")
+        return 0
+    cur = config.currency
+    table = [[args.by, f"estimated_cost_{cur}", "requests", "tokens", "unpriced_requests"]]
+    for s in spenders[: args.limit]:
+        cost = "no rate" if s.cost is None else f"{s.cost.quantize(Decimal('0.000001'))}"
+        table.append([s.value or "-", cost, str(s.requests), str(s.tokens), str(s.unpriced)])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    print(f"top {args.by}s by estimated cost, {start} to {today} (UTC)")
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -453,7 +524,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return serve(config, args.listen_address or config.listen_address)
 
 
-def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
+def serve(
+    config: Config,
+    listen_address: str,
+    env: dict[str, str] | None = None,
+    on_ready: Callable[[int], object] | None = None,
+) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
     from exporter.app import StorageError, build
@@ -486,6 +562,9 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
         print(f"error: {exc}", file=sys.stderr)
         return 1
     server.source = app
+    server.ingest = app.intake
+    if on_ready is not None:
+        on_ready(server.port)
     scheduler = schedule.start(app)
     try:
         stop.wait()
@@ -502,6 +581,7 @@ DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
+    from exporter.demo import apps
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
@@ -516,10 +596,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for org in orgs:
             log.info("demo: %s (%d days of traffic)", org.description, args.days)
             env.update(org.env)
+        # a simulated application reports its requests (the Unit economics dashboard)
+        env[apps.TOKEN_ENV] = secrets.token_urlsafe(24)
         data = {
             "storage": {"path": str(storage)},
             "poll": {"interval": "5m", "backfill_days": args.days},
             "providers": [org.provider for org in orgs],
+            "ingest": {"enabled": True, "token_env": apps.TOKEN_ENV},
             **DEMO_GOVERNANCE,
         }
         config = Config.model_validate(data)
@@ -539,7 +622,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
             config_path,
             config_path,
         )
-        return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+        app_days = min(args.days, config.ingest.retention_days)
+
+        def report(port: int) -> None:
+            apps.start_app(port, env[apps.TOKEN_ENV], utc_now().date(), app_days, args.seed)
+
+        return serve(
+            config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env, on_ready=report
+        )
     return 0  # unreachable: serve returns inside the stack (mypy needs an exit here)
 
 

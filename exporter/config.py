@@ -63,6 +63,16 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def env_var_name(value: str | None, secret: str) -> str | None:
+    """``value`` when it is the NAME of an environment variable (never the secret)."""
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, _), "
+            f"not the {secret} itself"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -212,12 +222,7 @@ class ProviderConfig(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, _), "
-                "not the key itself"
-            )
-        return value
+        return env_var_name(value, "key")
 
     @field_validator("name")
     @classmethod
@@ -710,6 +715,51 @@ class BudgetConfig(_Strict):
         return tuple(sorted(value))
 
 
+class IngestAttributes(_Strict):
+    """Span/resource attribute keys each request dimension is read from, first match wins
+    (each key is looked up on the span, then on its resource)."""
+
+    endpoint: tuple[str, ...] = ("aicost.endpoint", "http.route", "service.name")
+    tenant: tuple[str, ...] = ("aicost.tenant", "tenant.id")
+    user: tuple[str, ...] = ("enduser.id", "user.id")
+    prompt_version: tuple[str, ...] = ("aicost.prompt_version",)
+    outcome: tuple[str, ...] = ("aicost.outcome",)
+    # true when a key holds boolean true (or "true") or a number above 0
+    retry: tuple[str, ...] = ("aicost.retry", "http.request.resend_count")
+
+
+class IngestConfig(_Strict):
+    """Request-level usage pushed by applications: ``POST /v1/traces`` (OTLP/HTTP GenAI
+    spans) and ``POST /api/v1/events`` (JSON events). Off unless ``enabled``."""
+
+    enabled: bool = False
+    token_env: str | None = None  # name of the environment variable holding the bearer token
+    token_file: str | None = None
+    max_tenants: int = Field(20, ge=1, le=10_000)
+    max_endpoints: int = Field(100, ge=1, le=10_000)
+    max_prompt_versions: int = Field(50, ge=1, le=10_000)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    retention_days: int = Field(35, ge=1, le=3650)  # raw events; daily roll-ups as storage
+    refresh_interval: Duration = Field(15.0, ge=1.0)  # how often new requests reach /metrics
+    attributes: IngestAttributes = IngestAttributes()
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env_name(cls, value: str | None) -> str | None:
+        return env_var_name(value, "token")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> IngestConfig:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("set only one of token_env and token_file")
+        if self.enabled and self.token_env is None and self.token_file is None:
+            raise ValueError(
+                "ingest is enabled: set token_env or token_file (every ingest request "
+                "must carry that bearer token)"
+            )
+        return self
+
+
 class Config(_Strict):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     currency: str = "USD"
@@ -721,6 +771,7 @@ class Config(_Strict):
     providers: list[AnyProviderConfig] = Field(default_factory=list)
     attribution: list[AttributionRule] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    ingest: IngestConfig = IngestConfig()
 
     @field_validator("currency")
     @classmethod
@@ -943,28 +994,35 @@ def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> 
 
 
 def _read_key(
-    where: str, env_name: str | None, file: str | None, env: dict[str, str] | None
+    where: str,
+    env_name: str | None,
+    file: str | None,
+    env: dict[str, str] | None,
+    what: str = "api_key",
 ) -> Secret:
+    """A secret from the environment variable ``env_name`` or the file ``file`` (``what``:
+    the config keys' stem in messages, ``api_key`` or ``token``)."""
     environ = os.environ if env is None else env
     if env_name is not None:
         value = environ.get(env_name, "").strip()
         if not value:
             raise ValueError(f"{where}: environment variable {env_name} is not set or empty")
         return Secret(value)
-    assert file is not None
+    if file is None:
+        raise ValueError(f"{where}: set {what}_env or {what}_file")
     try:
         value = Path(file).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(f"{where}: cannot read api_key_file {file}: {exc.strerror}") from None
+        raise ValueError(f"{where}: cannot read {what}_file {file}: {exc.strerror}") from None
     if not value:
-        raise ValueError(f"{where}: api_key_file {file} is empty")
+        raise ValueError(f"{where}: {what}_file {file} is empty")
     return Secret(value)
 
 
 def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
     """Problems that only show at run time (missing env vars, unreadable key files)."""
     problems = []
-    if not config.providers:
+    if not config.providers and not config.ingest.enabled:
         problems.append("providers: no provider configured; nothing would be polled")
     for provider in config.providers:
         extra = provider.missing_extra()
@@ -980,4 +1038,14 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
+    if config.ingest.enabled:
+        try:
+            resolve_ingest_token(config.ingest, env)
+        except ValueError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def resolve_ingest_token(ingest: IngestConfig, env: dict[str, str] | None = None) -> Secret:
+    """The bearer token ingest requests must carry; errors never include the token."""
+    return _read_key("ingest", ingest.token_env, ingest.token_file, env, what="token")

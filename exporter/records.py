@@ -243,3 +243,42 @@ def duplicate_keys(result: FetchResult) -> list[str]:
                 out.append(f"{kind} {row.day} {'/'.join(str(k) for k in key[3:] if k != '')}")
             seen.add(key)
     return out
+
+
+# --------------------------------------------------------------------------- app requests
+
+# The attribution dimensions of an ingested request, and the value of a missing one.
+REQUEST_DIMENSIONS: tuple[str, ...] = ("endpoint", "tenant", "user", "prompt_version", "outcome")
+UNKNOWN = "unknown"
+
+
+class RequestRecord(NamedTuple):
+    """One AI API request as the application saw it (an OTLP GenAI span or a JSON event).
+
+    ``id`` is the idempotency key (``span:<trace id>:<span id>`` or ``event:<id>``); the
+    token fields are disjoint like the billed token types (``input_tokens`` is the
+    *uncached* input). Cost is not part of the record: it is an estimate the intake adds.
+    A named tuple, not a dataclass: ingest builds tens of thousands per second.
+    """
+
+    id: str
+    time: datetime  # UTC
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    endpoint: str = UNKNOWN
+    tenant: str = UNKNOWN
+    user: str = ""
+    prompt_version: str = UNKNOWN
+    outcome: str = UNKNOWN
+    retry: bool = False
+
+    def tokens(self, token_type: str) -> int:
+        return int(getattr(self, f"{token_type}_tokens"))
+
+    @property
+    def day(self) -> date:
+        return self.time.date()

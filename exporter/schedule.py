@@ -5,6 +5,8 @@
   one instance at a time, a late run coalesced.
 * ``fx`` every ``fx.refresh_interval`` (and at start).
 * ``retention`` once a day.
+* ``ingest`` every ``ingest.refresh_interval`` when ingest is enabled: re-render with the
+  requests counted since (the billed part is refreshed by the polls).
 """
 
 from __future__ import annotations
@@ -40,5 +42,14 @@ def start(app: App) -> BackgroundScheduler:
         id="fx",
     )
     scheduler.add_job(app.prune, "interval", hours=24, id="retention")
+    if app.intake is not None:
+        scheduler.add_job(
+            app.refresh_ingest,
+            "interval",
+            seconds=app.config.ingest.refresh_interval,
+            max_instances=1,
+            coalesce=True,
+            id="ingest",
+        )
     scheduler.start()
     return scheduler

@@ -10,6 +10,7 @@ store and the FX service; it never polls.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from exporter.analytics.recommendations import (
     publish,
     recommendations_start,
 )
+from exporter.analytics.unit_economics import Caps, compute_app_metrics
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock
 from exporter.config import Config
@@ -31,6 +33,7 @@ from exporter.fx.service import FxService
 from exporter.pricing import Catalogue, ModelMaps
 from exporter.records import BillingRecord, CostRecord, UsageRecord
 from exporter.snapshot import (
+    AppMetrics,
     BillingGauges,
     Governance,
     ProviderHealth,
@@ -138,7 +141,12 @@ class SnapshotBuilder:
                 [c for c in costs if c.day >= recommendations_start(today)],
             ),
             billing=self._billing(today, {(h.provider, h.account) for h in health}),
+            app=self.app_metrics(today),
         )
+
+    def app_metrics(self, today: date | None = None) -> AppMetrics:
+        """The request-level metrics alone (refreshed more often than the billed ones)."""
+        return load_app_metrics(self.config, self.store, self.fx, today or self.clock().date())
 
     def _billing(self, today: date, configured: set[tuple[str, str]]) -> BillingGauges:
         """Billing state of the configured accounts, in the accounting currency.
@@ -208,3 +216,32 @@ class SnapshotBuilder:
                 name,
             )
         self._unmatched_budgets = unmatched
+
+
+def usd_rate(fx: FxService, currency: str) -> Callable[[date], Decimal | None]:
+    """USD -> ``currency`` at the ECB rate of a day; None when there is none."""
+
+    def rate(day: date) -> Decimal | None:
+        try:
+            return fx.rate("USD", currency, day).value
+        except FxError:
+            return None
+
+    return rate
+
+
+def load_app_metrics(config: Config, store: Store, fx: FxService, today: date) -> AppMetrics:
+    """The request-level metrics of the ingested requests (see analytics.unit_economics)."""
+    currency = config.currency
+    yesterday = today - timedelta(days=1)
+    billed, _withheld = store.converted_costs_between(yesterday, today, currency)
+    return compute_app_metrics(
+        store.request_days(),
+        store.request_carry(currency),
+        billed,
+        today,
+        currency,
+        Caps.of(store.label_order, config.ingest),
+        store.label_order,
+        usd_rate(fx, currency),
+    )

@@ -38,3 +38,14 @@ def test_backfill_benchmark_runs_on_a_small_history() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout)
     assert figures["files"] == 2 and figures["samples"] > figures["series"] > 0  # April, May
+
+
+def test_ingest_benchmark_runs_on_a_few_spans() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_ingest.py"), "--spans", "200",
+         "--batches", "100", "--clients", "1", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)["results"][0]
+    assert result["spans"] == 200
