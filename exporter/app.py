@@ -225,6 +225,18 @@ def open_store(config: Config, *, read_only: bool = False) -> Store:
     return Store(config.storage.path, read_only=read_only)
 
 
+def open_history_read_only(config: Config) -> History:
+    """The history of ``config`` for the read-only FinOps commands (focus, report,
+    backfill, whatif): the store is never created, migrated or written, and nothing is
+    fetched (FX rates come from the cache in the history and the bundled ECB history)."""
+    return open_history(config, store=open_store(config, read_only=True))
+
+
+def usd_catalogue() -> Catalogue:
+    """List prices in USD, the providers' billing currency (FOCUS ``ListCost``)."""
+    return Catalogue(currency="USD")
+
+
 def storage_problems(config: Config, *, write: bool = True) -> list[str]:
     """Why ``config.storage.path`` cannot be opened (read-write for ``run`` when ``write``);
     empty when it can. Creates, modifies and replaces nothing."""
@@ -241,7 +253,9 @@ __all__ = [
     "StorageError",
     "build",
     "open_history",
+    "open_history_read_only",
     "open_store",
     "storage_problems",
+    "usd_catalogue",
     "usd_converter",
 ]

@@ -1,20 +1,22 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,top}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,top,
+focus,report,backfill,whatif}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import secrets
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from datetime import date
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
@@ -31,6 +33,9 @@ from exporter.config import (
 )
 from exporter.webconfig import WebConfig, WebConfigError
 from exporter.webconfig import load as load_web_config
+
+if TYPE_CHECKING:
+    from exporter.app import History
 
 log = logging.getLogger("exporter")
 
@@ -243,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     top.add_argument("--limit", type=int, default=20, help="lines to print (default: 20)")
     common(top, listen=False)
+    add_finops_parsers(sub, common)
     return parser
 
 
@@ -272,6 +278,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": cmd_poll,
         "recommendations": cmd_recommendations,
         "fx": cmd_fx,
+        "focus": cmd_focus,
+        "report": cmd_report,
+        "backfill": cmd_backfill,
+        "whatif": cmd_whatif,
         "top": cmd_top,
     }[args.command]
     return handler(args)
@@ -676,6 +686,232 @@ def cmd_demo(args: argparse.Namespace) -> int:
             on_ready=report,
         )
     return 0  # unreachable: serve returns inside the stack (mypy needs an exit here)
+
+
+# --------------------------------------------------------------------------- FinOps
+# focus, report, backfill, whatif: read the history at storage.path read-only, no network
+# (exporter/finops/; docs/finops.md).
+
+
+def _month(text: str) -> date:
+    try:
+        return date.fromisoformat(f"{text}-01")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM, got {text!r}") from None
+
+
+def add_finops_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[..., None],
+) -> None:
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--config",
+            "--config.file",
+            dest="config",
+            required=True,
+            help="path of the YAML config file (its storage.path is read, never written)",
+        )
+
+    focus = sub.add_parser(
+        "focus",
+        help="export the stored costs as FOCUS 1.2 rows (CSV or JSON lines)",
+        description="Export the stored costs of [--from, --to] as FOCUS 1.2 rows (FinOps "
+        "Open Cost and Usage Specification): one row per provider, account, project, model, "
+        "cost type and UTC day, in the billing currency, with the accounting-currency amount "
+        "and its FX audit in x_ columns. Reads the history read-only; no network.",
+    )
+    config_arg(focus)
+    focus.add_argument("--from", dest="start", required=True, type=_day, metavar="YYYY-MM-DD",
+                       help="first UTC day, YYYY-MM-DD")  # fmt: skip
+    focus.add_argument("--to", dest="end", required=True, type=_day, metavar="YYYY-MM-DD",
+                       help="last UTC day (inclusive), YYYY-MM-DD")  # fmt: skip
+    focus.add_argument("--format", choices=("csv", "jsonl"), default="csv",
+                       help="output format (default: csv)")  # fmt: skip
+    focus.add_argument(
+        "--output", default=None, metavar="FILE", help="file to write (default: stdout)"
+    )
+    common(focus, listen=False)
+
+    report = sub.add_parser(
+        "report",
+        help="showback/chargeback of a month in the accounting currency",
+        description="Cost of one month in the accounting currency by team, pool, project, "
+        "environment, provider or model, with each row's share, the previous month and the "
+        "change. Unattributed cost is the row 'unassigned'; the rows add up to the month's "
+        "stored cost. Reads the history read-only; no network.",
+    )
+    config_arg(report)
+    report.add_argument(
+        "--month", required=True, type=_month, metavar="YYYY-MM", help="the month, YYYY-MM"
+    )
+    report.add_argument("--by", required=True, choices=FINOPS_BY,
+                        help="what to group by")  # fmt: skip
+    report.add_argument("--format", choices=("csv", "json", "table"), default="table",
+                        help="output format (default: table)")  # fmt: skip
+    common(report, listen=False)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="write the stored history as OpenMetrics for promtool (Prometheus backfill)",
+        description="Write DIR/aicost-backfill-YYYY-MM.om (one OpenMetrics file per month): "
+        "the series the exporter publishes "
+        "(cost, token and request windows, month-end forecasts, aicost_project_info) as "
+        "they would have been scraped on each day of the stored history, one sample a day "
+        "at 00:00 UTC, for `promtool tsdb create-blocks-from openmetrics`. Reads the history "
+        "read-only; no network.",
+    )
+    config_arg(backfill)
+    backfill.add_argument("--output", required=True, metavar="DIR", help="directory to write into")
+    backfill.add_argument("--from", dest="start", type=_day, default=None, metavar="D",
+                          help="first UTC day (default: the oldest stored day)")  # fmt: skip
+    backfill.add_argument("--to", dest="end", type=_day, default=None, metavar="D",
+                          help="last UTC day (default: today, as stored so far)")  # fmt: skip
+    backfill.add_argument("--job", default="ai-cost-exporter",
+                          help="job label of the series (default: ai-cost-exporter, the "
+                          "shipped scrape config's job)")  # fmt: skip
+    backfill.add_argument("--instance", default="",
+                          help="instance label of the series: the exporter's scrape target, "
+                          "so backfilled and scraped series are one (default: none)")  # fmt: skip
+    common(backfill, listen=False)
+
+    whatif = sub.add_parser(
+        "whatif",
+        help="project the monthly spend of a scenario (scale projects/models, swap models)",
+        description="A monthly projection (the 30-day run rate) of the current spend and "
+        "of a scenario: --scale project=ID:FACTOR, --scale model=NAME:FACTOR, --swap "
+        "FROM_MODEL:TO_MODEL (observed tokens priced per token type at TO's catalogue "
+        "price). Reads the history read-only; no network.",
+    )
+    config_arg(whatif)
+    whatif.add_argument("--scale", action="append", default=[], metavar="KIND=NAME:FACTOR",
+                        help="project=ID:FACTOR or model=NAME:FACTOR (repeatable)")  # fmt: skip
+    whatif.add_argument("--swap", action="append", default=[], metavar="FROM_MODEL:TO_MODEL",
+                        help="price FROM's tokens at TO's list prices (repeatable)")  # fmt: skip
+    whatif.add_argument("--format", choices=("json", "table"), default="table",
+                        help="output format (default: table)")  # fmt: skip
+    common(whatif, listen=False)
+
+
+FINOPS_BY = ("team", "pool", "project", "environment", "provider", "model")
+
+
+def _finops_config(args: argparse.Namespace) -> Config | None:
+    config = _load(args.config)
+    if config is None:
+        return None
+    _setup_logging(args.log_level or config.log_level)
+    if not Path(config.storage.path).is_file():
+        print(f"error: no history at {config.storage.path} (storage.path of {args.config}); "
+              f"run `ai-cost-exporter poll --config {args.config} --once` first",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return config
+
+
+@contextmanager
+def _read_only_history(args: argparse.Namespace) -> Iterator[History | None]:
+    """The history of ``--config`` opened read-only (None after printing why not)."""
+    config = _finops_config(args)
+    if config is None:
+        yield None
+        return
+    from exporter.app import open_history_read_only
+
+    history = open_history_read_only(config)
+    try:
+        yield history
+    finally:
+        history.close()
+
+
+def cmd_focus(args: argparse.Namespace) -> int:
+    from exporter.app import usd_catalogue
+    from exporter.finops.focus import focus_rows, write
+
+    if args.end < args.start:
+        print(f"error: --to {args.end} is before --from {args.start}", file=sys.stderr)
+        return 2
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        end = args.end + timedelta(days=1)
+        rows = focus_rows(history.config, history.store, usd_catalogue(), args.start, end)
+        if not args.output:
+            try:
+                write(rows, sys.stdout, args.format)
+                sys.stdout.flush()
+            except BrokenPipeError:  # `| head`: the reader has all it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            n = write(rows, out, args.format)
+        print(f"wrote {n} FOCUS rows to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from exporter.finops.report import build_report, to_csv, to_json, to_table
+
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        report = build_report(history.config, history.store, args.month, args.by)
+    render = {"csv": to_csv, "json": to_json, "table": to_table}[args.format]
+    sys.stdout.write(render(report))
+    if report.withheld and args.format != "table":
+        print(f"warning: {report.withheld} cost row(s) have no {report.currency} rate and "
+              "are left out of the report", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from exporter.clock import utc_now
+    from exporter.finops.backfill import load_commands, write_backfill
+
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        config = history.config
+        first = args.start or history.store.first_day()
+        if first is None:
+            print(f"error: {config.storage.path} holds no cost or usage rows", file=sys.stderr)
+            return 1
+        last = args.end or utc_now().date()
+        try:
+            result = write_backfill(config, history.store, Path(args.output), first, last,
+                                    job=args.job, instance=args.instance)  # fmt: skip
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    sys.stdout.write(load_commands(result, config.storage.retention_days))
+    return 0
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    from exporter.clock import utc_now
+    from exporter.finops.whatif import ScenarioError, parse_scale, parse_swap, to_json, to_table
+    from exporter.finops.whatif import what_if as project_scenario
+    from exporter.fx.rates import FxError
+
+    with _read_only_history(args) as history:
+        if history is None:
+            return 1
+        currency = history.config.currency
+        try:
+            scales = [parse_scale(s) for s in args.scale]
+            swaps = [parse_swap(s) for s in args.swap]
+            result = project_scenario(history.store, currency, history.catalogue,
+                                      utc_now().date(), scales, swaps)  # fmt: skip
+        except ScenarioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except FxError as exc:
+            print(f"error: catalogue prices cannot be converted to {currency}: {exc}",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+    sys.stdout.write((to_json if args.format == "json" else to_table)(result))
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("webconfig", ("exporter.webconfig",)),
     ("server", ("exporter.server",)),
+    ("finops", ("exporter.finops",)),
     ("demo", ("exporter.demo",)),
     ("app", ("exporter.app",)),
     ("schedule", ("exporter.schedule",)),

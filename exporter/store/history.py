@@ -237,6 +237,15 @@ class History(Database):
             rows = self.db.execute(sql, (since.isoformat(),)).fetchall()
         return {Stream(p, a, proj, m): date.fromisoformat(first) for p, a, proj, m, first in rows}
 
+    def first_day(self) -> date | None:
+        """The oldest day with a stored cost or usage row (None: an empty history)."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM costs "
+                "UNION ALL SELECT MIN(day) FROM usage)"
+            ).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
     def _select(self, table: str, start: date, end: date) -> list[dict[str, Any]]:
         with self._lock:
             return list(

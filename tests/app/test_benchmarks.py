@@ -29,6 +29,17 @@ def test_forecast_backtest_runs_on_one_synthetic_year() -> None:
     assert "MAPE" in proc.stdout
 
 
+def test_backfill_benchmark_runs_on_a_small_history() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_backfill.py"), "--streams", "8", "--days", "40",
+         "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    figures = json.loads(proc.stdout)
+    assert figures["files"] == 2 and figures["samples"] > figures["series"] > 0  # April, May
+
+
 def test_ingest_benchmark_runs_on_a_few_spans() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / "bench_ingest.py"), "--spans", "200",

@@ -135,9 +135,12 @@ class Prometheus:
         rule_files: list[Path],
         am_url: str,
         scrape_configs: list[dict[str, Any]] | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         """``scrape_configs`` (e.g. a documented snippet) replace the default job; their
-        targets become ``targets`` and their intervals 1s, nothing else changes."""
+        targets become ``targets`` and their intervals 1s, nothing else changes.
+        ``extra_args``: more flags (e.g. a long ``--storage.tsdb.retention.time`` so
+        backfilled blocks in ``tmp/tsdb`` are kept)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         jobs = scrape_configs or [{"job_name": "ai-cost-exporter", "static_configs": [{}]}]
@@ -162,6 +165,7 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--web.console.templates=/nonexistent",
                 "--web.console.libraries=/nonexistent",
+                *extra_args,
             ],
             tmp / "prometheus.log",
         )
