@@ -16,6 +16,7 @@ from decimal import Decimal
 from exporter.analytics import governance
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.billing import compute_billing, earliest_period_start
+from exporter.analytics.cache import HistoryCache
 from exporter.analytics.recommendations import (
     Findings,
     compute_recommendations,
@@ -42,13 +43,19 @@ from exporter.store import Store
 log = logging.getLogger(__name__)
 
 
+def history_range(today: date) -> tuple[date, date]:
+    """The days ``[start, end)`` every window, governance analytic and recommendation of
+    ``today`` reads."""
+    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
+    return start, today + timedelta(days=1)
+
+
 def load_history(
     store: Store, today: date, currency: str
 ) -> tuple[list[UsageRecord], list[CostRecord], list[CostRecord]]:
     """The stored rows every window, governance analytic and recommendation of ``today``
     needs: (usage, costs converted to ``currency``, cost rows withheld for lack of a rate)."""
-    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
-    end = today + timedelta(days=1)
+    start, end = history_range(today)
     costs, withheld = store.converted_costs_between(start, end, currency)
     return store.usage_between(start, end), costs, withheld
 
@@ -108,6 +115,7 @@ class SnapshotBuilder:
         self.clock = clock
         self._unmatched_budgets: set[str] = set()
         self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
+        self.history = HistoryCache(store, config.currency)  # rows kept between refreshes
 
     def build(self, health: list[ProviderHealth]) -> Snapshot:
         """The snapshot of the history now. ``health``: copies taken BEFORE the history is
@@ -115,7 +123,7 @@ class SnapshotBuilder:
         rows were stored (pollers run concurrently)."""
         today = self.clock().date()
         start = history_start(today)
-        usage, costs, withheld = load_history(self.store, today, self.config.currency)
+        usage, costs, withheld = self.history.load(*history_range(today))
         gov = load_governance(self.config, self.store, today, usage, costs)
         if costs:  # an empty history (before the first poll) matches nothing: no news
             self._warn_unmatched(gov)
