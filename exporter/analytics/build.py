@@ -122,7 +122,7 @@ class SnapshotBuilder:
         read, so a poll finishing meanwhile cannot show up=1 beside data read before its
         rows were stored (pollers run concurrently)."""
         today = self.clock().date()
-        start = history_start(today)
+        start, rec_start = history_start(today), recommendations_start(today)
         usage, costs, withheld = self.history.load(*history_range(today))
         gov = load_governance(self.config, self.store, today, usage, costs)
         if costs:  # an empty history (before the first poll) matches nothing: no news
@@ -139,8 +139,8 @@ class SnapshotBuilder:
             fx=self.fx.state(today),
             recommendations=self._recommendations(
                 today,
-                [u for u in usage if u.day >= recommendations_start(today)],
-                [c for c in costs if c.day >= recommendations_start(today)],
+                [u for u in usage if u.day >= rec_start],
+                [c for c in costs if c.day >= rec_start],
             ),
             billing=self._billing(today, {(h.provider, h.account) for h in health}),
         )
