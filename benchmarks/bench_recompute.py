@@ -91,7 +91,7 @@ def day_rows(
                 output_tokens=rng.randrange(1_000, 400_000),
                 cache_read_tokens=rng.randrange(0, 500_000),
                 requests=rng.randrange(10, 5_000),
-            )  # fmt: skip
+            )
         )
     for token_type in ("input", "output", "cache_read"):
         costs.append(
@@ -105,7 +105,7 @@ def day_rows(
                 Decimal(rng.randrange(1, 50_000_000)).scaleb(-6),
                 line_item=f"{model}, {token_type}",
                 token_type=token_type,
-            )  # fmt: skip
+            )
         )
     return usage, costs
 
@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"streams={args.streams} days={args.days} db={size_mib:.0f} MiB "
         f"open={figures['open_seconds']:.2f} s cold={figures['cold_seconds']:.2f} s "
-        f"poll-write={figures['poll_write_seconds']:.2f} s text={figures['text_bytes'] / 2**20:.1f} MiB "
+        f"poll-write={figures['poll_write_seconds']:.2f} s "
+        f"text={figures['text_bytes'] / 2**20:.1f} MiB "
         f"gzip={figures['gzip_bytes'] / 2**20:.2f} MiB"
         + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
     )

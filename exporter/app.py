@@ -29,6 +29,7 @@ from exporter.fx.service import FxService
 from exporter.poller import Poller
 from exporter.pricing import Catalogue, Converter
 from exporter.providers import REGISTRY
+from exporter.refresh import Refresher
 from exporter.snapshot import ProviderHealth, Snapshot
 from exporter.store import Store, retention_cutoff
 
@@ -109,6 +110,8 @@ class App:
             config, self.store, self.fx, self.catalogue, self.maps, clock
         )
         self._render_lock = threading.Lock()
+        # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
+        self.refresher = Refresher(self._after_polls)
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -134,8 +137,12 @@ class App:
         return ok
 
     def poll(self, poller: Poller) -> None:
-        """One scheduled poll of one account, then re-convert and re-render."""
+        """One scheduled poll of one account; the re-conversion and re-render run once
+        after a burst of polls, on the refresher's thread (scrapes keep the old bytes)."""
         poller.poll()
+        self.refresher.request()
+
+    def _after_polls(self) -> None:
         self.fx.convert_stored()
         self.refresh()
 
@@ -152,6 +159,7 @@ class App:
             log.info("retention: removed %d rows older than %s", removed, cutoff)
 
     def stop(self) -> None:
+        self.refresher.stop()
         for poller in self.pollers:
             poller.close()
         self.fx.close()

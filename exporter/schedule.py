@@ -4,6 +4,9 @@
   one instance at a time, a late run coalesced.
 * ``fx`` every ``fx.refresh_interval`` (and at start).
 * ``retention`` once a day.
+
+A finished poll asks the app's :class:`~exporter.refresh.Refresher` for a refresh: one
+re-conversion and re-render runs after a burst of polls, not one per account.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("server", ("exporter.server",)),
     ("demo", ("exporter.demo",)),
+    ("refresh", ("exporter.refresh",)),
     ("app", ("exporter.app",)),
     ("schedule", ("exporter.schedule",)),
     ("cli", ("exporter.report", "exporter.cli", "exporter.__main__")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,15 @@ def test_forecast_backtest_runs_on_one_synthetic_year() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "MAPE" in proc.stdout
+
+
+def test_recompute_benchmark_fills_a_small_history_and_reports_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_recompute.py"), "--streams", "12", "--days", "35",
+         "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"recompute: [0-9.]+ s, [0-9]+ MiB, [0-9]+ series", last), last
+    assert int(last.split(", ")[2].split()[0]) > 12 * 5  # every stream has its windows

@@ -1,0 +1,77 @@
+"""Coalesced refreshes: a burst of polls gives one recompute; scrapes keep the old bytes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from exporter.app import build
+from exporter.demo.openai import FakeOpenAIServer
+from exporter.refresh import Refresher
+from tests.conftest import fixed_clock, make_config
+from tests.helpers import opened
+
+
+def test_a_burst_of_requests_runs_the_work_once() -> None:
+    calls: list[int] = []
+    refresher = opened(Refresher(lambda: calls.append(1), settle=0.2))
+    for _ in range(6):  # six accounts finishing their polls together
+        refresher.request()
+    assert refresher.wait_idle(timeout=30)
+    assert calls == [1] and refresher.runs == 1
+
+
+def test_a_request_during_a_refresh_runs_it_once_more() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def work() -> None:
+        calls.append(1)
+        started.set()
+        release.wait(timeout=30)
+
+    refresher = opened(Refresher(work, settle=0.05))
+    refresher.request()
+    assert started.wait(timeout=30)
+    refresher.request()  # the running refresh may have read the store before this poll
+    refresher.request()
+    release.set()
+    assert refresher.wait_idle(timeout=30)
+    assert len(calls) == 2
+
+
+def test_a_failing_refresh_is_logged_and_the_next_request_retries() -> None:
+    outcomes = iter([RuntimeError("boom"), None])
+
+    def work() -> None:
+        failure = next(outcomes)
+        if failure:
+            raise failure
+
+    refresher = opened(Refresher(work, settle=0.01))
+    refresher.request()
+    assert refresher.wait_idle(timeout=30)
+    refresher.request()
+    assert refresher.wait_idle(timeout=30) and refresher.runs == 2
+
+
+def test_scheduled_polls_of_every_account_render_once(
+    tmp_path: Path, fake: FakeOpenAIServer, env: dict[str, str]
+) -> None:
+    providers = [
+        {"type": "openai", "name": f"acct{i}", "base_url": fake.base_url,
+         "api_key_env": "AICOST_TEST_OPENAI_KEY"}
+        for i in range(3)
+    ]  # fmt: skip
+    app = opened(build(make_config(tmp_path, fake.base_url, providers=providers),
+                       clock=fixed_clock, env=env))  # fmt: skip
+    app.refresher.settle = 0.5
+    renders: list[int] = []
+    refresh = app.refresh
+    app.refresh = lambda: renders.append(1) or refresh()  # type: ignore[method-assign]
+    before = app.rendered
+    for poller in app.pollers:
+        app.poll(poller)
+    assert app.refresher.wait_idle(timeout=120)
+    assert len(renders) == 1
+    assert app.rendered is not before and b'account="acct2"' in app.rendered.text
