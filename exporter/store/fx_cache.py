@@ -92,8 +92,9 @@ class FxCache(StreamIndex):
         Only a changed accounting currency reads every row; otherwise the pending rows come
         from a partial index and the ``since`` rows from the day index. The days touched get
         their version bumped (readers caching converted rows reload them)."""
-        out = []
+        out: list[tuple[CostRecord, Mapping[str, Any]]] = []
         with self._transaction() as conn:
+            queries: list[tuple[str, tuple[str, ...]]]
             if self._meta(conn, "fx_currency") == currency:
                 queries = [(f"SELECT rowid, * FROM costs WHERE {FX_PENDING}", ())]
                 if since is not None:

@@ -161,7 +161,8 @@ class History(StreamIndex):
     ) -> tuple[list[CostRecord], list[CostRecord]]:
         """(converted, withheld): rows converted to ``currency`` (amount and currency are the
         converted ones), and the source rows without a usable conversion."""
-        converted, withheld = [], []
+        converted: list[CostRecord] = []
+        withheld: list[CostRecord] = []
         days: dict[str, date] = {}
         for row in self._tuples(_COST_COLUMNS, "costs", start, end, account):
             p, a, d, proj, model, cost_type, amount, source, *rest, fx_amount, fx_cur, status = row

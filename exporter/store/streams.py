@@ -48,7 +48,8 @@ class StreamIndex(Database):
         the days ``[start, end)`` of the account now hold exactly ``usage`` and ``costs``."""
         s, e = start.isoformat(), end.isoformat()
         firsts: dict[tuple[str, str], str] = {}
-        for r in (*usage, *costs):
+        rows: list[UsageRecord | CostRecord] = [*usage, *costs]
+        for r in rows:
             k, d = (r.project, r.model), r.day.isoformat()
             if d < firsts.get(k, "9999-12-31"):
                 firsts[k] = d

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from exporter.app import build
 from exporter.demo.openai import FakeOpenAIServer
+from exporter.exposition import Rendered
 from exporter.refresh import Refresher
 from tests.conftest import fixed_clock, make_config
 from tests.helpers import opened
@@ -68,7 +69,12 @@ def test_scheduled_polls_of_every_account_render_once(
     app.refresher.settle = 0.5
     renders: list[int] = []
     refresh = app.refresh
-    app.refresh = lambda: renders.append(1) or refresh()  # type: ignore[method-assign]
+
+    def counted() -> Rendered:
+        renders.append(1)
+        return refresh()
+
+    app.refresh = counted  # type: ignore[method-assign]
     before = app.rendered
     for poller in app.pollers:
         app.poll(poller)

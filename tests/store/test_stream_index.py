@@ -122,13 +122,13 @@ def test_conversion_rereads_only_pending_rows_until_the_currency_changes(
 def test_the_migration_indexes_an_existing_history(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     old = sqlite_utils.Database(path)
-    old["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    old.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
     for name, step in MIGRATIONS:
         if name == "010_stream_index":
             break
         step(old)
-        old["_migrations"].insert({"name": name, "applied_at": "x"})
-    old["costs"].insert({"provider": "openai", "account": "acct", "day": "2026-03-04",
+        old.table("_migrations").insert({"name": name, "applied_at": "x"})
+    old.table("costs").insert({"provider": "openai", "account": "acct", "day": "2026-03-04",
                          "project": "p1", "line_item": "", "model": "gpt-4o",
                          "api_key": "", "service_tier": "", "cost_type": "tokens",
                          "amount": "1", "currency": "EUR"})  # fmt: skip
