@@ -80,6 +80,9 @@ class PollConfig(_Strict):
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 60.0
     max_retry_after: Duration = 300.0
+    # API keys (inactive-key detection) are listed at most this often, not on every poll
+    # (OpenAI: one request per project); the stored keys are kept in between.
+    api_keys_interval: Duration = Field(86400.0, ge=0)
 
 
 class FxConfig(_Strict):

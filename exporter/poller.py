@@ -64,6 +64,7 @@ class Poller:
         self._client = httpx.Client(
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
         )
+        self._keys_listed_at: float | None = None  # clock time of the last key listing
         self.health = ProviderHealth(self.type, self.account)
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
@@ -78,7 +79,11 @@ class Poller:
         key = (endpoint, code)
         self.health.requests[key] = self.health.requests.get(key, 0) + 1
 
-    def _provider(self) -> Provider:
+    def _keys_due(self, now: float) -> bool:
+        listed = self._keys_listed_at
+        return listed is None or now - listed >= self._config.poll.api_keys_interval
+
+    def _provider(self, list_api_keys: bool = True) -> Provider:
         poll = self._config.poll
         retry = RetryPolicy(
             max_attempts=poll.max_attempts,
@@ -91,7 +96,12 @@ class Poller:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return self._provider_class(
-            self._provider_config, self._client, key, retry=retry, observer=self._observe
+            self._provider_config,
+            self._client,
+            key,
+            retry=retry,
+            observer=self._observe,
+            list_api_keys=list_api_keys,
         )
 
     def window(self, today: date) -> tuple[date, date, bool]:
@@ -113,7 +123,8 @@ class Poller:
             today = now.date()
             start, end, backfill = self.window(today)
             try:
-                result = self._provider().fetch(start, end)
+                keys_due = self._keys_due(now.timestamp())
+                result = self._provider(keys_due).fetch(start, end)
                 result.billing = [replace(b, observed_at=now) for b in result.billing]
                 self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
@@ -124,6 +135,8 @@ class Poller:
                 self._failed("parse", f"{type(exc).__name__}: {exc}")
                 return False
             finished = self._clock()
+            if keys_due:
+                self._keys_listed_at = now.timestamp()
             complete_through = midnight(today)
             self._store.record_success(
                 self.type, self.account, finished, complete_through, start if backfill else None

@@ -79,6 +79,8 @@ class HttpProvider:
 
     A subclass sets ``type`` and :meth:`auth_headers` (and :meth:`error_message` when its
     error bodies have another shape); ``page_size`` (tests) overrides every page size at once.
+    ``list_api_keys=False``: this fetch skips the API-key listing (the poller lists keys at
+    most once per ``poll.api_keys_interval``; the stored keys stay as they are).
     """
 
     type: ClassVar[str]
@@ -95,8 +97,10 @@ class HttpProvider:
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         page_size: int | None = None,
+        list_api_keys: bool = True,
     ) -> None:
         self.account = config.account
+        self.list_api_keys = list_api_keys
         self._api = ApiClient(
             client,
             config.url,
