@@ -236,11 +236,14 @@ def _governance(g: Governance) -> Iterator[Metric]:
 
 
 class _SnapshotCollector(Collector):
+    """The families of one snapshot, built once for both formats (the generators only
+    read them)."""
+
     def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+        self._families = list(families(snapshot))
 
     def collect(self) -> Iterator[Metric]:
-        return families(self._snapshot)
+        return iter(self._families)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no collect() at registration time
