@@ -13,7 +13,7 @@ import logging
 from datetime import date, timedelta
 from decimal import Decimal
 
-from exporter.analytics import governance
+from exporter.analytics import cardinality, governance
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.billing import compute_billing, earliest_period_start
 from exporter.analytics.cache import HistoryCache
@@ -128,11 +128,14 @@ class SnapshotBuilder:
         if costs:  # an empty history (before the first poll) matches nothing: no news
             self._warn_unmatched(gov)
         return Snapshot(
-            totals=compute_windows(
-                today,
-                [u for u in usage if u.day >= start],
-                [c for c in costs if c.day >= start],
-                [w for w in withheld if w.day >= start],
+            totals=cardinality.select(
+                compute_windows(
+                    today,
+                    [u for u in usage if u.day >= start],
+                    [c for c in costs if c.day >= start],
+                    [w for w in withheld if w.day >= start],
+                ),
+                self.config.metrics,
             ),
             governance=gov,
             health=health,

@@ -128,6 +128,14 @@ class StreamIndex(Database):
         with self._lock:
             return int(self.db.execute("SELECT COUNT(*) FROM streams").fetchone()[0])
 
+    def stream_kinds(self) -> tuple[int, int]:
+        """(model streams, tool-cost streams with ``model=""``) in the store."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(model = ''), 0) FROM streams"
+            ).fetchone()
+        return int(row[0]) - int(row[1]), int(row[1])
+
     def cost_currencies(self) -> set[str]:
         """Source currencies of the stored cost rows."""
         with self._lock:
