@@ -131,6 +131,8 @@ class History(StreamIndex):
             n = conn.execute("DELETE FROM usage WHERE day < ?", (before.isoformat(),)).rowcount
             n += conn.execute("DELETE FROM costs WHERE day < ?", (before.isoformat(),)).rowcount
             self._index_prune(conn, before)
+        if n:
+            self._reclaim()
         return n
 
     def provider_state(self, provider: str, account: str) -> dict[str, Any] | None:

@@ -112,6 +112,15 @@ class StreamIndex(Database):
         )
         conn.execute("DELETE FROM day_versions WHERE day < ?", (cutoff,))
 
+    def _reclaim(self) -> None:
+        """Give the pages retention freed back to the file system: incrementally where the
+        file was created with ``auto_vacuum=INCREMENTAL``; an older file keeps its free
+        pages for reuse (``VACUUM`` it once, offline, to shrink it)."""
+        with self._lock:
+            if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # incremental
+                # executescript steps the pragma to completion (execute frees one page)
+                self.db.conn.executescript("PRAGMA incremental_vacuum;")
+
     def streams_first_seen(self, since: date) -> dict[Stream, date]:
         """Streams (provider, account, project, model) whose first day with usage or cost
         data in the store is on or after ``since``, with that day."""
