@@ -111,7 +111,9 @@ class App:
         )
         self._render_lock = threading.Lock()
         # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
-        self.refresher = Refresher(self._after_polls)
+        self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
+        self._polls_lock = threading.Lock()
+        self.refresher = Refresher(self._after_polls, busy=lambda: self._polls_running > 0)
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -139,8 +141,14 @@ class App:
     def poll(self, poller: Poller) -> None:
         """One scheduled poll of one account; the re-conversion and re-render run once
         after a burst of polls, on the refresher's thread (scrapes keep the old bytes)."""
-        poller.poll()
-        self.refresher.request()
+        with self._polls_lock:
+            self._polls_running += 1
+        try:
+            poller.poll()
+        finally:
+            with self._polls_lock:
+                self._polls_running -= 1
+            self.refresher.request()
 
     def _after_polls(self) -> None:
         self.fx.convert_stored()

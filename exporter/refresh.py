@@ -2,10 +2,11 @@
 
 The scheduler polls every account at the same start time, so their polls finish close
 together. Each finished poll calls :meth:`Refresher.request`; a single worker thread waits
-until no request has come for ``settle`` seconds (at most ``max_delay`` after the first
-one), then runs the refresh once. A request arriving while a refresh runs schedules one
-more run after it, so the last poll's data is always rendered. The server keeps serving the
-previous bytes meanwhile: it reads the latest ``Rendered``, never waits on the refresh.
+until no poll is running any more (``busy``) and no request has come for ``settle``
+seconds, at most ``max_delay`` after the first one, then runs the refresh once. A request
+arriving while a refresh runs schedules one more run after it, so the last poll's data is
+always rendered. The server keeps serving the previous bytes meanwhile: it reads the latest
+``Rendered``, never waits on the refresh.
 """
 
 from __future__ import annotations
@@ -22,9 +23,16 @@ class Refresher:
     """Runs ``work`` on a worker thread once per burst of :meth:`request` calls."""
 
     def __init__(
-        self, work: Callable[[], object], *, settle: float = 2.0, max_delay: float = 30.0
+        self,
+        work: Callable[[], object],
+        *,
+        busy: Callable[[], bool] = lambda: False,
+        settle: float = 2.0,
+        max_delay: float = 120.0,
     ) -> None:
+        """``busy``: True while more requests are on their way (polls still running)."""
         self._work = work
+        self._busy = busy
         self.settle = settle
         self.max_delay = max_delay
         self._cond = threading.Condition()
@@ -78,7 +86,7 @@ class Refresher:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                    if self._requests == seen:
+                    if self._requests == seen and not self._busy():
                         break
                 if self._stopped:
                     return

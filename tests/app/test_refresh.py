@@ -41,6 +41,17 @@ def test_a_request_during_a_refresh_runs_it_once_more() -> None:
     assert len(calls) == 2
 
 
+def test_the_refresh_waits_while_polls_are_still_running() -> None:
+    calls: list[int] = []
+    running = [True]
+    refresher = opened(Refresher(lambda: calls.append(1), busy=lambda: running[0], settle=0.01))
+    refresher.request()  # the first account finished; others still polling
+    assert not refresher.wait_idle(timeout=0.3) and calls == []
+    running[0] = False
+    refresher.request()  # the last one finished
+    assert refresher.wait_idle(timeout=30) and calls == [1]
+
+
 def test_a_failing_refresh_is_logged_and_the_next_request_retries() -> None:
     outcomes = iter([RuntimeError("boom"), None])
 
@@ -76,8 +87,11 @@ def test_scheduled_polls_of_every_account_render_once(
 
     app.refresh = counted  # type: ignore[method-assign]
     before = app.rendered
-    for poller in app.pollers:
-        app.poll(poller)
+    polls = [threading.Thread(target=app.poll, args=[p]) for p in app.pollers]
+    for t in polls:  # as the scheduler runs them: every account at the same start time
+        t.start()
+    for t in polls:
+        t.join(timeout=120)
     assert app.refresher.wait_idle(timeout=120)
     assert len(renders) == 1
     assert app.rendered is not before and b'account="acct2"' in app.rendered.text
