@@ -19,7 +19,9 @@ from exporter.analytics.billing import compute_billing, earliest_period_start
 from exporter.analytics.cache import HistoryCache
 from exporter.analytics.recommendations import (
     Findings,
+    account_findings,
     compute_recommendations,
+    cross_provider_recommendations,
     dismissal_for,
     publish,
     recommendations_start,
@@ -116,6 +118,9 @@ class SnapshotBuilder:
         self._unmatched_budgets: set[str] = set()
         self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
         self.history = HistoryCache(store, config.currency)  # rows kept between refreshes
+        # per account: (what its findings were computed from, the findings)
+        self._account_findings: dict[tuple[str, str], tuple[object, Findings]] = {}
+        self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
 
     def build(self, health: list[ProviderHealth]) -> Snapshot:
         """The snapshot of the history now. ``health``: copies taken BEFORE the history is
@@ -185,9 +190,7 @@ class SnapshotBuilder:
         """Compute, record first-seen dates of the non-dismissed ones, and publish."""
         cfg = self.config.recommendations
         try:
-            findings = find_recommendations(
-                self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
-            )
+            findings = self._findings(today, usage, costs)
         except FxError as exc:
             log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
             return RecommendationMetrics()
@@ -204,6 +207,32 @@ class SnapshotBuilder:
             first_seen=first_seen,
             max_series=cfg.max_series,
         )
+
+    def _findings(self, today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> Findings:
+        """:func:`find_recommendations` of the cached rows, recomputing the per-account
+        rules only for accounts whose rows or keys changed (or on a new day)."""
+        cfg = self.config.recommendations
+        if not cfg.enabled:
+            return Findings()
+        keys = self.store.api_keys()
+        recs, cache_savings = [], {}
+        accounts = self.history.by_account(recommendations_start(today))
+        for account, (account_usage, account_costs) in accounts.items():
+            account_keys = [k for k in keys if (k.provider, k.account) == account]
+            basis = (today, self.history.signature(account), tuple(account_keys))
+            held = self._account_findings.get(account)
+            if held is None or held[0] != basis:
+                found = account_findings(
+                    today, account_usage, account_costs, account_keys,
+                    self.catalogue, self.maps, cfg,
+                )  # fmt: skip
+                held = self._account_findings[account] = (basis, found)
+                self.account_rule_runs += 1
+            recs.extend(held[1].recommendations)
+            cache_savings.update(held[1].cache_savings)
+        self._account_findings = {a: v for a, v in self._account_findings.items() if a in accounts}
+        recs.extend(cross_provider_recommendations(today, usage, costs, self.maps, cfg))
+        return Findings(recs, cache_savings)
 
     def _warn_unmatched(self, gov: Governance) -> None:
         """Log a budget whose scope matches no cost: once when it starts to (or at the first

@@ -62,6 +62,23 @@ class HistoryCache:
             held_back.extend(piece.withheld)
         return usage, converted, held_back
 
+    def signature(self, account: tuple[str, str]) -> frozenset[tuple[date, int]]:
+        """The (day, version) pairs of an account's cached days: equal signatures, equal rows."""
+        return frozenset((k[2], s.version) for k, s in self._slices.items() if k[:2] == account)
+
+    def by_account(
+        self, start: date
+    ) -> dict[tuple[str, str], tuple[list[UsageRecord], list[CostRecord]]]:
+        """{(provider, account): (usage, converted costs)} of the cached days from ``start``
+        (as last loaded), each in day order."""
+        out: dict[tuple[str, str], tuple[list[UsageRecord], list[CostRecord]]] = {}
+        for key in sorted(self._slices, key=lambda k: (k[2], k[0], k[1])):
+            if key[2] >= start:
+                usage, costs = out.setdefault((key[0], key[1]), ([], []))
+                usage.extend(self._slices[key].usage)
+                costs.extend(self._slices[key].costs)
+        return out
+
     def _reload(
         self, account: tuple[str, str], first: date, last: date, versions: dict[DayKey, int]
     ) -> dict[date, _Slice]:
