@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -553,7 +554,7 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _format(err: dict[str, Any]) -> str:
+def _format(err: Mapping[str, Any]) -> str:
     loc = tuple(
         p
         for i, p in enumerate(err["loc"])

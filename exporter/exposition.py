@@ -86,10 +86,15 @@ def labels(metric: MetricDef, *parts: tuple[Any, ...], **extra: object) -> list[
     return [str(named[name]) for name in metric.labels]
 
 
-def _add(fam: Metric, *parts: tuple[Any, ...], value: float, **extra: object) -> None:
+def _add(
+    fam: GaugeMetricFamily | CounterMetricFamily,
+    *parts: tuple[Any, ...],
+    value: float,
+    **extra: object,
+) -> None:
     """Add one sample to ``fam``, its labels by name (a counter's family drops ``_total``)."""
     metric = BY_NAME.get(fam.name) or BY_NAME[f"{fam.name}_total"]
-    fam.add_metric(labels(metric, *parts, **extra), value)  # type: ignore[attr-defined]
+    fam.add_metric(labels(metric, *parts, **extra), value)
 
 
 def families(snapshot: Snapshot) -> Iterator[Metric]:
@@ -102,13 +107,13 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         yield fam
     for window in TOKEN_WINDOW_NAMES:
         fam = _gauge(f"aicost_tokens_{window}")
-        for key, n in sorted(t.tokens.get(window, {}).items()):
-            _add(fam, key, value=n)
+        for token_key, n in sorted(t.tokens.get(window, {}).items()):
+            _add(fam, token_key, value=n)
         yield fam
     for window in WINDOW_NAMES:
         fam = _gauge(f"aicost_requests_{window}")
-        for key, n in sorted(t.requests.get(window, {}).items()):
-            _add(fam, key, value=n)
+        for stream, n in sorted(t.requests.get(window, {}).items()):
+            _add(fam, stream, value=n)
         yield fam
     recs, b = snapshot.recommendations, snapshot.billing
     keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
@@ -212,15 +217,22 @@ def _governance(g: Governance) -> Iterator[Metric]:
         ("aicost_budget_utilization_ratio", "utilization"),
     ):
         fam = _gauge(name)
-        for b in budgets:
-            _add(fam, value=_num(getattr(b, attr)), budget=b.name, period=b.period, currency=cur)
+        for budget in budgets:
+            _add(
+                fam,
+                value=_num(getattr(budget, attr)),
+                budget=budget.name,
+                period=budget.period,
+                currency=cur,
+            )
         yield fam
     thresholds = _gauge("aicost_budget_threshold_ratio")
     matched = _gauge("aicost_budget_scope_matched")
-    for b in budgets:
-        for t in b.thresholds:
-            _add(thresholds, value=_num(t), budget=b.name, threshold=format(t.normalize(), "f"))
-        _add(matched, value=1 if b.matched else 0, budget=b.name)
+    for budget in budgets:
+        for t in budget.thresholds:
+            threshold = format(t.normalize(), "f")
+            _add(thresholds, value=_num(t), budget=budget.name, threshold=threshold)
+        _add(matched, value=1 if budget.matched else 0, budget=budget.name)
     yield thresholds
     yield matched
 
@@ -253,7 +265,7 @@ def render(snapshot: Snapshot) -> Rendered:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_SnapshotCollector(snapshot))
     text = generate_latest(registry)
-    om = generate_openmetrics(registry)
+    om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
     return Rendered(
         text=text,
         text_gzip=gzip.compress(text, compresslevel=6, mtime=0),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.snapshot import WINDOW_NAMES
+
 STREAM = ("provider", "account", "project", "model")
 PROVIDER = ("provider", "account")
 BILLING = ("provider", "account", "currency")
@@ -24,13 +26,20 @@ class MetricDef:
     help: str
 
 
-WINDOWS: dict[str, str] = {
-    "today": "so far in the current UTC day (partial; the provider revises it)",
-    "yesterday": "of the last complete UTC day",
-    "7d": "of the last 7 complete UTC days",
-    "30d": "of the last 30 complete UTC days",
-    "month_to_date": "from the 1st of the current UTC month through now",
-}
+# What each window of snapshot.WINDOW_NAMES covers, for the HELP texts (in that order).
+WINDOWS: dict[str, str] = dict(
+    zip(
+        WINDOW_NAMES,
+        (
+            "so far in the current UTC day (partial; the provider revises it)",
+            "of the last complete UTC day",
+            "of the last 7 complete UTC days",
+            "of the last 30 complete UTC days",
+            "from the 1st of the current UTC month through now",
+        ),
+        strict=True,
+    )
+)
 
 
 def _windows() -> list[MetricDef]:

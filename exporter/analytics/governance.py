@@ -1,8 +1,9 @@
 """Guardrails and forecasting in one pass: attribution, budgets, forecasts, baselines.
 
-:func:`compute_governance` is what the scheduler calls after every poll; it is a pure
-function of the stored rows, the config and ``today``. Amounts are taken to be in the
-accounting currency already; every money value is labelled with ``config.currency``.
+:func:`compute_governance` is what the snapshot builder (``analytics/build.py``) calls
+after every poll; it is a pure function of the stored rows, the config and ``today``.
+Amounts are taken to be in the accounting currency already; every money value is labelled
+with ``config.currency``.
 """
 
 from __future__ import annotations

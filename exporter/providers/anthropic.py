@@ -114,7 +114,7 @@ class AnthropicProvider(HttpProvider):
 
     def _usage_records(self, day: date, r: dict[str, Any], where: str) -> Iterator[UsageRecord]:
         tier = optional_str(r, "service_tier", where)
-        common = {
+        common: dict[str, Any] = {
             "provider": self.type,
             "account": self.account,
             "day": day,

@@ -178,12 +178,13 @@ class ApiClient:
             )
             return seconds
 
+        options: dict[str, Any] = {"sleep": policy.sleep} if policy.sleep else {}
         retrying = Retrying(
             retry=retry_if_exception(should_retry),
             stop=stop_after_attempt(policy.max_attempts),
             wait=wait,
             reraise=True,
-            **({"sleep": policy.sleep} if policy.sleep else {}),
+            **options,
         )
         return retrying(self._once, method, endpoint, path, params, body)
 

@@ -153,7 +153,7 @@ class OpenAIProvider(HttpProvider):
         self, endpoint: str, spec: _UsageSpec, day: date, r: dict[str, Any], where: str
     ) -> UsageRecord:
         requests = as_count(r.get("num_model_requests"), f"{where}.num_model_requests", default=0)
-        common = {
+        common: dict[str, Any] = {
             "provider": self.type,
             "account": self.account,
             "day": day,
@@ -280,7 +280,8 @@ class OpenAIProvider(HttpProvider):
             kid = k.get("id")
             if not isinstance(kid, str) or not kid:
                 raise ParseError(f"projects/{project}/api_keys: an entry has no id")
-            owner = k.get("owner") if isinstance(k.get("owner"), dict) else {}
+            raw_owner = k.get("owner")
+            owner: dict[str, Any] = raw_owner if isinstance(raw_owner, dict) else {}
             out.append(
                 ApiKeyRecord(
                     provider=self.type,

@@ -49,7 +49,7 @@ class Database:
         with self._lock:
             table = self.db["_migrations"]
             if not table.exists():
-                self.db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+                self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
             done = {row["name"] for row in self.db["_migrations"].rows}
             applied = []
             for name, step in MIGRATIONS:

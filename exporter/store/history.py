@@ -2,7 +2,7 @@
 
 * Schema changes are numbered migrations recorded in ``_migrations``; applying them again
   is a no-op.
-* WAL journal, one connection per :class:`Store`, guarded by a lock (the scheduler writes,
+* WAL journal, one connection per :class:`Store`, guarded by a lock (the pollers write,
   the snapshot builder reads).
 * :meth:`Store.replace_window` writes one poll in **one transaction**: every usage and cost
   row of the polled days for that account is replaced by what the provider returned. A
@@ -56,7 +56,8 @@ class History(StreamIndex):
         ``annotate`` gives each cost row its FX columns (the conversion of its amount), so
         new rows land converted in the same transaction and are never seen half-written.
         """
-        for row in (*result.usage, *result.costs):
+        rows: list[UsageRecord | CostRecord] = [*result.usage, *result.costs]
+        for row in rows:
             if (row.provider, row.account) != (provider, account):
                 raise ValueError("a record belongs to another provider account")
             if not result.start <= row.day < result.end:

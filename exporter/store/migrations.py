@@ -13,7 +13,7 @@ from exporter.records import (
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["usage"].create(
+    db.table("usage").create(
         {
             "provider": str,
             "account": str,
@@ -35,7 +35,7 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         pk=USAGE_KEY,
         not_null=set(USAGE_KEY),
     )
-    db["costs"].create(
+    db.table("costs").create(
         {
             "provider": str,
             "account": str,
@@ -54,9 +54,9 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         pk=COST_KEY,
         not_null=set(COST_KEY) | {"amount", "currency", "cost_type"},
     )
-    db["usage"].create_index(["day"])
-    db["costs"].create_index(["day"])
-    db["projects"].create(
+    db.table("usage").create_index(["day"])
+    db.table("costs").create_index(["day"])
+    db.table("projects").create(
         {
             "provider": str,
             "account": str,
@@ -69,7 +69,7 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk=("provider", "account", "project"),
     )
-    db["api_keys"].create(
+    db.table("api_keys").create(
         {
             "provider": str,
             "account": str,
@@ -84,7 +84,7 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk=("provider", "account", "key_id"),
     )
-    db["provider_state"].create(
+    db.table("provider_state").create(
         {
             "provider": str,
             "account": str,
@@ -112,22 +112,22 @@ FX_COLUMNS = (
 
 def _m002_fx(db: sqlite_utils.Database) -> None:
     for column in FX_COLUMNS:
-        db["costs"].add_column(column, str)
-    db["fx_rates"].create(
+        db.table("costs").add_column(column, str)
+    db.table("fx_rates").create(
         {"day": str, "currency": str, "rate": str, "source": str, "fetched_at": str},
         pk=("day", "currency"),
         not_null={"day", "currency", "rate", "source"},
     )
     # Day ranges read from a complete ECB file: a TARGET working day inside one without a
     # rate was a closing day, not a gap to fill.
-    db["fx_coverage"].create(
+    db.table("fx_coverage").create(
         {"first_day": str, "last_day": str, "source": str, "fetched_at": str},
         pk=("first_day", "last_day"),
     )
 
 
 def _m003_billing_state(db: sqlite_utils.Database) -> None:
-    db["billing_state"].create(
+    db.table("billing_state").create(
         {
             "provider": str,
             "account": str,
@@ -144,7 +144,7 @@ def _m003_billing_state(db: sqlite_utils.Database) -> None:
 
 def _m006_recommendations(db: sqlite_utils.Database) -> None:
     """When each recommendation (batch, downgrade, route, inactive key) was first seen."""
-    db["recommendations"].create(
+    db.table("recommendations").create(
         {
             "id": str,
             "kind": str,
