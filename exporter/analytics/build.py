@@ -10,6 +10,7 @@ store and the FX service; it never polls.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -121,11 +122,16 @@ class SnapshotBuilder:
         # per account: (what its findings were computed from, the findings)
         self._account_findings: dict[tuple[str, str], tuple[object, Findings]] = {}
         self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
+        self._building = threading.Lock()  # the caches above are one refresh's at a time
 
     def build(self, health: list[ProviderHealth]) -> Snapshot:
         """The snapshot of the history now. ``health``: copies taken BEFORE the history is
         read, so a poll finishing meanwhile cannot show up=1 beside data read before its
         rows were stored (pollers run concurrently)."""
+        with self._building:
+            return self._build(health)
+
+    def _build(self, health: list[ProviderHealth]) -> Snapshot:
         today = self.clock().date()
         start, rec_start = history_start(today), recommendations_start(today)
         usage, costs, withheld = self.history.load(*history_range(today))
