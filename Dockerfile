@@ -1,5 +1,6 @@
 # ai-cost-exporter: slim Python, non-root, config and data volumes.
 #   docker build -t ai-cost-exporter .
+#   docker run --rm -p 127.0.0.1:9877:9877 ai-cost-exporter demo --web.listen-address 0.0.0.0:9877
 #   docker run -p 9877:9877 -e OPENAI_ADMIN_KEY \
 #     -v $PWD/config.yaml:/etc/ai-cost-exporter/config.yaml:ro \
 #     -v aicost-data:/var/lib/ai-cost-exporter ai-cost-exporter
@@ -16,10 +17,13 @@ RUN useradd --system --uid 10001 --home-dir /var/lib/ai-cost-exporter --shell /u
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY config.example.yaml /etc/ai-cost-exporter/config.yaml
+# The healthcheck (GET /-/healthy) reads the port from the running exporter (--web.listen-address, else the
+# config's listen_address, else 9877): another port needs no change here.
+COPY deploy/docker/healthcheck.py /usr/local/bin/ai-cost-exporter-healthcheck
 USER 10001
 VOLUME ["/var/lib/ai-cost-exporter"]
 EXPOSE 9877
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
-  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9877/-/healthy', timeout=4).status == 200 else 1)"]
+  CMD ["python", "/usr/local/bin/ai-cost-exporter-healthcheck"]
 ENTRYPOINT ["ai-cost-exporter"]
 CMD ["run", "--config", "/etc/ai-cost-exporter/config.yaml"]

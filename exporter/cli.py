@@ -82,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run against built-in simulated OpenAI, Anthropic and xAI orgs (no keys, no network)",
-        description="Start simulated OpenAI and Anthropic organisations and an xAI team on "
-        "loopback HTTP (the real provider code polls them) with ~90 days of traffic, and serve "
+        help="run against built-in simulated OpenAI, Anthropic, xAI and Azure OpenAI accounts "
+        "(no keys, no network)",
+        description="Start simulated OpenAI and Anthropic organisations, an xAI team and an "
+        "Azure subscription (GPT-4o on Azure OpenAI beside OpenAI's own) on loopback HTTP "
+        "(the real provider code polls them) with ~90 days of traffic, and serve "
         "/metrics.",
     )
     demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")

@@ -172,6 +172,19 @@ class RecommendationsConfig(_Strict):
         return load_maps(self.alternatives, self.equivalence, self.batch_models)
 
 
+# Whole days a provider's complete cost data normally trails real time (cloud billing
+# pipelines lag; the direct APIs do not). `data_lag_days` on a provider overrides it. The
+# poller moves the watermark back by it and the stale-data alert allows it.
+DEFAULT_DATA_LAG_DAYS: dict[str, int] = {"azure_openai": 2, "bedrock": 1, "vertex": 1, "gemini": 1}
+
+
+def optional_url(value: str) -> str:
+    """``""`` (use the default) or an http(s) URL without its trailing slash."""
+    if value and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
 class ProviderConfig(_Strict):
     """Settings every provider shares. Each provider type subclasses it with its ``type``
     and the ``default_base_url`` its API answers on."""
@@ -185,6 +198,7 @@ class ProviderConfig(_Strict):
     api_key_file: str | None = None
     # Any attempt to write the key inline lands here and is refused without echoing it.
     api_key: Any = Field(None, exclude=True, repr=False)
+    data_lag_days: int | None = Field(None, ge=0, le=7)
 
     @field_validator("api_key", mode="before")
     @classmethod
@@ -219,9 +233,7 @@ class ProviderConfig(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return optional_url(value)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ProviderConfig:
@@ -238,6 +250,22 @@ class ProviderConfig(_Strict):
     @property
     def url(self) -> str:
         return self.base_url or self.default_base_url
+
+    @property
+    def expected_lag_days(self) -> int:
+        """``data_lag_days``, else the provider type's default (:data:`DEFAULT_DATA_LAG_DAYS`)."""
+        if self.data_lag_days is not None:
+            return self.data_lag_days
+        return DEFAULT_DATA_LAG_DAYS.get(self.type, 0)
+
+    @property
+    def uses_key(self) -> bool:
+        """Whether a secret is read from ``api_key_env``/``api_key_file`` for this provider."""
+        return True
+
+    def missing_extra(self) -> str | None:
+        """The ``pip install`` extra this provider needs and the install lacks, or None."""
+        return None
 
 
 class OpenAIConfig(ProviderConfig):
@@ -272,11 +300,117 @@ class XAIConfig(ProviderConfig):
         return value
 
 
+_AZURE_SCOPE = re.compile(
+    r"^subscriptions/[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+    r"(/resourceGroups/[A-Za-z0-9._()-]{1,90})?$"
+)
+_AZURE_ID = re.compile(
+    r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+)
+_AZURE_API_VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}(-preview)?$")
+
+
+class AzureOpenAIConfig(ProviderConfig):
+    """Azure Cost Management Query API for the Azure OpenAI accounts of a subscription.
+
+    ``auth: client_secret`` (default) gets a bearer token by the OAuth client-credentials
+    flow at ``login_url`` with ``tenant_id``, ``client_id`` and the client secret from
+    ``api_key_env``/``api_key_file``; ``auth: azure_identity`` uses azure-identity's
+    ``DefaultAzureCredential`` (managed identity, workload identity, Azure CLI; the
+    ``[azure]`` extra) and takes no secret here.
+    """
+
+    default_base_url: ClassVar[str] = "https://management.azure.com"
+    default_login_url: ClassVar[str] = "https://login.microsoftonline.com"
+    extra: ClassVar[str] = "azure"
+    type: Literal["azure_openai"]
+    scope: str  # subscriptions/<id> or subscriptions/<id>/resourceGroups/<name>
+    auth: Literal["client_secret", "azure_identity"] = "client_secret"
+    tenant_id: str | None = None
+    client_id: str | None = None
+    login_url: str = ""
+    api_version: str = "2023-03-01"
+    cost_kind: Literal["ActualCost", "AmortizedCost"] = "ActualCost"
+    cost_column: Literal["Cost", "PreTaxCost"] = "Cost"  # PreTaxCost on legacy EA accounts
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str) -> str:
+        value = value.strip("/")
+        if not _AZURE_SCOPE.match(value):
+            raise ValueError(
+                "must be subscriptions/<subscription id> or "
+                "subscriptions/<subscription id>/resourceGroups/<name>"
+            )
+        return value
+
+    @field_validator("tenant_id", "client_id")
+    @classmethod
+    def _guid(cls, value: str | None) -> str | None:
+        if value is not None and not _AZURE_ID.match(value):
+            raise ValueError("must be a GUID (Entra ID -> App registrations -> Overview)")
+        return value
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_url(cls, value: str) -> str:
+        return optional_url(value)
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if not _AZURE_API_VERSION.match(value):
+            raise ValueError("must be a Cost Management api-version such as 2023-03-01")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> AzureOpenAIConfig:
+        has_key = self.api_key_env is not None or self.api_key_file is not None
+        if self.auth == "azure_identity":
+            if has_key:
+                raise ValueError(
+                    "auth azure_identity takes no secret: remove api_key_env/api_key_file "
+                    "(or use auth: client_secret)"
+                )
+            return self
+        missing = [n for n in ("tenant_id", "client_id") if getattr(self, n) is None]
+        if not has_key:
+            missing.append("api_key_env or api_key_file (the client secret)")
+        if missing:
+            raise ValueError("auth client_secret needs " + ", ".join(missing))
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("set only one of api_key_env and api_key_file")
+        return self
+
+    @property
+    def login(self) -> str:
+        return self.login_url or self.default_login_url
+
+    @property
+    def uses_key(self) -> bool:
+        return self.auth == "client_secret"
+
+    def missing_extra(self) -> str | None:
+        """azure-identity is needed only for ``auth: azure_identity``."""
+        if self.auth != "azure_identity":
+            return None
+        return None if _importable("azure.identity") else self.extra
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 # The config model of each provider type: the `type` tag selects the model (unknown keys
 # of that provider are then rejected). `exporter.providers.REGISTRY` has the same types
 # (a test holds them equal); adding a provider adds its config class here.
 AnyProviderConfig = Annotated[
-    OpenAIConfig | AnthropicConfig | XAIConfig,
+    OpenAIConfig | AnthropicConfig | XAIConfig | AzureOpenAIConfig,
     Field(discriminator="type"),
 ]
 PROVIDER_CONFIGS: tuple[type[ProviderConfig], ...] = get_args(get_args(AnyProviderConfig)[0])
@@ -650,6 +784,14 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
     if not config.providers:
         problems.append("providers: no provider configured; nothing would be polled")
     for provider in config.providers:
+        extra = provider.missing_extra()
+        if extra is not None:
+            problems.append(
+                f"providers[{provider.account}]: the {provider.type} provider needs the "
+                f"optional extra: pip install 'ai-cost-exporter[{extra}]'"
+            )
+        if not provider.uses_key:
+            continue
         try:
             resolve_key(provider, env)
         except ValueError as exc:

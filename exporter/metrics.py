@@ -265,7 +265,16 @@ CATALOGUE: list[MetricDef] = [
         "gauge",
         PROVIDER,
         "Watermark: all UTC days before this Unix time were read after they closed "
-        "(start of the current UTC day at the last successful poll).",
+        "(start of the current UTC day at the last successful poll, less the provider's "
+        "expected data lag).",
+    ),
+    MetricDef(
+        "aicost_data_expected_lag_seconds",
+        "gauge",
+        PROVIDER,
+        "How far a provider's complete cost data normally trails real time (whole days: 0 "
+        "for the direct APIs, 1-2 for cloud billing; config data_lag_days); the stale-data "
+        "alert allows it on top of its own threshold.",
     ),
     MetricDef(
         "aicost_poll_duration_seconds",

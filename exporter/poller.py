@@ -22,9 +22,9 @@ from datetime import date, timedelta
 import httpx
 
 from exporter.clock import Clock, midnight, utc_now
-from exporter.config import Config, ProviderConfig, resolve_key
+from exporter.config import Config, ProviderConfig, Secret, resolve_key
 from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
-from exporter.providers.http import Provider, RetryPolicy
+from exporter.providers.http import HttpProvider, Provider, RetryPolicy
 from exporter.snapshot import ProviderHealth
 from exporter.store import CostAnnotator, Store
 
@@ -66,6 +66,8 @@ class Poller:
         )
         self._keys_listed_at: float | None = None  # clock time of the last key listing
         self.health = ProviderHealth(self.type, self.account)
+        self._lag = timedelta(days=provider_config.expected_lag_days)
+        self.health.expected_lag = self._lag.total_seconds()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -84,6 +86,8 @@ class Poller:
         return listed is None or now - listed >= self._config.poll.api_keys_interval
 
     def _provider(self, list_api_keys: bool = True) -> Provider:
+        """The provider for one poll; ``list_api_keys=False``: an HTTP provider skips its
+        API-key listing this time (see ``poll.api_keys_interval``)."""
         poll = self._config.poll
         retry = RetryPolicy(
             max_attempts=poll.max_attempts,
@@ -92,17 +96,19 @@ class Poller:
             max_retry_after=poll.max_retry_after,
         )
         try:
-            key = resolve_key(self._provider_config, dict(self._env) if self._env else None)
+            key = (
+                resolve_key(self._provider_config, dict(self._env) if self._env else None)
+                if self._provider_config.uses_key
+                else Secret("")  # the provider gets its credential another way
+            )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        return self._provider_class(
-            self._provider_config,
-            self._client,
-            key,
-            retry=retry,
-            observer=self._observe,
-            list_api_keys=list_api_keys,
+        provider = self._provider_class(
+            self._provider_config, self._client, key, retry=retry, observer=self._observe
         )
+        if isinstance(provider, HttpProvider):
+            provider.list_api_keys = list_api_keys
+        return provider
 
     def window(self, today: date) -> tuple[date, date, bool]:
         """The days to read now: (start, end exclusive, is_backfill)."""
@@ -137,7 +143,7 @@ class Poller:
             finished = self._clock()
             if keys_due:
                 self._keys_listed_at = now.timestamp()
-            complete_through = midnight(today)
+            complete_through = midnight(today - self._lag)
             self._store.record_success(
                 self.type, self.account, finished, complete_through, start if backfill else None
             )

@@ -203,6 +203,7 @@ class ProviderHealth:
     poll_duration: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
+    expected_lag: float = 0.0  # seconds a provider's complete data normally trails real time
 
     def copy(self) -> ProviderHealth:
         """A copy whose counters no longer move with the poller's."""
@@ -215,6 +216,7 @@ class ProviderHealth:
             self.poll_duration,
             dict(self.errors),
             dict(self.requests),
+            self.expected_lag,
         )
 
 

@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 
 from exporter.demo.anthropic import FakeAnthropicServer, generate_anthropic_org
+from exporter.demo.azure_openai import FakeAzureServer, generate_subscription
 from exporter.demo.openai import FakeOpenAIServer, generate_org
 from exporter.demo.xai import FakeXaiServer, generate_team
 
@@ -63,7 +64,26 @@ def start_xai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
     return _demo_org("xai", label, server.base_url, team.management_key, team_id=team.team_id)
 
 
-DEMO_ORGS: list[Starter] = [start_openai, start_anthropic, start_xai]
+def start_azure_openai(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg:
+    """GPT-4o on regional deployments (dearer than OpenAI's own route, so the
+    ``cross_provider`` recommendation fires), GPT-4o mini on data zone, one PTU. Billed in
+    USD so the demo needs no ECB rates beyond the bundled ones."""
+    sub = generate_subscription(today=today, days=days, seed=seed, currency="USD")
+    server = stack.enter_context(FakeAzureServer(sub))
+    label = "Azure subscription (GPT-4o regional, GPT-4o mini data zone, a PTU)"
+    return _demo_org(
+        "azure_openai",
+        label,
+        server.base_url,
+        sub.client_secret,
+        login_url=server.base_url,
+        scope=f"subscriptions/{sub.subscription_id}",
+        tenant_id=sub.tenant_id,
+        client_id=sub.client_id,
+    )
+
+
+DEMO_ORGS: list[Starter] = [start_openai, start_anthropic, start_xai, start_azure_openai]
 
 # Attribution and budgets for the demo projects (by name), so `demo` shows the guardrails:
 # one budget runs over its limit, one is close, one is comfortable.

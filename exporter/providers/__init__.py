@@ -10,6 +10,7 @@ held equal to it by a test). Adding a provider: its module here, translating its
 from __future__ import annotations
 
 from exporter.providers.anthropic import AnthropicProvider
+from exporter.providers.azure_openai import AzureOpenAIProvider
 from exporter.providers.http import Provider
 from exporter.providers.openai import OpenAIProvider
 from exporter.providers.xai import XAIProvider
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
     "anthropic": AnthropicProvider,
     "xai": XAIProvider,
+    "azure_openai": AzureOpenAIProvider,
 }
 
 __all__ = ["REGISTRY"]

@@ -79,8 +79,8 @@ class HttpProvider:
 
     A subclass sets ``type`` and :meth:`auth_headers` (and :meth:`error_message` when its
     error bodies have another shape); ``page_size`` (tests) overrides every page size at once.
-    ``list_api_keys=False``: this fetch skips the API-key listing (the poller lists keys at
-    most once per ``poll.api_keys_interval``; the stored keys stay as they are).
+    ``list_api_keys = False`` (set by the poller): the next fetch skips the API-key listing
+    (keys are listed at most once per ``poll.api_keys_interval``; the stored ones stay).
     """
 
     type: ClassVar[str]
@@ -97,10 +97,9 @@ class HttpProvider:
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         page_size: int | None = None,
-        list_api_keys: bool = True,
     ) -> None:
         self.account = config.account
-        self.list_api_keys = list_api_keys
+        self.list_api_keys = True
         self._api = ApiClient(
             client,
             config.url,
@@ -139,13 +138,17 @@ class ApiClient:
         retry: RetryPolicy | None = None,
         observer: RequestObserver | None = None,
         error_message: Callable[[Any], str] | None = None,
+        retry_after_headers: tuple[str, ...] = ("retry-after",),
     ) -> None:
+        """``retry_after_headers``: where a 429's wait is read, first present wins (an API
+        may have its own header besides the standard one)."""
         self._client = client
         self._base = base_url.rstrip("/")
         self._headers = dict(headers)
         self._retry = retry or RetryPolicy()
         self._observe = observer or (lambda endpoint, code: None)
         self._error_message = error_message or _default_error_message
+        self._retry_after_headers = retry_after_headers
 
     def request_json(
         self,
@@ -292,10 +295,20 @@ class ApiClient:
             if status in (401, 403):
                 raise AuthError(message + " (check the admin key and its scopes)")
             if status == 429:
-                raise RateLimitError(message, _retry_after(response.headers.get("retry-after")))
+                wait = next(
+                    (
+                        response.headers[h]
+                        for h in self._retry_after_headers
+                        if h in response.headers
+                    ),
+                    None,
+                )
+                raise RateLimitError(message, _retry_after(wait))
             if status >= 500:
                 raise UpstreamError(message, status)
             raise ClientError(message, status)
+        if status == 204:
+            return None  # "no content": an empty result (Azure Cost Management)
         try:
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:

@@ -90,7 +90,7 @@ def build(currency: str) -> dict[str, Any]:
                         expr=f"time() - aicost_data_complete_through_timestamp_seconds{{{ACC}}}",
                         legend="{{provider}}/{{account}}",
                         unit="s",
-                        description="Age of the newest complete UTC day read; above 26 h the stale-data alert fires.",
+                        description="Age of the newest complete UTC day read; above 26 h plus the provider's expected lag (aicost_data_expected_lag_seconds) the stale-data alert fires.",
                         w=12,
                     ),
                     timeseries(

@@ -33,9 +33,21 @@ GRADIENT = {"displayMode": "gradient", "orientation": "horizontal"}
 Target = tuple[str, str]  # (expr, legend)
 
 
+# Money panels are currency-neutral by default: Grafana cannot take a unit from a variable
+# (grafana/grafana#93462), so the amount is a plain number with two decimals and the panel
+# title names the currency from the `currency` dashboard variable (the metrics' `currency`
+# label). One set of dashboards works for every accounting currency.
+NEUTRAL = ""  # the currency argument of build() for the committed, currency-neutral JSON
+MONEY = "aicost:money"  # placeholder unit of a neutral money panel (rendered by _panel_json)
+MONEY_UNIT = "none"
+MONEY_DECIMALS = 2
+CURRENCY_TITLE = " ($currency)"
+
+
 def money(currency: str) -> str:
-    """Grafana's unit for amounts in ``currency`` (an ISO code)."""
-    return f"currency{currency}"
+    """The unit of amounts: currency-neutral for ``NEUTRAL``; for an ISO 4217 code
+    (``gen_dashboards.py --currency``) Grafana's custom suffix unit, e.g. ``suffix: AUD``."""
+    return f"suffix: {currency}" if currency else MONEY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +213,10 @@ def dashboard(
 ) -> dict[str, Any]:
     """The dashboard's JSON model, with the shared conventions (UTC, uneditable, links)."""
     return {
+        # shown by Grafana's importer (and the app plugin's dashboard import)
+        "__requires": [
+            {"type": "datasource", "id": "prometheus", "name": "Prometheus", "version": "1.0.0"}
+        ],
         "uid": uid,
         "title": title,
         "description": description,
@@ -226,6 +242,7 @@ def dashboard(
                     "hide": 0,
                 },
                 *(_variable(v) for v in variables),
+                *([_currency_variable()] if _has_money(rows) else []),
             ]
         },
         "panels": _layout(rows),
@@ -261,9 +278,12 @@ def _layout(rows: list[Row]) -> list[dict[str, Any]]:
 
 
 def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
-    defaults: dict[str, Any] = {"unit": p.unit}
+    neutral = p.unit == MONEY
+    defaults: dict[str, Any] = {"unit": MONEY_UNIT if neutral else p.unit}
     if p.decimals is not None:
         defaults["decimals"] = p.decimals
+    elif neutral:
+        defaults["decimals"] = MONEY_DECIMALS
     if p.max is not None:
         defaults["max"] = p.max
         defaults["min"] = 0
@@ -289,7 +309,7 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": pid,
         "type": p.kind,
-        "title": p.title,
+        "title": p.title + (CURRENCY_TITLE if neutral else ""),
         "description": p.description,
         "datasource": DS,
         "gridPos": {"x": x, "y": y, "w": p.w, "h": p.h},
@@ -338,6 +358,30 @@ def _variable(name: str) -> dict[str, Any]:
         "includeAll": True,
         "allValue": ".*",
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "sort": 1,
+        "hide": 0,
+    }
+
+
+def _has_money(rows: list[Row]) -> bool:
+    return any(p.unit == MONEY for r in rows for p in r.panels)
+
+
+def _currency_variable() -> dict[str, Any]:
+    """The accounting currency, read from the money metrics' `currency` label: shown in the
+    titles of money panels (one currency per exporter; the first one if several)."""
+    query = 'label_values(aicost_cost_30d{job=~"$job"}, currency)'
+    return {
+        "name": "currency",
+        "label": "currency",
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": "currency-var"},
+        "definition": query,
+        "refresh": 2,
+        "multi": False,
+        "includeAll": False,
+        "current": {},
         "sort": 1,
         "hide": 0,
     }

@@ -124,5 +124,43 @@ def build(currency: str) -> dict[str, Any]:
                     ),
                 ],
             ),
+            row(
+                title="Provider deep-dive: direct APIs and cloud routes",
+                panels=[
+                    bargauge(
+                        title="30-day cost by provider route",
+                        expr=f"sum by (provider) (aicost_cost_30d{{{SEL}}})",
+                        legend="{{provider}}",
+                        unit=m,
+                        description="Billed cost of the last 30 complete days per route: the direct APIs (openai, anthropic, xai) and the cloud accounts (bedrock, azure_openai, vertex).",
+                        w=6,
+                    ),
+                    bargauge(
+                        title="Effective token rate by provider route",
+                        expr=f'sum by (provider) (aicost_cost_30d{{{SEL}, cost_type="tokens"}}) / sum by (provider) (aicost_tokens_30d{{{SEL}}}) * 1000',
+                        legend="{{provider}}",
+                        unit=m,
+                        description="30-day billed token cost per 1K tokens of each route; the same model is cheaper where this is lower (see the cross_provider recommendation).",
+                        w=6,
+                        gradient=False,
+                    ),
+                    bargauge(
+                        title="Cheaper-route savings",
+                        expr=f'sum by (provider, target) (aicost_savings_monthly{{{SEL}, recommendation="cross_provider"}})',
+                        legend="{{provider}} -> {{target}}",
+                        unit=m,
+                        description="Projected monthly saving of moving a model's traffic from a route to the cheaper route serving the same model.",
+                        w=6,
+                    ),
+                    timeseries(
+                        title="Data age beyond the expected lag",
+                        expr=f"time() - aicost_data_complete_through_timestamp_seconds{{{ACC}}} - aicost_data_expected_lag_seconds{{{ACC}}}",
+                        legend="{{provider}}/{{account}}",
+                        unit="s",
+                        description="Age of the newest complete day less the provider's normal lag (Azure 2 days, Bedrock and Vertex 1 day, direct APIs 0); above 26 h the stale-data alert fires.",
+                        w=6,
+                    ),
+                ],
+            ),
         ],
     )

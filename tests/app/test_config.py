@@ -47,7 +47,7 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
         "providers[1].type: unknown or missing provider type; "
-        "expected one of 'openai', 'anthropic', 'xai'",
+        "expected one of 'openai', 'anthropic', 'xai', 'azure_openai'",
         "listen_adress: unknown key",
     ]
 

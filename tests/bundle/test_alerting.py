@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,13 @@ from tests.helpers import promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTING = ROOT / "alerting"
+GEN_RULES = ROOT / "scripts" / "gen_rules.py"
+_spec = importlib.util.spec_from_file_location("gen_rules", GEN_RULES)
+assert _spec and _spec.loader
+gen_rules = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gen_rules)
+GRAFANA_URL: str = gen_rules.GRAFANA_URL
+RUNBOOK_URL: str = gen_rules.RUNBOOK_URL
 RULE_FILES = sorted(ALERTING.glob("*.yaml"))
 TEST_FILES = sorted((ALERTING / "tests").glob("*.yaml"))
 
@@ -49,8 +58,9 @@ def test_alert_conventions(rule: dict) -> None:
     notes = rule["annotations"]
     assert notes["summary"].endswith(".") and "{{" not in notes["summary"]
     assert "{{" in notes["description"], "description should template labels or value"
-    assert notes["runbook_url"].endswith("docs/runbook.md#" + name.lower())
-    assert notes["dashboard_url"].startswith("/d/aicost-")
+    # absolute links from one documented setting (scripts/gen_rules.py rewrites the prefixes)
+    assert notes["runbook_url"] == f"{RUNBOOK_URL}#{name.lower()}"
+    assert notes["dashboard_url"].startswith(f"{GRAFANA_URL}/d/aicost-")
 
 
 def test_every_alert_has_a_runbook_entry_and_a_promtool_test() -> None:
@@ -81,3 +91,49 @@ def test_readme_alert_table_matches_the_rules() -> None:
             f"{rule['annotations']['summary']} |"
         )
         assert row in readme, f"README alerts table lacks or misstates: {row}"
+
+
+def test_gen_rules_puts_your_grafana_and_runbook_into_every_link(tmp_path: Path) -> None:
+    out = tmp_path / "rules"
+    proc = subprocess.run(
+        [sys.executable, str(GEN_RULES), "--grafana-url", "https://grafana.corp.example/",
+         "--runbook-url", "https://wiki.corp.example/ai-cost", "--out", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    shipped = {r["alert"]: r for r in alerts()}
+    rendered = [
+        r
+        for path in sorted(out.glob("*.yaml"))
+        for g in yaml.safe_load(path.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    ]
+    assert [r["alert"] for r in rendered] == list(shipped)
+    for rule in rendered:
+        notes, name = rule["annotations"], rule["alert"]
+        assert notes["runbook_url"] == f"https://wiki.corp.example/ai-cost#{name.lower()}"
+        assert notes["dashboard_url"] == shipped[name]["annotations"]["dashboard_url"].replace(
+            GRAFANA_URL, "https://grafana.corp.example"
+        )
+        # nothing else changes
+        same = {k: v for k, v in notes.items() if not k.endswith("_url")}
+        assert same == {
+            k: v for k, v in shipped[name]["annotations"].items() if not k.endswith("_url")
+        }
+        assert {k: v for k, v in rule.items() if k != "annotations"} == {
+            k: v for k, v in shipped[name].items() if k != "annotations"
+        }
+    check = subprocess.run([promtool(), "check", "rules", *map(str, sorted(out.glob("*.yaml")))],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("bad", ["grafana.corp", "ftp://x", "https://g?orgId=1", "/d/x"])
+def test_gen_rules_refuses_a_url_that_is_not_absolute(bad: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(GEN_RULES), "--grafana-url", bad, "--out", str(tmp_path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "absolute http(s) URL" in proc.stderr
+    assert not list(tmp_path.iterdir())

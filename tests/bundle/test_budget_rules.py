@@ -1,9 +1,10 @@
-"""docs/budgets-and-forecasts.md: its config validates and its rules fire on our output.
+"""docs/budgets-and-forecasts.md: its config validates and the shipped alerts it names fire.
 
-The rule file in the doc is run through ``promtool test rules`` with input series taken
-from the exporter's own exposition for a scenario where each seed guardrail is breached
-exactly once, so the documented PromQL is known to work against the real metric names and
-labels (annotations are checked by ``promtool check rules`` only).
+There is one set of alert rules (alerting/alerts.yaml): the doc names which shipped alert
+implements each seed guardrail. The shipped rule file is run through ``promtool test rules``
+with input series taken from the exporter's own exposition for a scenario where each
+guardrail is breached exactly once: exactly the alerts the doc names fire, with the labels
+below, and no other alert does.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
 from exporter.snapshot import Snapshot
 from tests.helpers import parse_exposition, promtool
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "budgets-and-forecasts.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "budgets-and-forecasts.md"
+ALERTS = ROOT / "alerting" / "alerts.yaml"
 TODAY = date(2026, 3, 18)  # a Wednesday
 YESTERDAY = TODAY - timedelta(days=1)
 HOURS = 8  # input series length; `for:` clauses are at most 6h
@@ -36,12 +39,13 @@ def yaml_blocks() -> list[Any]:
     return [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)]
 
 
-def rule_file() -> dict[str, Any]:
-    return next(b for b in yaml_blocks() if "groups" in b)
+def shipped_alerts() -> list[str]:
+    doc = yaml.safe_load(ALERTS.read_text())
+    return [r["alert"] for g in doc["groups"] for r in g["rules"] if "alert" in r]
 
 
 def test_every_config_example_in_the_doc_validates() -> None:
-    configs = [b for b in yaml_blocks() if "groups" not in b]
+    configs = yaml_blocks()
     assert len(configs) >= 3
     for block in configs:
         validate(block)
@@ -49,13 +53,14 @@ def test_every_config_example_in_the_doc_validates() -> None:
     assert [b["name"] for b in seed["budgets"]] == ["staging-daily"]
 
 
-def test_promtool_accepts_the_rule_file(tmp_path: Path) -> None:
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(rule_file()))
-    proc = subprocess.run(
-        [promtool(), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def test_the_doc_has_no_second_rule_group_and_names_only_shipped_alerts() -> None:
+    text = DOC.read_text()
+    assert not [b for b in yaml_blocks() if "groups" in b], "rules belong in alerting/alerts.yaml"
+    named = set(re.findall(r"`(AICost[A-Za-z0-9]+)`", text))
+    assert named, "the doc should name the shipped alerts"
+    assert named <= set(shipped_alerts()), named - set(shipped_alerts())
+    # each guardrail row names the alert that the scenario below makes fire
+    assert set(EXPECTED) <= named
 
 
 def scenario() -> str:
@@ -105,37 +110,23 @@ def input_series(text: str) -> list[dict[str, str]]:
 
 STREAM = {"provider": "openai", "account": "main", "project": "p_prod"}
 EXPECTED: dict[str, list[dict[str, str]]] = {
-    "AICostStagingDailyBudgetExceeded": [
-        {"budget": "staging-daily", "period": "day", "currency": "USD", "severity": "warning"}
+    "AICostDailyCapExceeded": [
+        {"budget": "staging-daily", "period": "day", "currency": "USD", "severity": "critical"}
     ],
-    "AICostBudgetThresholdReached": [
-        {
-            "budget": "staging-daily",
-            "period": "day",
-            "currency": "USD",
-            "threshold": t,
-            "severity": "info",
-        }
-        for t in ("0.5", "0.8", "1")
-    ],
-    "AICostBudgetForecastOverrun": [
-        {"budget": "staging-daily", "period": "day", "currency": "USD", "severity": "warning"}
-    ],
-    "AICostBudgetScopeMatchesNothing": [{"budget": "ghost", "severity": "info"}],
-    "AICostDevTokensWeekOverWeek": [{"environment": "dev", "severity": "warning"}],
-    "AICostSpendSpike": [{**STREAM, "model": "gpt-4o", "severity": "warning"}],
-    "AICostSpendAboveRolling7d": [{**STREAM, "model": "gpt-4o", "severity": "info"}],
+    "AICostBudgetScopeUnmatched": [{"budget": "ghost", "severity": "warning"}],
+    "AICostTokenGrowthWeekOverWeek": [{"environment": "dev", "severity": "info"}],
+    "AICostSpendAnomaly": [{**STREAM, "model": "gpt-4o", "severity": "warning"}],
     "AICostNewWorkload": [{**STREAM, "model": "gpt-4o-mini", "severity": "info"}],
 }
+# needs Prometheus' own `up` series, which a rule unit test has not got
+NOT_EVALUATED = {"AICostExporterDown"}
 
 
-def test_each_documented_guardrail_fires_on_the_exporters_output(tmp_path: Path) -> None:
-    rules = rule_file()
+def test_each_guardrail_fires_its_shipped_alert_and_nothing_else(tmp_path: Path) -> None:
+    rules = yaml.safe_load(ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            rule.pop("annotations", None)  # templated text; `check rules` covers it
-    alerts = [r["alert"] for g in rules["groups"] for r in g["rules"]]
-    assert sorted(alerts) == sorted(EXPECTED)
+            rule.pop("annotations", None)  # templated text; test_alerting.py covers it
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     test = {
         "rule_files": ["rules.yaml"],
@@ -148,9 +139,10 @@ def test_each_documented_guardrail_fires_on_the_exporters_output(tmp_path: Path)
                     {
                         "eval_time": f"{HOURS - 1}h",
                         "alertname": name,
-                        "exp_alerts": [{"exp_labels": labels} for labels in expected],
+                        "exp_alerts": [{"exp_labels": labels} for labels in EXPECTED.get(name, [])],
                     }
-                    for name, expected in EXPECTED.items()
+                    for name in shipped_alerts()
+                    if name not in NOT_EVALUATED
                 ],
             }
         ],

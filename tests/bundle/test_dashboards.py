@@ -98,3 +98,51 @@ def test_queries_use_only_exposed_metrics(file: str, title: str, expr: str) -> N
     assert recorded <= RECORDED, f"{file}/{title}: unknown recording rules {recorded - RECORDED}"
     for counter in re.findall(r"\b(aicost_[a-z0-9_]+_total)\b", expr):
         assert re.search(rf"(rate|increase)\({counter}", expr), f"{counter} outside rate()"
+
+
+def _money_panels(path: Path) -> list[dict[str, Any]]:
+    return [p for p in panels(path) if p["title"].endswith("($currency)")]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_money_is_currency_neutral(path: Path) -> None:
+    """One set of dashboards for every accounting currency: no currency unit is baked in;
+    money panels name the currency from the `currency` variable (the metrics' label)."""
+    d = json.loads(path.read_text())
+    units = {p["fieldConfig"]["defaults"]["unit"] for p in panels(path)}
+    assert not {u for u in units if u.startswith(("currency", "suffix:", "prefix:"))}, units
+    money = _money_panels(path)
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    if money:
+        currency = variables["currency"]
+        assert "currency)" in currency["definition"] and currency["multi"] is False
+        assert all(p["fieldConfig"]["defaults"]["decimals"] >= 2 for p in money)
+
+
+def test_every_money_metric_panel_names_the_currency() -> None:
+    money_metrics = {m.name for m in CATALOGUE if "currency" in m.labels}
+    for path in FILES:
+        for p in panels(path):
+            names = set(re.findall(r"(?<![:\w])(aicost_[a-z0-9_]+)", p["targets"][0]["expr"]))
+            unit = p["fieldConfig"]["defaults"]["unit"]
+            if names and names <= money_metrics and unit == "none":
+                assert p["title"].endswith("($currency)"), f"{path.name}/{p['title']}"
+
+
+def test_currency_option_validates_and_writes_elsewhere(tmp_path: Path) -> None:
+    gen = [sys.executable, str(ROOT / "scripts" / "gen_dashboards.py")]
+    before = {p: p.read_bytes() for p in FILES}
+    for bad in ("aud", "XYZ", "AU"):
+        proc = subprocess.run([*gen, "--currency", bad, "--out", str(tmp_path)],
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        assert "ISO 4217" in proc.stderr or "no ECB reference rate" in proc.stderr
+    refused = subprocess.run([*gen, "--currency", "AUD"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--out" in refused.stderr
+    proc = subprocess.run([*gen, "--currency", "AUD", "--out", str(tmp_path)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert {p.read_bytes() for p in FILES} == set(before.values())  # committed files untouched
+    overview = json.loads((tmp_path / "ai-spend-overview.json").read_text())
+    units = {p["fieldConfig"]["defaults"]["unit"] for p in overview["panels"] if "fieldConfig" in p}
+    assert "suffix: AUD" in units and not any(u.startswith("currencyAUD") for u in units)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -62,7 +66,8 @@ def test_alertmanager_example_passes_amtool() -> None:
 def test_compose_mounts_existing_files() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert set(compose["services"]) == {"ai-cost-exporter", "prometheus", "alertmanager", "grafana"}
-    for service in compose["services"].values():
+    override = yaml.safe_load((DEPLOY / "compose.real.yaml").read_text())
+    for service in [*compose["services"].values(), *override["services"].values()]:
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("."):
@@ -81,6 +86,10 @@ def test_kubernetes_exporter_manifests() -> None:
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/-/healthy"
     assert kinds["Service"]["metadata"]["name"] == "ai-cost-exporter"  # the alerts' job
+    # kube-prometheus-stack's default selectors
+    assert kinds["ServiceMonitor"]["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rule = yaml.safe_load((DEPLOY / "kubernetes" / "prometheusrule.yaml").read_text())
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards() -> None:
@@ -97,3 +106,148 @@ def test_dockerfile_runs_non_root_with_healthcheck_and_volumes() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "USER 10001" in text and "HEALTHCHECK" in text and "/-/healthy" in text
     assert 'VOLUME ["/var/lib/ai-cost-exporter"]' in text
+
+
+def _amtool() -> str:
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        promtool()  # same skip/fail policy: CI installs both packages
+        pytest.skip("amtool not installed")
+    return amtool
+
+
+def test_alertmanager_example_is_one_aicost_sub_route() -> None:
+    example = yaml.safe_load((ROOT / "alerting" / "alertmanager.example.yml").read_text())
+    (sub_route,) = example["route"]["routes"]
+    assert sub_route["matchers"] == ['alertname=~"AICost.*"']
+    assert "matchers" not in example["route"] and "match" not in example["route"]
+    for rule in example["inhibit_rules"]:  # inhibitions never touch other alerts
+        assert all(m.startswith("alertname=") for m in rule["source_matchers"])
+        assert all(m.startswith("alertname=") for m in rule["target_matchers"])
+
+
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        # another team's alerts keep their routes, even at severity critical
+        ({"alertname": "PaymentsLatencyHigh", "team": "payments", "severity": "critical"},
+         "payments-oncall"),
+        ({"alertname": "NodeDown", "severity": "critical"}, "ops-pager"),
+        ({"alertname": "DiskFilling", "severity": "warning"}, "ops-default"),
+        # ours go through the sub-route
+        ({"alertname": "AICostBudgetExceeded", "severity": "critical", "budget": "b"},
+         "aicost-pager"),
+        ({"alertname": "AICostProviderPollFailing", "severity": "warning"}, "aicost-tickets"),
+        ({"alertname": "AICostNewWorkload", "severity": "info"}, "aicost-silent"),
+    ],
+)  # fmt: skip
+def test_merged_example_routes_every_alert_to_its_own_receiver(
+    labels: dict[str, str], receiver: str, tmp_path: Path
+) -> None:
+    from tests.alertmanager_merge import merged
+
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(merged()))
+    amtool = _amtool()
+    check = subprocess.run([amtool, "check-config", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    proc = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={config}",
+         *(f"{k}={v}" for k, v in labels.items())],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [receiver]
+
+
+def _compose(name: str = "compose.yaml") -> dict[str, Any]:
+    return dict(yaml.safe_load((DEPLOY / name).read_text()))
+
+
+def _interpolate_defaults(text: str) -> str:
+    """Compose's ${VAR:-default} with nothing set; ${VAR:?msg} (a required variable) fails."""
+    assert not re.search(r"\$\{[A-Z_]+:?\?", text), "a required variable: the demo needs none"
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+
+
+def test_compose_demo_needs_no_keys_and_binds_loopback() -> None:
+    text = (DEPLOY / "compose.yaml").read_text()
+    compose = yaml.safe_load(_interpolate_defaults(text))
+    exporter = compose["services"]["ai-cost-exporter"]
+    assert exporter["command"][0] == "demo" and "environment" not in exporter
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    grafana = compose["services"]["grafana"]["environment"]
+    assert grafana["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["GF_SECURITY_ADMIN_PASSWORD"] and grafana["GF_USERS_ALLOW_SIGN_UP"] == "false"
+
+
+def test_compose_real_override_reads_keys_from_an_env_file() -> None:
+    override = _compose("compose.real.yaml")["services"]["ai-cost-exporter"]
+    assert override["command"][:2] == ["run", "--config"]
+    assert override["env_file"] == ["ai-cost.env"]
+    assert "environment" not in override  # no key in the compose files
+    example = (DEPLOY / "ai-cost.env.example").read_text()
+    config = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    for provider in config["providers"]:
+        assert f"{provider['api_key_env']}=" in example
+    assert "deploy/ai-cost.env" in (ROOT / ".gitignore").read_text().splitlines()
+    mount = override["volumes"][0].split(":")
+    assert (DEPLOY / mount[0]).exists() and mount[1] == override["command"][2]
+
+
+def test_dockerfile_healthcheck_has_no_fixed_port() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    healthcheck = text[text.index("HEALTHCHECK") :].split("\nENTRYPOINT")[0]
+    assert "9877" not in healthcheck and "ai-cost-exporter-healthcheck" in healthcheck
+    assert "COPY deploy/docker/healthcheck.py /usr/local/bin/ai-cost-exporter-healthcheck" in text
+    assert "deploy" not in (ROOT / ".dockerignore").read_text().split()
+
+
+def _healthcheck() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "healthcheck", DEPLOY / "docker" / "healthcheck.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_healthcheck_takes_the_address_the_exporter_takes(tmp_path: Path) -> None:
+    hc = _healthcheck()
+    config = tmp_path / "config.yaml"
+    config.write_text('listen_address: "0.0.0.0:9100"\n')
+    exe = ["/usr/local/bin/python", "/usr/local/bin/ai-cost-exporter"]
+    assert hc.listen_address([*exe, "run", "--config", str(config)]) == "0.0.0.0:9100"
+    assert hc.listen_address([*exe, "run", f"--config.file={config}"]) == "0.0.0.0:9100"
+    assert (
+        hc.listen_address([*exe, "run", "--config", str(config), "--web.listen-address", ":9200"])
+        == ":9200"
+    )
+    assert hc.listen_address([*exe, "demo"]) == "0.0.0.0:9877"
+    assert hc.health_url("0.0.0.0:9100") == "http://127.0.0.1:9100/-/healthy"
+    assert hc.health_url(":9200") == "http://127.0.0.1:9200/-/healthy"
+    assert hc.health_url("[::]:9300") == "http://[::1]:9300/-/healthy"
+    assert hc.health_url("10.0.0.5:9877") == "http://10.0.0.5:9877/-/healthy"
+
+
+def test_healthcheck_against_a_running_exporter_on_another_port(tmp_path: Path) -> None:
+    from tests.e2e.process import ExporterProcess
+
+    script = str(DEPLOY / "docker" / "healthcheck.py")
+    demo = ExporterProcess(
+        ["demo", "--days", "3", "--storage.path", str(tmp_path / "d.db")], {}, tmp_path / "log"
+    )
+    try:
+        demo.wait_for(lambda: demo.get("/-/healthy").status_code == 200, "healthy")
+        assert demo.port != 9877
+        ok = subprocess.run([sys.executable, script, str(demo.proc.pid)],
+                            capture_output=True, text=True)  # fmt: skip
+        assert ok.returncode == 0, ok.stderr
+    finally:
+        demo.stop()
+    down = subprocess.run([sys.executable, script, str(os.getpid())],
+                          capture_output=True, text=True)  # fmt: skip
+    assert down.returncode == 1 and "unhealthy" in down.stderr

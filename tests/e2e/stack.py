@@ -128,18 +128,30 @@ def shorten_for(rule_files: list[Path], out_dir: Path, for_: str = "3s") -> list
 
 
 class Prometheus:
-    def __init__(self, tmp: Path, targets: list[str], rule_files: list[Path], am_url: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        am_url: str,
+        scrape_configs: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """``scrape_configs`` (e.g. a documented snippet) replace the default job; their
+        targets become ``targets`` and their intervals 1s, nothing else changes."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        jobs = scrape_configs or [{"job_name": "ai-cost-exporter", "static_configs": [{}]}]
+        jobs = [
+            {**job, "scrape_interval": "1s", "static_configs": [{"targets": targets}]}
+            for job in jobs
+        ]
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(p) for p in rule_files],
             "alerting": {
                 "alertmanagers": [{"static_configs": [{"targets": [am_url.split("//")[1]]}]}]
             },
-            "scrape_configs": [
-                {"job_name": "ai-cost-exporter", "static_configs": [{"targets": targets}]}
-            ],
+            "scrape_configs": jobs,
         }
         (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.process = Process(
@@ -188,3 +200,9 @@ class Alertmanager:
             lambda: httpx.get(self.url + "/-/ready", timeout=2).status_code == 200,
             "Alertmanager ready", 60, self.process,
         )  # fmt: skip
+
+    def post(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> None:
+        """Send one firing alert straight to Alertmanager, as another team's Prometheus would."""
+        alert = {"labels": labels, "annotations": annotations or {}}
+        r = httpx.post(self.url + "/api/v2/alerts", json=[alert], timeout=5)
+        r.raise_for_status()

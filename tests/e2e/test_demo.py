@@ -40,7 +40,15 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
             for (name, labels), value in samples.items()
             if name == "aicost_cost_month_to_date" and value > 0
         }
-        assert {"openai", "anthropic", "xai"} <= set(mtd)
+        assert {"openai", "anthropic", "xai", "azure_openai"} <= set(mtd)
+        routes = {
+            (dict(labels)["provider"], dict(labels)["target"])
+            for (name, labels), value in samples.items()
+            if name == "aicost_savings_monthly"
+            and dict(labels)["recommendation"] == "cross_provider"
+            and value > 0
+        }
+        assert ("azure_openai", "openai") in routes  # GPT-4o on Azure vs OpenAI direct
         info = {
             dict(labels)["project_name"]
             for (name, labels), _ in samples.items()

@@ -1,6 +1,13 @@
 """End to end: fake provider -> exporter -> real Prometheus (shipped rules) -> real
 Alertmanager (shipped routing) -> webhook. Every dashboard panel query returns data, and
 stopping the provider delivers the poll-failing alert to the tickets receiver.
+
+The stack is the one the README's "Add to an existing stack" builds: Prometheus runs the
+README's scrape snippet (job name included; only target and interval are the test's), and
+Alertmanager runs another organisation's config with alertmanager.example.yml merged in as
+the README says, so docs, rules and routing cannot disagree: AICostExporterDown stays
+silent, a budget alert pages through the AICost sub-route, and the other team's alert
+still reaches its own receiver.
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import yaml
 from exporter.clock import utc_now
 from exporter.demo.ecb import EcbRates, FakeEcbServer
 from exporter.demo.openai import CostRow, FakeOpenAIOrg, FakeOpenAIServer, generate_org
-from exporter.demo.orgs import start_anthropic, start_xai
+from exporter.demo.orgs import start_anthropic, start_azure_openai, start_xai
+from tests.alertmanager_merge import merged
+from tests.bundle.test_existing_stack import readme_prometheus_snippet
 from tests.e2e.process import ExporterProcess
 from tests.e2e.stack import ROOT, Alertmanager, Prometheus, Webhook, shorten_for, wait_until
 
@@ -33,6 +42,7 @@ VARIABLES = {
     "$model": ".*",
     "$budget": ".*",
     "$__rate_interval": "15s",
+    "$currency": "EUR",
 }
 
 
@@ -49,13 +59,21 @@ def panel_queries() -> list[tuple[str, str, str]]:
 
 
 def alertmanager_config(webhook: Webhook) -> dict:
-    """The shipped routing, with receivers pointed at the test webhook and short waits."""
-    config = yaml.safe_load((ROOT / "alerting" / "alertmanager.example.yml").read_text())
+    """Another organisation's config with the shipped routing merged in (README), receivers
+    pointed at the test webhook (path = receiver name) and short waits."""
+    config = merged()
     for receiver in config["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = f"{webhook.url}/{receiver['name']}"
-    route = config["route"]
-    route.update(group_wait="1s", group_interval="1s", repeat_interval="1m")
+    routes = [config["route"]]
+    while routes:
+        route = routes.pop()
+        for key in ("group_wait", "group_interval"):
+            if key in route or route is config["route"]:
+                route[key] = "1s"
+        if "repeat_interval" in route or route is config["route"]:
+            route["repeat_interval"] = "1m"
+        routes.extend(route.get("routes", []))
     return config
 
 
@@ -109,9 +127,15 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     started.append(ecb)
     webhook = Webhook()
     started.append(webhook)
-    others = ExitStack()  # the demo's Anthropic org and xAI team (prepaid credit, limit)
+    # the demo's Anthropic org, xAI team (prepaid credit, limit) and Azure subscription
+    # (GPT-4o beside OpenAI's: the cross_provider recommendation)
+    others = ExitStack()
     started.append(others)
-    demo_orgs = [start_anthropic(others, today, 65, 3), start_xai(others, today, 65, 4)]
+    demo_orgs = [
+        start_anthropic(others, today, 65, 3),
+        start_xai(others, today, 65, 4),
+        start_azure_openai(others, today, 65, 5),
+    ]
     settings = exporter_config(tmp_path, fake.base_url, ecb.base_url, org.projects)
     settings["providers"] += [o.provider for o in demo_orgs]
     config = tmp_path / "exporter.yaml"
@@ -124,10 +148,15 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     try:
         am = Alertmanager(tmp_path, alertmanager_config(webhook))
         started.append(am.process)
-        rules = shorten_for(sorted((ROOT / "alerting").glob("*.yaml")), tmp_path)
-        prom = Prometheus(tmp_path, [f"127.0.0.1:{exporter.port}"], rules, am.url)
+        snippet = readme_prometheus_snippet()
+        # the README's rule files are the shipped ones (with `for:` shortened)
+        shipped = [ROOT / "alerting" / Path(f).name for f in snippet["rule_files"]]
+        rules = shorten_for(shipped, tmp_path)
+        prom = Prometheus(
+            tmp_path, [f"127.0.0.1:{exporter.port}"], rules, am.url, snippet["scrape_configs"]
+        )
         started.append(prom.process)
-        yield {"fake": fake, "webhook": webhook, "exporter": exporter, "prom": prom}
+        yield {"fake": fake, "webhook": webhook, "exporter": exporter, "prom": prom, "am": am}
     finally:
         for thing in reversed(started):
             thing.close() if isinstance(thing, ExitStack) else thing.stop()
@@ -137,8 +166,8 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
     prom: Prometheus = stack["prom"]
     exporter: ExporterProcess = stack["exporter"]
     wait_until(
-        lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 3,
-        "Prometheus scrapes a successful poll of all three providers", 60, prom.process,
+        lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 4,
+        "Prometheus scrapes a successful poll of all four providers", 60, prom.process,
     )  # fmt: skip
     # rate()/increase() panels need a few samples
     wait_until(
@@ -150,7 +179,7 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
 
     def paged(alertname: str) -> bool:
         return any(
-            path == "/pager"
+            path == "/aicost-pager"
             and alert["labels"]["alertname"] == alertname
             and alert["labels"]["severity"] == "critical"
             and alert["status"] == "firing"
@@ -160,9 +189,26 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
     # a budget configured below current spend pages through the shipped routing
     wait_until(lambda: paged("AICostBudgetExceeded"), "AICostBudgetExceeded at the pager", 60,
                prom.process)  # fmt: skip
+    # the README's job name is the one the rules select: the exporter is not "down"
+    assert not prom.query('ALERTS{alertname="AICostExporterDown"}'), "AICostExporterDown"
+    assert not [a for a in prom.alerts() if a["labels"]["alertname"] == "AICostExporterDown"]
     budget = next(
         a for p, a in webhook.alerts() if a["labels"]["alertname"] == "AICostBudgetExceeded"
     )
+    # absolute links from the documented default (the compose Grafana), deep-linked
+    assert budget["annotations"]["dashboard_url"] == (
+        "http://localhost:3000/d/aicost-budgets/ai-cost-budgets-and-forecasts?var-budget=eng-monthly"
+    )
+    assert budget["annotations"]["runbook_url"].endswith("runbook.md#aicostbudgetexceeded")
+
+    # another team's critical alert, merged config: their receiver, not our pager
+    am: Alertmanager = stack["am"]
+    am.post({"alertname": "PaymentsLatencyHigh", "team": "payments", "severity": "critical"})
+    wait_until(
+        lambda: any(a["labels"]["alertname"] == "PaymentsLatencyHigh" and p == "/payments-oncall"
+                    for p, a in webhook.alerts()),
+        "another team's alert at its own receiver", 30, am.process,
+    )  # fmt: skip
     assert budget["labels"]["budget"] == "eng-monthly"
     assert budget["labels"]["currency"] == "EUR"
     assert budget["annotations"]["summary"] == "A budget is exceeded."
@@ -183,7 +229,7 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
 
     def delivered() -> bool:
         return any(
-            path == "/tickets"
+            path == "/aicost-tickets"
             and alert["labels"]["alertname"] == "AICostProviderPollFailing"
             and alert["labels"]["severity"] == "warning"
             and alert["labels"]["provider"] == "openai"
@@ -193,5 +239,8 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
 
     wait_until(delivered, "AICostProviderPollFailing at the tickets webhook", 60, prom.process)
     assert exporter.proc.poll() is None, "the exporter must survive a provider outage"
-    pages = {a["labels"]["alertname"] for path, a in webhook.alerts() if path == "/pager"}
+    pages = {a["labels"]["alertname"] for path, a in webhook.alerts() if path == "/aicost-pager"}
     assert pages <= {"AICostBudgetExceeded"}, pages
+    # only AICost alerts reach the aicost-* receivers, and ours reach no one else's
+    for path, alert in webhook.alerts():
+        assert path.startswith("/aicost-") == alert["labels"]["alertname"].startswith("AICost")
