@@ -113,7 +113,13 @@ class App:
         # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
         self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
         self._polls_lock = threading.Lock()
-        self.refresher = Refresher(self._after_polls, busy=lambda: self._polls_running > 0)
+        interval = config.poll.interval  # a burst never delays a refresh past half of it
+        self.refresher = Refresher(
+            self._after_polls,
+            busy=lambda: self._polls_running > 0,
+            settle=min(2.0, interval / 4),
+            max_delay=min(120.0, interval / 2),
+        )
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
