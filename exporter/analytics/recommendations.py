@@ -513,13 +513,9 @@ def compute_recommendations(
     """Every rule over rows covering :func:`recommendations_start` .. today."""
     if not cfg.enabled:
         return Findings()
-    recs = [
-        *batch_recommendations(today, usage, costs, catalogue, maps, cfg),
-        *downgrade_recommendations(today, usage, catalogue, maps, cfg),
-        *cross_provider_recommendations(today, usage, costs, maps, cfg),
-        *inactive_key_recommendations(today, usage, api_keys, catalogue, cfg),
-    ]
-    return Findings(recs, cache_savings(today, usage, catalogue))
+    found = account_findings(today, usage, costs, api_keys, catalogue, maps, cfg)
+    cross = cross_provider_recommendations(today, usage, costs, maps, cfg)
+    return Findings([*found.recommendations, *cross], found.cache_savings)
 
 
 def account_findings(
