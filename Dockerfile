@@ -4,11 +4,15 @@
 #   docker run -p 9877:9877 -e OPENAI_ADMIN_KEY \
 #     -v $PWD/config.yaml:/etc/ai-cost-exporter/config.yaml:ro \
 #     -v aicost-data:/var/lib/ai-cost-exporter ai-cost-exporter
+#   docker build --build-arg EXTRAS=ingest,aws,gcp -t ai-cost-exporter:cloud .   # bedrock, vertex
 FROM python:3.11-slim AS build
+# Optional extras, comma-separated: ingest (protobuf bodies on POST /v1/traces; the
+# default), aws, gcp (cloud providers). Keep ingest when adding others: ingest,aws,gcp.
+ARG EXTRAS="ingest"
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".${EXTRAS:+[$EXTRAS]}"
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /var/lib/ai-cost-exporter --shell /usr/sbin/nologin aicost \

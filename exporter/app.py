@@ -15,25 +15,29 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 
 import httpx
 
-from exporter.analytics.build import SnapshotBuilder
+from exporter.analytics.build import SnapshotBuilder, usd_rate
+from exporter.analytics.unit_economics import RowConverter
 from exporter.clock import Clock, utc_now
 from exporter.config import Config
 from exporter.exposition import Rendered, render
 from exporter.fx.service import FxService
+from exporter.intake import Intake
 from exporter.poller import Poller
 from exporter.pricing import Catalogue, Converter
 from exporter.providers import REGISTRY
 from exporter.refresh import Refresher
-from exporter.snapshot import ProviderHealth, Snapshot
-from exporter.store import Store, retention_cutoff
+from exporter.snapshot import AppMetrics, ProviderHealth, Snapshot
+from exporter.store import StorageError, Store, check_storage, retention_cutoff
 
 log = logging.getLogger(__name__)
+
+UNPRICED_REQUESTS = "its ingested requests are counted with tokens and no estimated cost"
 
 
 def usd_converter(fx: FxService, currency: str) -> Converter | None:
@@ -109,6 +113,17 @@ class App:
         self.builder = SnapshotBuilder(
             config, self.store, self.fx, self.catalogue, self.maps, clock
         )
+        self.intake = (
+            Intake(
+                config.ingest,
+                self.store,
+                Catalogue(unpriced_note=UNPRICED_REQUESTS),
+                clock=clock,
+                env=env,
+            )
+            if config.ingest.enabled
+            else None
+        )
         self._render_lock = threading.Lock()
         # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
         self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
@@ -120,6 +135,7 @@ class App:
             settle=min(2.0, interval / 4),
             max_delay=min(120.0, interval / 2),
         )
+        self._snapshot: Snapshot | None = None
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -128,11 +144,31 @@ class App:
         return [p.health for p in self.pollers]
 
     def snapshot(self) -> Snapshot:
-        return self.builder.build([h.copy() for h in self.health()])
+        snapshot = self.builder.build([h.copy() for h in self.health()])
+        if self.intake is not None:
+            snapshot.app.rejected = self.intake.rejected_counts()
+        return snapshot
 
     def refresh(self) -> Rendered:
         with self._render_lock:
-            self.rendered = render(self.snapshot())
+            self._snapshot = self.snapshot()
+            self.rendered = render(self._snapshot)
+            return self.rendered
+
+    def refresh_ingest(self) -> Rendered:
+        """Re-render with the ingested requests counted so far (the billed part as of the
+        last full refresh); a no-op while nothing new arrived."""
+        intake = self.intake
+        if intake is None:
+            return self.rendered
+        with self._render_lock:
+            if self._snapshot is None or not intake.dirty.is_set():
+                return self.rendered
+            intake.dirty.clear()
+            app: AppMetrics = self.builder.app_metrics()
+            app.rejected = intake.rejected_counts()
+            self._snapshot = replace(self._snapshot, app=app)
+            self.rendered = render(self._snapshot)
             return self.rendered
 
     def poll_once(self) -> bool:
@@ -146,15 +182,21 @@ class App:
 
     def poll(self, poller: Poller) -> None:
         """One scheduled poll of one account; the re-conversion and re-render run once
-        after a burst of polls, on the refresher's thread (scrapes keep the old bytes)."""
+        after a burst of polls, on the refresher's thread (scrapes keep the old bytes).
+
+        A backfill may store costs of days the FX refresh at start did not know it needed
+        (the two race at start), so it is followed by a refresh of its own."""
         with self._polls_lock:
             self._polls_running += 1
         try:
-            poller.poll()
+            ok = poller.poll()
         finally:
             with self._polls_lock:
                 self._polls_running -= 1
-            self.refresher.request()
+        if ok and poller.last_backfill:
+            self.fx_refresh()
+            return
+        self.refresher.request()
 
     def _after_polls(self) -> None:
         self.fx.convert_stored()
@@ -171,6 +213,12 @@ class App:
         removed = self.store.prune(cutoff)
         if removed:
             log.info("retention: removed %d rows older than %s", removed, cutoff)
+        if self.intake is not None:
+            raw_cutoff = retention_cutoff(self.clock().date(), self.config.ingest.retention_days)
+            convert = RowConverter(usd_rate(self.fx, self.config.currency))
+            removed = self.store.prune_requests(raw_cutoff, cutoff, convert, self.config.currency)
+            if removed:
+                log.info("retention: removed %d ingested request rows", removed)
 
     def stop(self) -> None:
         self.refresher.stop()
@@ -198,3 +246,25 @@ def build(
 def open_store(config: Config, *, read_only: bool = False) -> Store:
     """The history of ``config`` alone; ``read_only`` never creates, migrates or writes it."""
     return Store(config.storage.path, read_only=read_only)
+
+
+def storage_problems(config: Config, *, write: bool = True) -> list[str]:
+    """Why ``config.storage.path`` cannot be opened (read-write for ``run`` when ``write``);
+    empty when it can. Creates, modifies and replaces nothing."""
+    try:
+        check_storage(config.storage.path, write=write)
+    except StorageError as exc:
+        return [str(exc)]
+    return []
+
+
+__all__ = [
+    "App",
+    "History",
+    "StorageError",
+    "build",
+    "open_history",
+    "open_store",
+    "storage_problems",
+    "usd_converter",
+]

@@ -1,16 +1,21 @@
-"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx}``."""
+"""Command line: ``ai-cost-exporter {run,demo,check-config,poll,recommendations,fx,top}``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
+
+import yaml
 
 from exporter import __version__
 from exporter.config import (
@@ -21,6 +26,7 @@ from exporter.config import (
     currency_code,
     load,
     parse_listen_address,
+    raw_key_problems,
 )
 
 log = logging.getLogger("exporter")
@@ -87,15 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start simulated OpenAI and Anthropic organisations, an xAI team and an "
         "Azure subscription (GPT-4o on Azure OpenAI beside OpenAI's own) on loopback HTTP "
         "(the real provider code polls them) with ~90 days of traffic, and serve "
-        "/metrics.",
+        "/metrics. With the extras [aws] and [gcp] installed it adds an AWS Bedrock account "
+        "(Cost Explorer + CloudWatch) and a BigQuery billing export (Vertex AI, Gemini API): "
+        "Claude Sonnet 4.5 on three routes at different prices.",
     )
-    demo.add_argument("--days", type=int, default=90, help="days of simulated history (90)")
+    demo.add_argument(
+        "--days", type=_demo_days, default=90, help="days of simulated history, 1-730 (90)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the traffic (7)")
     demo.add_argument(
         "--storage.path",
         dest="storage_path",
         default=None,
-        help="SQLite file (default: a fresh temporary directory)",
+        help="SQLite file, kept after the demo (default: one in a temporary directory, "
+        "removed on exit; its path is printed at start)",
     )
     common(demo)
 
@@ -103,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
         "check-config",
         help="validate a config file and exit (non-zero on errors)",
         description="Validate a config file: report every error with its YAML path, and "
-        "check that each provider's key can be read (the key itself is never printed).",
+        "check that each provider's key can be read (the key itself is never printed), "
+        "that a cloud provider's optional extra is installed (bedrock: [aws], vertex: [gcp]) "
+        "and that storage.path can be opened read-write (nothing is created or changed).",
     )
     chk.add_argument("file", help="path of the YAML config file")
 
@@ -184,7 +197,43 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list every stored cost row of that day with its audit trail: source "
         "amount and currency, rate, rate date, rate source, converted amount",
     )
+    top = sub.add_parser(
+        "top",
+        help="print the top spenders by user, tenant or endpoint from ingested requests",
+        description="Read the requests ingested from applications (POST /v1/traces, "
+        "/api/v1/events) from the SQLite history and print the top spenders of the last "
+        "--days UTC days (today included) by estimated cost. User-level detail stays here, "
+        "out of Prometheus.",
+    )
+    top.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        required=True,
+        help="path of the YAML config file (its storage.path and currency are read)",
+    )
+    top.add_argument(
+        "--by",
+        choices=("user", "tenant", "endpoint"),
+        default="user",
+        help="what to group by (default: user)",
+    )
+    top.add_argument(
+        "--days", type=int, default=7, help="UTC days to include, today included (default: 7)"
+    )
+    top.add_argument("--limit", type=int, default=20, help="lines to print (default: 20)")
+    common(top, listen=False)
     return parser
+
+
+def _demo_days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, got {text!r}") from None
+    if not 1 <= days <= 730:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 730 days, got {days}")
+    return days
 
 
 def _day(text: str) -> date:
@@ -203,25 +252,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "poll": cmd_poll,
         "recommendations": cmd_recommendations,
         "fx": cmd_fx,
+        "top": cmd_top,
     }[args.command]
     return handler(args)
 
 
-def _load(path: str) -> Config | None:
+def _load(path: str, *, with_keys: bool = False) -> Config | None:
+    """The validated config, or None after printing every error; ``with_keys`` adds the
+    key problems of the provider entries that parsed (check-config: one pass for all)."""
     try:
         return load(path)
     except ConfigErrors as exc:
         print(f"error: invalid config {exc.source}:", file=sys.stderr)
-        for line in exc.errors:
+        for line in exc.errors + (raw_key_problems(exc.data) if with_keys else []):
             print(f"  {line}", file=sys.stderr)
         return None
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = _load(args.file)
+    config = _load(args.file, with_keys=True)
     if config is None:
         return 1
-    problems = check(config)
+    from exporter.app import storage_problems
+
+    problems = check(config) + storage_problems(config, write=True)
     if problems:
         print(f"error: {args.file}: the config is valid but cannot run:", file=sys.stderr)
         for line in problems:
@@ -276,7 +330,7 @@ def budget_warnings(config: Config) -> list[str]:
     import sqlite3
 
     from exporter.analytics.build import load_governance, load_history
-    from exporter.app import open_store
+    from exporter.app import StorageError, open_store
     from exporter.clock import utc_now
 
     try:
@@ -287,7 +341,7 @@ def budget_warnings(config: Config) -> list[str]:
             gov = load_governance(config, store, today, usage, costs)
         finally:
             store.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:
         return [f"storage.path: cannot read {path} to check budget scopes ({exc})"]
     index = {b.name: i for i, b in enumerate(config.budgets)}
     return [
@@ -303,9 +357,13 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     _setup_logging(args.log_level or config.log_level)
-    from exporter.app import build
+    from exporter.app import StorageError, build
 
-    app = build(config)
+    try:
+        app = build(config)
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         ok = app.poll_once()
     finally:
@@ -319,21 +377,25 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
         return 1
     _setup_logging(args.log_level or config.log_level)
     from exporter.analytics.build import find_recommendations
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.clock import utc_now
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).is_file():
+    if not Path(path).exists():
         print(
-            f"error: no history at {path}; run `ai-cost-exporter poll --config "
+            f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
             file=sys.stderr,
         )
         return 1
     today = utc_now().date()
     rec = config.recommendations
-    history = open_history(config)
+    try:  # read-only: the history may belong to the running exporter or a read-only mount
+        history = open_history(config, store=open_store(config, read_only=True))
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     try:
         findings = find_recommendations(history.store, config, today, history.catalogue, rec.maps())
         first_seen = history.store.recommendation_first_seen()
@@ -351,7 +413,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
 
 
 def cmd_fx(args: argparse.Namespace) -> int:
-    from exporter.app import open_history
+    from exporter.app import StorageError, open_history, open_store
     from exporter.config import StorageConfig
     from exporter.fx.ecb import IDENTITY
     from exporter.fx.rates import FxError
@@ -371,7 +433,13 @@ def cmd_fx(args: argparse.Namespace) -> int:
         return 1
     if not args.config:  # no history: the bundled ECB rates only
         config = config.model_copy(update={"storage": StorageConfig(path=":memory:")})
-    history = open_history(config)
+        history = open_history(config)
+    else:
+        try:  # read-only: the history may belong to the running exporter
+            history = open_history(config, store=open_store(config, read_only=True))
+        except StorageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     store, fx = history.store, history.fx
     status = 0
     try:
@@ -425,6 +493,48 @@ def print_audit(rows: list[dict[str, object]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.days < 1 or args.limit < 1:
+        print("error: --days and --limit must be at least 1", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or "warning")
+    from datetime import timedelta
+
+    from exporter.analytics.build import usd_rate
+    from exporter.analytics.unit_economics import top_spenders
+    from exporter.app import open_history, open_store
+    from exporter.clock import utc_now
+
+    if not Path(config.storage.path).is_file():
+        print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
+        return 1
+    today = utc_now().date()
+    start = today - timedelta(days=args.days - 1)
+    history = open_history(config, store=open_store(config, read_only=True))
+    try:
+        days = history.store.request_users if args.by == "user" else history.store.request_days
+        rows = days(start, today + timedelta(days=1))
+        spenders = top_spenders(rows, args.by, usd_rate(history.fx, config.currency))
+    finally:
+        history.close()
+    if not spenders:
+        print(f"no ingested requests from {start} to {today}")
+        return 0
+    cur = config.currency
+    table = [[args.by, f"estimated_cost_{cur}", "requests", "tokens", "unpriced_requests"]]
+    for s in spenders[: args.limit]:
+        cost = "no rate" if s.cost is None else f"{s.cost.quantize(Decimal('0.000001'))}"
+        table.append([s.value or "-", cost, str(s.requests), str(s.tokens), str(s.unpriced)])
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    print(f"top {args.by}s by estimated cost, {start} to {today} (UTC)")
+    for line in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -435,10 +545,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return serve(config, args.listen_address or config.listen_address)
 
 
-def serve(config: Config, listen_address: str, env: dict[str, str] | None = None) -> int:
+def serve(
+    config: Config,
+    listen_address: str,
+    env: dict[str, str] | None = None,
+    on_ready: Callable[[int], object] | None = None,
+) -> int:
     """Start the HTTP server first (healthy, not ready), then load the store and poll."""
     from exporter import schedule
-    from exporter.app import build
+    from exporter.app import StorageError, build
     from exporter.server import MetricsServer
 
     try:
@@ -449,15 +564,28 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     try:
         server = MetricsServer((host, port))
     except OSError as exc:
-        print(f"error: cannot listen on {listen_address}: {exc.strerror}", file=sys.stderr)
+        print(
+            f"error: cannot listen on {listen_address}: {exc.strerror}; choose another "
+            "HOST:PORT with --web.listen-address (or listen_address in the config)",
+            file=sys.stderr,
+        )
         return 1
     server.start()
-    log.info("listening on http://%s:%d/metrics", host, server.port)
+    shown = f"[{host}]" if ":" in host else host
+    log.info("listening on http://%s:%d/metrics", shown, server.port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    app = build(config, env=env)
+    try:
+        app = build(config, env=env)
+    except StorageError as exc:
+        server.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     server.source = app
+    server.ingest = app.intake
+    if on_ready is not None:
+        on_ready(server.port)
     scheduler = schedule.start(app)
     try:
         stop.wait()
@@ -469,26 +597,61 @@ def serve(config: Config, listen_address: str, env: dict[str, str] | None = None
     return 0
 
 
+DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx --config\n"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.clock import utc_now
+    from exporter.demo import apps
     from exporter.demo.orgs import DEMO_GOVERNANCE, running_demo
 
     _setup_logging(args.log_level or "info")
-    storage = args.storage_path or str(Path(tempfile.mkdtemp(prefix="aicost-demo-")) / "demo.db")
-    with running_demo(utc_now().date(), args.days, args.seed) as orgs:
+    with ExitStack() as stack:
+        if args.storage_path:
+            storage = Path(args.storage_path)
+        else:  # removed on exit, whatever happens
+            storage = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aicost-demo-")))
+            storage = storage / "demo.db"
+        orgs = stack.enter_context(running_demo(utc_now().date(), args.days, args.seed))
         env: dict[str, str] = {}
         for org in orgs:
             log.info("demo: %s (%d days of traffic)", org.description, args.days)
             env.update(org.env)
-        config = Config.model_validate(
-            {
-                "storage": {"path": storage},
-                "poll": {"interval": "5m", "backfill_days": args.days},
-                "providers": [org.provider for org in orgs],
-                **DEMO_GOVERNANCE,
-            }
+        # a simulated application reports its requests (the Unit economics dashboard)
+        env[apps.TOKEN_ENV] = secrets.token_urlsafe(24)
+        data = {
+            "storage": {"path": str(storage)},
+            "poll": {"interval": "5m", "backfill_days": args.days},
+            "providers": [org.provider for org in orgs],
+            "ingest": {"enabled": True, "token_env": apps.TOKEN_ENV},
+            **DEMO_GOVERNANCE,
+        }
+        config = Config.model_validate(data)
+        config_path = storage.with_name(storage.name + ".demo.yaml")
+        if config_path.exists() and not config_path.read_text().startswith(DEMO_CONFIG_MARK):
+            print(f"error: {config_path} exists and was not written by the demo; "
+                  "choose another --storage.path", file=sys.stderr)  # fmt: skip
+            return 1
+        config_path.parent.mkdir(parents=True, exist_ok=True)
+        text = DEMO_CONFIG_MARK + yaml.safe_dump(data, sort_keys=False)
+        config_path.write_text(text, encoding="utf-8")
+        log.info(
+            "demo: history at %s%s; inspect it with `ai-cost-exporter recommendations "
+            "--config %s` or `ai-cost-exporter fx --config %s --date YYYY-MM-DD`",
+            storage,
+            "" if args.storage_path else " (removed on exit; --storage.path keeps one)",
+            config_path,
+            config_path,
         )
-        return serve(config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env)
+        app_days = min(args.days, config.ingest.retention_days)
+
+        def report(port: int) -> None:
+            apps.start_app(port, env[apps.TOKEN_ENV], utc_now().date(), app_days, args.seed)
+
+        return serve(
+            config, args.listen_address or DEFAULT_LISTEN_ADDRESS, env=env, on_ready=report
+        )
+    return 0  # unreachable: serve returns inside the stack (mypy needs an exit here)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,16 @@ def parse_duration(value: Any) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def env_var_name(value: str | None, secret: str) -> str | None:
+    """``value`` when it is the NAME of an environment variable (never the secret)."""
+    if value is not None and not _ENV_NAME.match(value):
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, _), "
+            f"not the {secret} itself"
+        )
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
@@ -196,6 +206,8 @@ class ProviderConfig(_Strict):
     base_url: str = ""
     api_key_env: str | None = None
     api_key_file: str | None = None
+    # This account's poll interval when it differs from poll.interval (a paid API).
+    poll_interval: Duration | None = None
     # Any attempt to write the key inline lands here and is refused without echoing it.
     api_key: Any = Field(None, exclude=True, repr=False)
     data_lag_days: int | None = Field(None, ge=0, le=7)
@@ -213,12 +225,7 @@ class ProviderConfig(_Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not _ENV_NAME.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, _), "
-                "not the key itself"
-            )
-        return value
+        return env_var_name(value, "key")
 
     @field_validator("name")
     @classmethod
@@ -266,6 +273,10 @@ class ProviderConfig(_Strict):
     def missing_extra(self) -> str | None:
         """The ``pip install`` extra this provider needs and the install lacks, or None."""
         return None
+
+    def credential_problems(self) -> list[str]:
+        """Run-time problems of credentials read another way than ``api_key_*``."""
+        return []
 
 
 class OpenAIConfig(ProviderConfig):
@@ -406,11 +417,150 @@ def _importable(module: str) -> bool:
         return False
 
 
+_AWS_ACCOUNT = re.compile(r"^\d{12}$")
+_AWS_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_AWS_PROFILE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_BQ_TABLE = re.compile(
+    r"^[a-z][a-z0-9-]{4,62}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_]{1,1024}$"
+)
+_GCP_PROJECT = re.compile(r"^[a-z][a-z0-9-]{4,62}[a-z0-9]$")
+
+
+class _CloudChainConfig(ProviderConfig):
+    """A cloud provider read through its SDK (an optional extra) with the cloud's own
+    credential chain: no ``api_key_*``; ``credentials_file`` optional."""
+
+    extra: ClassVar[str] = ""
+    requires: ClassVar[tuple[str, ...]] = ()  # modules of the extra
+    credentials_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> _CloudChainConfig:
+        if self.api_key_env is not None or self.api_key_file is not None:
+            raise ValueError(
+                f"{self.type} takes no admin key: it reads its cloud's credential chain "
+                "(see credentials_file)"
+            )
+        return self
+
+    @property
+    def uses_key(self) -> bool:
+        return False
+
+    def missing_extra(self) -> str | None:
+        return None if all(_importable(m) for m in self.requires) else self.extra
+
+    def credential_problems(self) -> list[str]:
+        if not self.credentials_file:
+            return []
+        try:
+            Path(self.credentials_file).read_bytes()
+        except OSError as exc:
+            return [
+                f"providers[{self.account}]: cannot read credentials_file "
+                f"{self.credentials_file}: {exc.strerror}"
+            ]
+        return []
+
+
+class BedrockConfig(_CloudChainConfig):
+    """AWS Bedrock: Cost Explorer GetCostAndUsage (cost; ``base_url`` is its endpoint) and
+    CloudWatch ``AWS/Bedrock`` (tokens), through boto3 (extra ``aws``). Credentials come
+    from the standard AWS chain (environment, ``profile``, shared files, role)."""
+
+    default_base_url: ClassVar[str] = "https://ce.us-east-1.amazonaws.com"
+    extra: ClassVar[str] = "aws"
+    requires: ClassVar[tuple[str, ...]] = ("boto3",)
+    type: Literal["bedrock"]
+    # Cost Explorer bills USD 0.01 per request and refreshes a few times a day: hourly.
+    poll_interval: Duration | None = 3600.0
+    account_id: str
+    region: str = "us-east-1"
+    cloudwatch_url: str = ""
+    profile: str | None = None
+
+    @field_validator("account_id")
+    @classmethod
+    def _account_id(cls, value: str) -> str:
+        if not _AWS_ACCOUNT.match(value):
+            raise ValueError("must be the 12-digit AWS account id (quote it in YAML)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        if not _AWS_REGION.match(value):
+            raise ValueError("must be an AWS region such as us-east-1")
+        return value
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: str | None) -> str | None:
+        if value is not None and not _AWS_PROFILE.match(value):
+            raise ValueError("must be the NAME of a profile in the AWS config/credentials file")
+        return value
+
+    @field_validator("cloudwatch_url")
+    @classmethod
+    def _cw_url(cls, value: str) -> str:
+        return optional_url(value)
+
+    @property
+    def monitoring_url(self) -> str:
+        return self.cloudwatch_url or f"https://monitoring.{self.region}.amazonaws.com"
+
+
+class VertexConfig(_CloudChainConfig):
+    """Google Vertex AI and the Gemini API: the Cloud Billing export table in BigQuery
+    (``base_url`` is the BigQuery API endpoint), through google-cloud-bigquery (extra
+    ``gcp``). Credentials: Application Default Credentials or a service-account file."""
+
+    default_base_url: ClassVar[str] = "https://bigquery.googleapis.com"
+    extra: ClassVar[str] = "gcp"
+    requires: ClassVar[tuple[str, ...]] = ("google.cloud.bigquery",)
+    type: Literal["vertex"]
+    billing_table: str
+    query_project: str = ""
+    location: str = ""
+    services: tuple[str, ...] = ("Vertex AI", "Gemini API")
+    partition_slack_days: int = Field(5, ge=0, le=31)
+    anonymous: bool = False
+
+    @field_validator("billing_table")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        if not _BQ_TABLE.match(value):
+            raise ValueError(
+                "must be PROJECT.DATASET.TABLE of the Cloud Billing export, e.g. "
+                "my-proj.billing.gcp_billing_export_v1_011702_58A742_BQB4E8"
+            )
+        return value
+
+    @field_validator("query_project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        if value and not _GCP_PROJECT.match(value):
+            raise ValueError("must be a Google Cloud project id")
+        return value
+
+    @model_validator(mode="after")
+    def _anonymous_needs_endpoint(self) -> VertexConfig:
+        if self.anonymous and not self.base_url:
+            raise ValueError("anonymous: true is only for a proxy or fake set in base_url")
+        if self.anonymous and self.credentials_file:
+            raise ValueError("set only one of anonymous and credentials_file")
+        return self
+
+    @property
+    def job_project(self) -> str:
+        return self.query_project or self.billing_table.split(".", 1)[0]
+
+
 # The config model of each provider type: the `type` tag selects the model (unknown keys
 # of that provider are then rejected). `exporter.providers.REGISTRY` has the same types
 # (a test holds them equal); adding a provider adds its config class here.
 AnyProviderConfig = Annotated[
-    OpenAIConfig | AnthropicConfig | XAIConfig | AzureOpenAIConfig,
+    OpenAIConfig | AnthropicConfig | XAIConfig | AzureOpenAIConfig | BedrockConfig | VertexConfig,
     Field(discriminator="type"),
 ]
 PROVIDER_CONFIGS: tuple[type[ProviderConfig], ...] = get_args(get_args(AnyProviderConfig)[0])
@@ -568,6 +718,51 @@ class BudgetConfig(_Strict):
         return tuple(sorted(value))
 
 
+class IngestAttributes(_Strict):
+    """Span/resource attribute keys each request dimension is read from, first match wins
+    (each key is looked up on the span, then on its resource)."""
+
+    endpoint: tuple[str, ...] = ("aicost.endpoint", "http.route", "service.name")
+    tenant: tuple[str, ...] = ("aicost.tenant", "tenant.id")
+    user: tuple[str, ...] = ("enduser.id", "user.id")
+    prompt_version: tuple[str, ...] = ("aicost.prompt_version",)
+    outcome: tuple[str, ...] = ("aicost.outcome",)
+    # true when a key holds boolean true (or "true") or a number above 0
+    retry: tuple[str, ...] = ("aicost.retry", "http.request.resend_count")
+
+
+class IngestConfig(_Strict):
+    """Request-level usage pushed by applications: ``POST /v1/traces`` (OTLP/HTTP GenAI
+    spans) and ``POST /api/v1/events`` (JSON events). Off unless ``enabled``."""
+
+    enabled: bool = False
+    token_env: str | None = None  # name of the environment variable holding the bearer token
+    token_file: str | None = None
+    max_tenants: int = Field(20, ge=1, le=10_000)
+    max_endpoints: int = Field(100, ge=1, le=10_000)
+    max_prompt_versions: int = Field(50, ge=1, le=10_000)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    retention_days: int = Field(35, ge=1, le=3650)  # raw events; daily roll-ups as storage
+    refresh_interval: Duration = Field(15.0, ge=1.0)  # how often new requests reach /metrics
+    attributes: IngestAttributes = IngestAttributes()
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env_name(cls, value: str | None) -> str | None:
+        return env_var_name(value, "token")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> IngestConfig:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("set only one of token_env and token_file")
+        if self.enabled and self.token_env is None and self.token_file is None:
+            raise ValueError(
+                "ingest is enabled: set token_env or token_file (every ingest request "
+                "must carry that bearer token)"
+            )
+        return self
+
+
 WindowName = Literal["today", "yesterday", "7d", "30d", "month_to_date"]
 ALL_WINDOWS: tuple[WindowName, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
 
@@ -607,6 +802,7 @@ class Config(_Strict):
     providers: list[AnyProviderConfig] = Field(default_factory=list)
     attribution: list[AttributionRule] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
+    ingest: IngestConfig = IngestConfig()
     metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("currency")
@@ -668,11 +864,13 @@ def parse_listen_address(value: str) -> tuple[str, int]:
 
 
 class ConfigErrors(Exception):
-    """All problems found in a config file, one line each."""
+    """All problems found in a config file, one line each. ``data`` is what the YAML
+    parsed to (None when it did not parse), for the checks that run on it regardless."""
 
-    def __init__(self, source: str, errors: list[str]) -> None:
+    def __init__(self, source: str, errors: list[str], data: Any = None) -> None:
         self.source = source
         self.errors = errors
+        self.data = data
         super().__init__(f"{source}: {len(errors)} error(s)\n" + "\n".join(errors))
 
 
@@ -717,14 +915,80 @@ def validate(data: Any, source: str = "config") -> Config:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigErrors(source, ["(top level): expected a mapping of settings"])
+        raise ConfigErrors(source, ["(top level): expected a mapping of settings"], data)
+    cross = cross_field_errors(data)
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
         # include_input=False: messages never carry the offending value (it may be a key)
-        raise ConfigErrors(
-            source, [_format(e) for e in exc.errors(include_input=False, include_url=False)]
-        ) from None
+        errors = [_format(e) for e in exc.errors(include_input=False, include_url=False)]
+        # the model's own cross-field checks run only when every field is valid; the raw
+        # ones above ran on whatever parsed and carry the YAML path, so they replace them
+        errors = [e for e in errors if not _is_cross_field(e)] + cross
+        raise ConfigErrors(source, list(dict.fromkeys(errors)), data) from None
+
+
+def _is_cross_field(error: str) -> bool:
+    return "share the name" in error or "are both named" in error
+
+
+def _entries(data: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def cross_field_errors(data: dict[str, Any]) -> list[str]:
+    """Checks across entries (duplicate provider accounts and budget names), run on the
+    parsed YAML whatever else is wrong with it, each reported at its YAML path."""
+    errors = []
+    accounts: dict[tuple[str, str], int] = {}
+    for i, p in _entries(data, "providers"):
+        kind, name = p.get("type"), p.get("name") or p.get("type")
+        if not isinstance(kind, str) or not isinstance(name, str):
+            continue
+        key = (kind.strip(), name.strip())
+        if key in accounts:
+            errors.append(
+                f"providers[{i}].name: two {key[0]} providers share the name {key[1]!r} "
+                f"(providers[{accounts[key]}] and providers[{i}]); give each a distinct `name`"
+            )
+        accounts.setdefault(key, i)
+    names: dict[str, int] = {}
+    for i, b in _entries(data, "budgets"):
+        name = b.get("name")
+        if not isinstance(name, str):
+            continue
+        if name.strip() in names:
+            first = names[name.strip()]
+            errors.append(
+                f"budgets: budgets[{first}] and budgets[{i}] are both named {name.strip()!r}; "
+                "budget names must be unique"
+            )
+        names.setdefault(name.strip(), i)
+    return errors
+
+
+def raw_key_problems(data: Any, env: dict[str, str] | None = None) -> list[str]:
+    """:func:`check`'s key problems for a file that did not validate: each provider entry
+    whose key source parsed is checked, so one pass reports everything."""
+    if not isinstance(data, dict):
+        return []
+    problems = []
+    for i, p in _entries(data, "providers"):
+        env_name, file = p.get("api_key_env"), p.get("api_key_file")
+        if isinstance(env_name, str) and _ENV_NAME.match(env_name.strip()) and file is None:
+            source: tuple[str | None, str | None] = (env_name.strip(), None)
+        elif isinstance(file, str) and env_name is None:
+            source = (None, file.strip())
+        else:
+            continue  # the field errors already say what is wrong with it
+        try:
+            _read_key(f"providers[{i}]", *source, env)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def load(path: str | Path) -> Config:
@@ -757,31 +1021,40 @@ class Secret:
 
 def resolve_key(provider: ProviderConfig, env: dict[str, str] | None = None) -> Secret:
     """Read the admin key from the environment or a file; errors never include the key."""
-    environ = os.environ if env is None else env
     where = f"providers[{provider.account}]"
-    if provider.api_key_env is not None:
-        value = environ.get(provider.api_key_env, "").strip()
+    return _read_key(where, provider.api_key_env, provider.api_key_file, env)
+
+
+def _read_key(
+    where: str,
+    env_name: str | None,
+    file: str | None,
+    env: dict[str, str] | None,
+    what: str = "api_key",
+) -> Secret:
+    """A secret from the environment variable ``env_name`` or the file ``file`` (``what``:
+    the config keys' stem in messages, ``api_key`` or ``token``)."""
+    environ = os.environ if env is None else env
+    if env_name is not None:
+        value = environ.get(env_name, "").strip()
         if not value:
-            raise ValueError(
-                f"{where}: environment variable {provider.api_key_env} is not set or empty"
-            )
+            raise ValueError(f"{where}: environment variable {env_name} is not set or empty")
         return Secret(value)
-    assert provider.api_key_file is not None
+    if file is None:
+        raise ValueError(f"{where}: set {what}_env or {what}_file")
     try:
-        value = Path(provider.api_key_file).read_text(encoding="utf-8").strip()
+        value = Path(file).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ValueError(
-            f"{where}: cannot read api_key_file {provider.api_key_file}: {exc.strerror}"
-        ) from None
+        raise ValueError(f"{where}: cannot read {what}_file {file}: {exc.strerror}") from None
     if not value:
-        raise ValueError(f"{where}: api_key_file {provider.api_key_file} is empty")
+        raise ValueError(f"{where}: {what}_file {file} is empty")
     return Secret(value)
 
 
 def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
     """Problems that only show at run time (missing env vars, unreadable key files)."""
     problems = []
-    if not config.providers:
+    if not config.providers and not config.ingest.enabled:
         problems.append("providers: no provider configured; nothing would be polled")
     for provider in config.providers:
         extra = provider.missing_extra()
@@ -790,10 +1063,21 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
                 f"providers[{provider.account}]: the {provider.type} provider needs the "
                 f"optional extra: pip install 'ai-cost-exporter[{extra}]'"
             )
+        problems.extend(provider.credential_problems())
         if not provider.uses_key:
             continue
         try:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
+    if config.ingest.enabled:
+        try:
+            resolve_ingest_token(config.ingest, env)
+        except ValueError as exc:
+            problems.append(str(exc))
     return problems
+
+
+def resolve_ingest_token(ingest: IngestConfig, env: dict[str, str] | None = None) -> Secret:
+    """The bearer token ingest requests must carry; errors never include the token."""
+    return _read_key("ingest", ingest.token_env, ingest.token_file, env, what="token")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import platform
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -33,6 +33,7 @@ from exporter.metrics import BY_NAME, MetricDef
 from exporter.snapshot import (
     TOKEN_WINDOW_NAMES,
     WINDOW_NAMES,
+    AppMetrics,
     FxState,
     Governance,
     Snapshot,
@@ -130,11 +131,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         ("aicost_invoice_preview", b.invoice_preview),
         ("aicost_invoice_preview_gap", b.invoice_preview_gap),
     )
-    for name, values in keyed:
-        fam = _gauge(name)
-        for key, v in sorted(values.items()):
-            _add(fam, key, value=_num(v))
-        yield fam
+    yield from _keyed(_gauge, keyed)
 
     yield from _governance(snapshot.governance)
 
@@ -166,12 +163,53 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
             )
     yield errors
     yield requests
+    degraded = _counter("aicost_poll_degraded_total")
+    for h in health:
+        for reason, n in sorted(h.degraded.items()):
+            _add(degraded, value=n, provider=h.provider, account=h.account, reason=reason)
+    yield degraded
 
     yield from _fx_families(snapshot.fx)
 
     build = _gauge("aicost_build_info")
     _add(build, value=1, version=__version__, python_version=platform.python_version())
     yield build
+
+    yield from _app_families(snapshot.app)
+
+
+def _keyed(
+    family: Callable[[str], GaugeMetricFamily | CounterMetricFamily],
+    metrics: Iterable[tuple[str, Mapping[Any, Decimal | float]]],
+) -> Iterator[Metric]:
+    """One family per (metric name, key -> value), its samples labelled by key name."""
+    for name, values in metrics:
+        fam = family(name)
+        for key, v in sorted(values.items()):
+            _add(fam, key, value=_num(v))
+        yield fam
+
+
+def _app_families(app: AppMetrics) -> Iterator[Metric]:
+    """Request-level counters and unit economics of ingested requests."""
+    counters: tuple[tuple[str, Mapping[Any, Decimal | int]], ...] = (
+        ("aicost_app_requests_total", app.requests),
+        ("aicost_app_retries_total", app.retries),
+        ("aicost_app_tokens_total", app.tokens),
+        ("aicost_app_cost_total", app.cost),
+    )
+    yield from _keyed(_counter, counters)
+    gauges: tuple[tuple[str, Mapping[Any, Decimal]], ...] = (
+        ("aicost_app_cost_per_request_7d", app.cost_per_request_7d),
+        ("aicost_app_cost_per_outcome_7d", app.cost_per_outcome_7d),
+        ("aicost_app_prompt_version_cost_change_ratio", app.prompt_version_change),
+        ("aicost_app_estimate_to_billed_ratio", app.estimate_to_billed),
+    )
+    yield from _keyed(_gauge, gauges)
+    rejected = _counter("aicost_ingest_rejected_total")
+    for key, n in sorted(app.rejected.items()):
+        _add(rejected, key, value=n)
+    yield rejected
 
 
 def _fx_families(fx: FxState) -> Iterator[Metric]:

@@ -15,6 +15,8 @@ PROVIDER = ("provider", "account")
 BILLING = ("provider", "account", "currency")
 BUDGET = ("budget", "period", "currency")
 
+APP = ("provider", "model", "endpoint")
+INGESTED = "From SQLite, refreshed every ingest.refresh_interval; never reset by a restart."
 POLLED = "Refreshed after each poll from the SQLite history, not at scrape time."
 
 
@@ -296,6 +298,13 @@ CATALOGUE: list[MetricDef] = [
         "(code=timeout or error when no response arrived).",
     ),
     MetricDef(
+        "aicost_poll_degraded_total",
+        "counter",
+        (*PROVIDER, "reason"),
+        "Successful polls that fell back to a coarser, confirmed query because the provider "
+        "refused an unconfirmed dimension (xAI: reason unit_type, tokens); costs stay exact.",
+    ),
+    MetricDef(
         "aicost_fx_rate",
         "gauge",
         ("base", "quote", "source"),
@@ -328,6 +337,74 @@ CATALOGUE: list[MetricDef] = [
         "gauge",
         ("version", "python_version"),
         "Always 1; the exporter's version.",
+    ),
+    # Request-level usage ingested from applications (OTLP GenAI spans, JSON events).
+    *[
+        MetricDef(name, kind, labels, help_ + " " + INGESTED)
+        for name, kind, labels, help_ in (
+            (
+                "aicost_app_requests_total",
+                "counter",
+                (*APP, "tenant", "prompt_version", "outcome"),
+                "AI API requests the applications reported; endpoint, tenant and prompt_version "
+                "capped (ingest.max_*) with an `other` series.",
+            ),
+            (
+                "aicost_app_retries_total",
+                "counter",
+                APP,
+                "Requests that were retries (aicost.retry, http.request.resend_count > 0).",
+            ),
+            (
+                "aicost_app_tokens_total",
+                "counter",
+                (*APP, "tenant", "prompt_version", "token_type"),
+                "Tokens of the reported requests; token_type input (uncached), output, cache_read, "
+                "cache_write.",
+            ),
+            (
+                "aicost_app_cost_total",
+                "counter",
+                (*APP, "tenant", "prompt_version", "currency"),
+                "ESTIMATED cost of the reported requests: catalogue (genai-prices) list price on "
+                "the request's day at that day's ECB rate; requests of unknown models have none.",
+            ),
+            (
+                "aicost_app_cost_per_request_7d",
+                "gauge",
+                (*APP, "prompt_version", "currency"),
+                "Estimated cost per request over the 7 UTC days ending today.",
+            ),
+            (
+                "aicost_app_cost_per_outcome_7d",
+                "gauge",
+                ("endpoint", "outcome", "currency"),
+                "Estimated cost of the endpoint over the 7 UTC days ending today divided by its "
+                "requests with this outcome (what one successful outcome cost).",
+            ),
+            (
+                "aicost_app_prompt_version_cost_change_ratio",
+                "gauge",
+                ("endpoint", "prompt_version"),
+                "Cost per request of the endpoint's newest prompt version (this label) divided by "
+                "the previous version's, each over its last 7 active days.",
+            ),
+            (
+                "aicost_app_estimate_to_billed_ratio",
+                "gauge",
+                ("provider", "account", "model"),
+                "Estimated token cost of yesterday from ingested requests divided by the billed "
+                "token cost, where both exist and one account bills the model.",
+            ),
+        )
+    ],
+    MetricDef(
+        "aicost_ingest_rejected_total",
+        "counter",
+        ("source", "reason"),
+        "Ingest requests, spans or events refused since the exporter started, by source "
+        "(otlp, events) and reason (unauthorized, forbidden, too_large, bad_body, unsupported, "
+        "invalid, too_old, storage, unavailable).",
     ),
 ]
 

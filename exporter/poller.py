@@ -23,8 +23,9 @@ import httpx
 
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, Secret, resolve_key
-from exporter.providers.errors import ERROR_REASONS, ConfigError, ProviderError
+from exporter.providers.errors import ERROR_REASONS, ConfigError, ParseError, ProviderError
 from exporter.providers.http import HttpProvider, Provider, RetryPolicy
+from exporter.records import duplicate_keys
 from exporter.snapshot import ProviderHealth
 from exporter.store import CostAnnotator, Store
 
@@ -53,6 +54,7 @@ class Poller:
         gives each cost row its FX columns as it is written."""
         self.type = provider_config.type
         self.account = provider_config.account
+        self.interval = provider_config.poll_interval or config.poll.interval  # seconds
         self._config = config
         self._provider_config = provider_config
         self._store = store
@@ -68,6 +70,10 @@ class Poller:
         self.health = ProviderHealth(self.type, self.account)
         self._lag = timedelta(days=provider_config.expected_lag_days)
         self.health.expected_lag = self._lag.total_seconds()
+        self.last_backfill = False  # the last successful poll read the backfill window
+        # reasons a poll may fall back to a coarser query (exported as 0 until it happens)
+        self.health.degraded = dict.fromkeys(getattr(provider_class, "degradations", ()), 0)
+        self._degraded_logged: set[str] = set()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
         state = store.provider_state(self.type, self.account)
         if state:
@@ -131,6 +137,12 @@ class Poller:
             try:
                 keys_due = self._keys_due(now.timestamp())
                 result = self._provider(keys_due).fetch(start, end)
+                repeats = duplicate_keys(result)
+                if repeats:
+                    raise ParseError(
+                        f"{len(repeats)} record(s) read twice in one poll (first: "
+                        f"{repeats[0]}); not storing a window that would count them twice"
+                    )
                 result.billing = [replace(b, observed_at=now) for b in result.billing]
                 self._store.replace_window(self.type, self.account, result, self._annotate)
             except ProviderError as exc:
@@ -148,6 +160,8 @@ class Poller:
                 self.type, self.account, finished, complete_through, start if backfill else None
             )
             self.health.up = True
+            self.last_backfill = backfill
+            self._degraded(result.degraded)
             self.health.last_success = finished.timestamp()
             self.health.data_complete_through = complete_through.timestamp()
             log.info(
@@ -165,6 +179,23 @@ class Poller:
         finally:
             self.health.poll_duration = time.monotonic() - started
             self._lock.release()
+
+    def _degraded(self, degraded: Mapping[str, str]) -> None:
+        """Count a poll that fell back to a coarser query; log each reason once (a warning
+        the first time, then at debug level: the finer query is tried again every poll)."""
+        for reason, message in sorted(degraded.items()):
+            self.health.degraded[reason] = self.health.degraded.get(reason, 0) + 1
+            first = reason not in self._degraded_logged
+            self._degraded_logged.add(reason)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s/%s: degraded poll (reason=%s): %s%s",
+                self.type,
+                self.account,
+                reason,
+                message,
+                "; counted in aicost_poll_degraded_total, logged once" if first else "",
+            )
 
     def _failed(self, reason: str, message: str) -> None:
         self.health.up = False

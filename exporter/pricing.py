@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from importlib import resources
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from genai_prices import types as gp
@@ -113,6 +113,12 @@ def is_batch(row: UsageRecord) -> bool:
 # --------------------------------------------------------------------------- prices
 
 
+class HasTokens(Protocol):
+    """A usage row or an ingested request: token counts by token type."""
+
+    def tokens(self, token_type: str) -> int: ...
+
+
 @dataclass(frozen=True)
 class UnitPrices:
     """List prices per million tokens of one model on one day, in the accounting currency.
@@ -132,8 +138,12 @@ class UnitPrices:
 
     def cost(self, row: UsageRecord) -> Decimal:
         """What the row's tokens cost at these prices (batch rows at the batch discount)."""
-        total = sum((row.tokens(t) * self.of(t) for t in TOKEN_TYPES), Decimal(0)) / MTOK
+        total = self.tokens_cost(row)
         return total * BATCH_DISCOUNT if is_batch(row) else total
+
+    def tokens_cost(self, row: HasTokens) -> Decimal:
+        """What the four token types of ``row`` cost at these prices (no discount)."""
+        return sum((row.tokens(t) * self.of(t) for t in TOKEN_TYPES), Decimal(0)) / MTOK
 
 
 def _base(value: Any) -> Decimal | None:
@@ -195,6 +205,7 @@ class Catalogue:
         *,
         currency: str = "USD",
         convert: Converter | None = None,
+        unpriced_note: str = "recommendations that need its price are skipped",
     ) -> None:
         if convert is None and currency != "USD":
             raise ValueError(
@@ -212,6 +223,7 @@ class Catalogue:
         self._prices: dict[tuple[str, str, date, str], UnitPrices | None] = {}
         self._reported: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        self._unpriced_note = unpriced_note
 
     def model(self, provider: str, model: str) -> gp.ModelInfo | None:
         """The catalogue entry of ``model`` on our ``provider`` (None when unknown)."""
@@ -266,12 +278,7 @@ class Catalogue:
             if (provider, model) in self._reported:
                 return
             self._reported.add((provider, model))
-        log.warning(
-            "pricing: %s model %r %s; recommendations that need its price are skipped",
-            provider,
-            model,
-            problem,
-        )
+        log.warning("pricing: %s model %r %s; %s", provider, model, problem, self._unpriced_note)
 
     def row_cost(self, row: UsageRecord) -> Decimal | None:
         """List-price cost of a usage row (its priced volume); None when unpriced.

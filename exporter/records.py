@@ -33,6 +33,7 @@ COST_TYPES: tuple[str, ...] = (
     "file_search",
     "session_usage",
     "other",
+    "credit",  # cloud credits (negative): net cost = all types, gross = all but credit
 )
 
 # How a cost row got its model:
@@ -204,6 +205,9 @@ class FetchResult:
     projects: list[ProjectRecord] = field(default_factory=list)
     api_keys: list[ApiKeyRecord] = field(default_factory=list)
     billing: list[BillingRecord] = field(default_factory=list)
+    # reason -> what was read instead, when the provider refused an unconfirmed query
+    # dimension and the poll fell back to a confirmed one (the poller logs and counts it)
+    degraded: dict[str, str] = field(default_factory=dict)
 
 
 def merge_usage(rows: Iterable[UsageRecord]) -> list[UsageRecord]:
@@ -222,3 +226,59 @@ def merge_costs(rows: Iterable[CostRecord]) -> list[CostRecord]:
         k = row.key()
         merged[k] = merged[k].merged(row) if k in merged else row
     return list(merged.values())
+
+
+def duplicate_keys(result: FetchResult) -> list[str]:
+    """The natural keys (day, stream, fine-grain dimensions) that occur more than once
+    among one fetch's usage or cost rows, described for an error message (empty: none).
+
+    One fetch must hold each key once: the store replaces the window with these rows, and
+    a key read twice (a page repeated under another cursor) would count that day twice."""
+    out = []
+    for kind, rows in (("usage", result.usage), ("cost", result.costs)):
+        seen: set[tuple[object, ...]] = set()
+        for row in rows:
+            key = row.key()
+            if key in seen:
+                out.append(f"{kind} {row.day} {'/'.join(str(k) for k in key[3:] if k != '')}")
+            seen.add(key)
+    return out
+
+
+# --------------------------------------------------------------------------- app requests
+
+# The attribution dimensions of an ingested request, and the value of a missing one.
+REQUEST_DIMENSIONS: tuple[str, ...] = ("endpoint", "tenant", "user", "prompt_version", "outcome")
+UNKNOWN = "unknown"
+
+
+class RequestRecord(NamedTuple):
+    """One AI API request as the application saw it (an OTLP GenAI span or a JSON event).
+
+    ``id`` is the idempotency key (``span:<trace id>:<span id>`` or ``event:<id>``); the
+    token fields are disjoint like the billed token types (``input_tokens`` is the
+    *uncached* input). Cost is not part of the record: it is an estimate the intake adds.
+    A named tuple, not a dataclass: ingest builds tens of thousands per second.
+    """
+
+    id: str
+    time: datetime  # UTC
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    endpoint: str = UNKNOWN
+    tenant: str = UNKNOWN
+    user: str = ""
+    prompt_version: str = UNKNOWN
+    outcome: str = UNKNOWN
+    retry: bool = False
+
+    def tokens(self, token_type: str) -> int:
+        return int(getattr(self, f"{token_type}_tokens"))
+
+    @property
+    def day(self) -> date:
+        return self.time.date()

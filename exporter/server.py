@@ -1,9 +1,12 @@
-"""HTTP endpoints: ``/metrics`` (cached bytes only), ``/``, ``/-/healthy``, ``/-/ready``."""
+"""HTTP endpoints: ``/metrics`` (cached bytes only), ``/``, ``/-/healthy``, ``/-/ready``,
+and, when ingest is enabled, ``POST /v1/traces`` and ``POST /api/v1/events`` (handled by
+an :class:`Ingest` the composition root injects)."""
 
 from __future__ import annotations
 
 import html
 import logging
+import socket
 import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +25,24 @@ class Source(Protocol):
     rendered: Rendered
 
     def health(self) -> list[ProviderHealth]: ...
+
+
+# (status, body, content type, extra headers)
+Reply = tuple[int, bytes, str, dict[str, str]]
+
+
+class Ingest(Protocol):
+    """What the server needs of the ingest handler: its paths, the body limit, the token
+    check (before the body is read) and the handling of an authorised body."""
+
+    paths: frozenset[str]
+    max_body_bytes: int
+
+    def authorize(self, path: str, authorization: str | None) -> Reply | None: ...
+
+    def refuse_size(self, path: str, length: int) -> Reply: ...
+
+    def handle(self, path: str, content_type: str, content_encoding: str, body: bytes) -> Reply: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -48,6 +69,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:
         self.do_GET()
+
+    def do_POST(self) -> None:
+        path = self.path.split("?", 1)[0]
+        ingest = self.server.ingest
+        if ingest is None or path not in ingest.paths:
+            self.close_connection = True
+            hint = " (ingest is disabled: set ingest.enabled)" if ingest is None else ""
+            self._send(404, f"Not found{hint}.\n".encode(), "text/plain; charset=utf-8")
+            return
+        refusal = ingest.authorize(path, self.headers.get("Authorization"))
+        length_header = self.headers.get("Content-Length")
+        if refusal is None:
+            if length_header is None or not length_header.strip().isdigit():
+                refusal = (411, b"Content-Length required.\n", "text/plain; charset=utf-8", {})
+            elif int(length_header) > ingest.max_body_bytes:
+                refusal = ingest.refuse_size(path, int(length_header))
+        if refusal is not None:
+            # The body is not read: close the connection instead of draining it.
+            self.close_connection = True
+            self._reply(refusal, close=True)
+            return
+        body = self.rfile.read(int(length_header or 0))
+        self._reply(
+            ingest.handle(
+                path,
+                self.headers.get("Content-Type", ""),
+                self.headers.get("Content-Encoding", ""),
+                body,
+            )
+        )
+
+    def _reply(self, reply: Reply, *, close: bool = False) -> None:
+        code, body, content_type, headers = reply
+        self._send(
+            code, body, content_type, {**headers, **({"Connection": "close"} if close else {})}
+        )
 
     def _metrics(self) -> None:
         source = self.server.source
@@ -105,6 +162,9 @@ class MetricsServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int]) -> None:
         self.source: Source | None = None
+        self.ingest: Ingest | None = None
+        if ":" in address[0]:  # an IPv6 address such as ::1 (written [::1]:9877)
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self._thread: threading.Thread | None = None
 

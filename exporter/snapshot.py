@@ -204,6 +204,7 @@ class ProviderHealth:
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
     expected_lag: float = 0.0  # seconds a provider's complete data normally trails real time
+    degraded: dict[str, int] = field(default_factory=dict)  # reason -> polls degraded
 
     def copy(self) -> ProviderHealth:
         """A copy whose counters no longer move with the poller's."""
@@ -217,6 +218,7 @@ class ProviderHealth:
             dict(self.errors),
             dict(self.requests),
             self.expected_lag,
+            dict(self.degraded),
         )
 
 
@@ -238,6 +240,87 @@ class FxState:
     refresh_errors: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
+# --------------------------------------------------------------------------- app requests
+
+
+class AppRequestKey(NamedTuple):
+    provider: str
+    model: str
+    endpoint: str
+    tenant: str
+    prompt_version: str
+    outcome: str
+
+
+class AppRetryKey(NamedTuple):
+    provider: str
+    model: str
+    endpoint: str
+
+
+class AppTokenKey(NamedTuple):
+    provider: str
+    model: str
+    endpoint: str
+    tenant: str
+    prompt_version: str
+    token_type: str
+
+
+class AppCostKey(NamedTuple):
+    provider: str
+    model: str
+    endpoint: str
+    tenant: str
+    prompt_version: str
+    currency: str
+
+
+class AppUnitCostKey(NamedTuple):
+    provider: str
+    model: str
+    endpoint: str
+    prompt_version: str
+    currency: str
+
+
+class AppOutcomeKey(NamedTuple):
+    endpoint: str
+    outcome: str
+    currency: str
+
+
+class PromptVersionKey(NamedTuple):
+    endpoint: str
+    prompt_version: str
+
+
+class EstimateKey(NamedTuple):
+    provider: str
+    account: str
+    model: str
+
+
+class IngestRejectKey(NamedTuple):
+    source: str  # otlp | events
+    reason: str
+
+
+@dataclass
+class AppMetrics:
+    """Request-level counters and unit economics from ingested requests (estimated cost)."""
+
+    requests: dict[AppRequestKey, int] = field(default_factory=dict)
+    retries: dict[AppRetryKey, int] = field(default_factory=dict)
+    tokens: dict[AppTokenKey, int] = field(default_factory=dict)
+    cost: dict[AppCostKey, Decimal] = field(default_factory=dict)
+    cost_per_request_7d: dict[AppUnitCostKey, Decimal] = field(default_factory=dict)
+    cost_per_outcome_7d: dict[AppOutcomeKey, Decimal] = field(default_factory=dict)
+    prompt_version_change: dict[PromptVersionKey, Decimal] = field(default_factory=dict)
+    estimate_to_billed: dict[EstimateKey, Decimal] = field(default_factory=dict)
+    rejected: dict[IngestRejectKey, int] = field(default_factory=dict)  # since start
+
+
 @dataclass
 class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
@@ -246,3 +329,4 @@ class Snapshot:
     fx: FxState = field(default_factory=FxState)
     recommendations: RecommendationMetrics = field(default_factory=RecommendationMetrics)
     billing: BillingGauges = field(default_factory=BillingGauges)
+    app: AppMetrics = field(default_factory=AppMetrics)

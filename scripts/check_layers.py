@@ -31,10 +31,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("catalogue", ("exporter.fx.ecb", "exporter.pricing")),
     ("config", ("exporter.config",)),
     ("providers", ("exporter.providers",)),
+    ("ingest", ("exporter.ingest",)),
     ("store", ("exporter.store",)),
     ("fx", ("exporter.fx",)),
     ("analytics", ("exporter.analytics",)),
     ("poller", ("exporter.poller",)),
+    ("intake", ("exporter.intake",)),
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("server", ("exporter.server",)),
     ("demo", ("exporter.demo",)),
@@ -58,6 +60,9 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("exporter.demo", "exporter.providers"),  # the fakes speak HTTP, they never share code
     ("exporter.demo", "exporter.store"),
     ("exporter.demo", "exporter.analytics"),
+    ("exporter.ingest", "exporter.providers"),  # spans and events are not provider APIs
+    ("exporter.server", "exporter.ingest"),  # the server knows the Ingest protocol only
+    ("exporter.server", "exporter.intake"),
 )
 
 # Only the composition root may import all of these (it wires them together).

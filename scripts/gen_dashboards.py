@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dashboards import budgets, health, models, overview, plugin, savings
+from dashboards import budgets, health, models, overview, plugin, savings, unit_economics
 from dashboards.lib import NEUTRAL
 from generated import write_or_check
 
@@ -40,6 +40,7 @@ DASHBOARDS: dict[str, Callable[[str], dict[str, Any]]] = {
     "ai-budgets-and-forecasts.json": budgets.build,
     "ai-savings.json": savings.build,
     "ai-exporter-health.json": health.build,
+    "ai-unit-economics.json": unit_economics.build,
 }
 
 

@@ -45,3 +45,17 @@ def parse_exposition(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], 
         for s in family.samples:
             out[(s.name, frozenset(s.labels.items()))] = s.value
     return out
+
+
+def cloud_extra(module: str, extra: str) -> Any:
+    """Import an optional cloud SDK; skipped locally when missing, a failure in CI
+    (scripts/test installs the extras and sets AICOST_REQUIRE_EXTRAS=1)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("AICOST_REQUIRE_EXTRAS") == "1":
+            pytest.fail(f"{module} is required: pip install -e '.[{extra}]'")
+        pytest.skip(f"{module} not installed (extra [{extra}])")
+        raise AssertionError("unreachable") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from exporter.analytics.recommendations import (
     publish,
     recommendations_start,
 )
+from exporter.analytics.unit_economics import Caps, compute_app_metrics
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock
 from exporter.config import Config
@@ -35,6 +37,7 @@ from exporter.fx.service import FxService
 from exporter.pricing import Catalogue, ModelMaps
 from exporter.records import BillingRecord, CostRecord, UsageRecord
 from exporter.snapshot import (
+    AppMetrics,
     BillingGauges,
     Governance,
     ProviderHealth,
@@ -136,7 +139,10 @@ class SnapshotBuilder:
         start, rec_start = history_start(today), recommendations_start(today)
         usage, costs, withheld = self.history.load(*history_range(today))
         gov = load_governance(self.config, self.store, today, usage, costs)
-        if costs:  # an empty history (before the first poll) matches nothing: no news
+        # An empty history, or one some providers have not been polled into yet (the demo's
+        # first minute, a new account), may match nothing for now: no news until each
+        # configured account has had its first poll.
+        if costs and all(h.last_success or any(h.errors.values()) for h in health):
             self._warn_unmatched(gov)
         return Snapshot(
             totals=cardinality.select(
@@ -157,7 +163,12 @@ class SnapshotBuilder:
                 [c for c in costs if c.day >= rec_start],
             ),
             billing=self._billing(today, {(h.provider, h.account) for h in health}),
+            app=self.app_metrics(today),
         )
+
+    def app_metrics(self, today: date | None = None) -> AppMetrics:
+        """The request-level metrics alone (refreshed more often than the billed ones)."""
+        return load_app_metrics(self.config, self.store, self.fx, today or self.clock().date())
 
     def _billing(self, today: date, configured: set[tuple[str, str]]) -> BillingGauges:
         """Billing state of the configured accounts, in the accounting currency.
@@ -251,3 +262,32 @@ class SnapshotBuilder:
                 name,
             )
         self._unmatched_budgets = unmatched
+
+
+def usd_rate(fx: FxService, currency: str) -> Callable[[date], Decimal | None]:
+    """USD -> ``currency`` at the ECB rate of a day; None when there is none."""
+
+    def rate(day: date) -> Decimal | None:
+        try:
+            return fx.rate("USD", currency, day).value
+        except FxError:
+            return None
+
+    return rate
+
+
+def load_app_metrics(config: Config, store: Store, fx: FxService, today: date) -> AppMetrics:
+    """The request-level metrics of the ingested requests (see analytics.unit_economics)."""
+    currency = config.currency
+    yesterday = today - timedelta(days=1)
+    billed, _withheld = store.converted_costs_between(yesterday, today, currency)
+    return compute_app_metrics(
+        store.request_days(),
+        store.request_carry(currency),
+        billed,
+        today,
+        currency,
+        Caps.of(store.label_order, config.ingest),
+        store.label_order,
+        usd_rate(fx, currency),
+    )

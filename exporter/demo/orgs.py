@@ -7,16 +7,24 @@ to the demo: write its starter and append it to :data:`DEMO_ORGS`.
 
 from __future__ import annotations
 
+import importlib.util
+import logging
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from exporter.demo.anthropic import FakeAnthropicServer, generate_anthropic_org
 from exporter.demo.azure_openai import FakeAzureServer, generate_subscription
+from exporter.demo.bedrock import FakeBedrockServer, generate_account
 from exporter.demo.openai import FakeOpenAIServer, generate_org
+from exporter.demo.vertex import FakeBigQueryServer, generate_export
 from exporter.demo.xai import FakeXaiServer, generate_team
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,8 @@ class DemoOrg:
     description: str
 
 
-Starter = Callable[[ExitStack, date, int, int], DemoOrg]
+# A starter returns None when its provider cannot run on this install (a missing extra).
+Starter = Callable[[ExitStack, date, int, int], DemoOrg | None]
 
 
 def _demo_org(kind: str, label: str, base_url: str, admin_key: str, **extra: str) -> DemoOrg:
@@ -83,7 +92,70 @@ def start_azure_openai(stack: ExitStack, today: date, days: int, seed: int) -> D
     )
 
 
-DEMO_ORGS: list[Starter] = [start_openai, start_anthropic, start_xai, start_azure_openai]
+def _has_extra(module: str, extra: str, provider: str) -> bool:
+    if importlib.util.find_spec(module.split(".")[0]) is not None:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            pass
+    log.warning("demo: %s left out: it needs pip install 'ai-cost-exporter[%s]'", provider, extra)
+    return False
+
+
+def start_bedrock(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg | None:
+    """Cost Explorer and CloudWatch on one port; boto3 signs with the account's fake key,
+    read from an AWS shared-credentials file (the standard chain, no inline secret)."""
+    if not _has_extra("boto3", "aws", "bedrock"):
+        return None
+    account = generate_account(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeBedrockServer(account))
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="aicost-demo-aws-")))
+    credentials = folder / "credentials"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {account.access_key_id}\n"
+        f"aws_secret_access_key = {account.secret_access_key}\n",
+        encoding="utf-8",
+    )
+    credentials.chmod(0o600)
+    block = {
+        "type": "bedrock",
+        "name": "bedrock-demo",
+        "account_id": account.account_id,
+        "region": account.region,
+        "base_url": server.base_url,
+        "cloudwatch_url": server.base_url,
+        "credentials_file": str(credentials),
+    }
+    label = "AWS account on Bedrock (Claude Sonnet 4.5 via Marketplace, Nova Pro)"
+    return DemoOrg(block, {}, f"simulated {label} on {server.base_url}")
+
+
+def start_vertex(stack: ExitStack, today: date, days: int, seed: int) -> DemoOrg | None:
+    """A BigQuery billing export (Vertex AI and Gemini API), read with anonymous
+    credentials as against a local emulator."""
+    if not _has_extra("google.cloud.bigquery", "gcp", "vertex"):
+        return None
+    export = generate_export(today=today, days=days, seed=seed)
+    server = stack.enter_context(FakeBigQueryServer(export))
+    block = {
+        "type": "vertex",
+        "name": "vertex-demo",
+        "billing_table": export.table,
+        "base_url": server.base_url,
+        "anonymous": True,
+    }
+    label = "Cloud Billing export in BigQuery (Vertex AI Claude + Gemini, Gemini API)"
+    return DemoOrg(block, {}, f"simulated {label} on {server.base_url}")
+
+
+DEMO_ORGS: list[Starter] = [
+    start_openai,
+    start_anthropic,
+    start_xai,
+    start_azure_openai,
+    start_bedrock,
+    start_vertex,
+]
 
 # Attribution and budgets for the demo projects (by name), so `demo` shows the guardrails:
 # one budget runs over its limit, one is close, one is comfortable.
@@ -111,4 +183,5 @@ DEMO_GOVERNANCE: dict[str, Any] = {
 def running_demo(today: date, days: int, seed: int) -> Iterator[list[DemoOrg]]:
     """Start every demo org; stop them all on exit."""
     with ExitStack() as stack:
-        yield [start(stack, today, days, seed) for start in DEMO_ORGS]
+        orgs = [start(stack, today, days, seed) for start in DEMO_ORGS]
+        yield [org for org in orgs if org is not None]

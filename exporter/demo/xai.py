@@ -94,6 +94,7 @@ class FakeXaiTeam:
     hard_limit_cents: int = 0
     vat_rate: Decimal = Decimal(0)
     tokens_supported: bool = True  # False: a 400 for values=[tokens]
+    refused_group_by: tuple[str, ...] = ()  # groupBy dimensions answered with a 400
     encoding: str = "number"  # usage values as "number" | "string" | "val"
     omit_defaults: bool = False  # proto3 JSON: leave out false/empty fields
     max_points: int = 5000  # series x buckets above this: cut, limitReached=true
@@ -168,7 +169,9 @@ def _parse_time(value: object, name: str) -> date:
     return moment.date()
 
 
-def parse_usage_request(body: bytes, tokens_supported: bool) -> _Query:
+def parse_usage_request(
+    body: bytes, tokens_supported: bool, refused_group_by: tuple[str, ...] = ()
+) -> _Query:
     """Validate an analytics body the way the fake understands it; 400 on anything else."""
     try:
         data = json.loads(body or b"null")
@@ -203,6 +206,9 @@ def parse_usage_request(body: bytes, tokens_supported: bool) -> _Query:
     group_by = req.get("groupBy", [])
     if not isinstance(group_by, list) or any(g not in GROUP_DIMS for g in group_by):
         raise bad_request(f"groupBy entries must be among {', '.join(GROUP_DIMS)}")
+    refused = [g for g in group_by if g in refused_group_by]
+    if refused:
+        raise bad_request(f"invalid groupBy dimension {refused[0]!r}")
     if req.get("filters", []) != []:
         raise bad_request("filters are not supported by the fake")
     return _Query(start, end, str(name), tuple(group_by))
@@ -381,7 +387,7 @@ class FakeXaiServer(FakeHTTPServer[FakeXaiTeam]):
         return answer()
 
     def _usage_query(self, body: bytes) -> _Query:
-        return parse_usage_request(body, self.team.tokens_supported)
+        return parse_usage_request(body, self.team.tokens_supported, self.team.refused_group_by)
 
     def _today(self) -> date:
         return self._now().astimezone(UTC).date()

@@ -247,13 +247,19 @@ class FxService:
     # -- metrics -------------------------------------------------------------------------
 
     def state(self, today: date) -> FxState:
-        """Rates applied for ``today`` to each source currency, and the error counts."""
+        """Rates applied for ``today`` to each source currency, and the error counts.
+
+        A rate older than the fallback limit (``stale``) still shows, as the newest rate
+        known with its own date, so ``AICostFxRateStale`` sees its age; only a pair with no
+        rate at all has no sample."""
         samples = []
         for base in sorted(self.source_currencies()):
             try:
                 rate = self.rate(base, self.currency, today)
-            except FxError:
-                continue
+            except FxError as exc:
+                if exc.rate_date is None:
+                    continue
+                rate = self.rate(base, self.currency, exc.rate_date)
             samples.append(
                 FxRateSample(base, self.currency, rate.source, rate.value, rate.rate_date)
             )

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from exporter.providers.anthropic import AnthropicProvider
 from exporter.providers.azure_openai import AzureOpenAIProvider
+from exporter.providers.bedrock import BedrockProvider
 from exporter.providers.http import Provider
 from exporter.providers.openai import OpenAIProvider
+from exporter.providers.vertex import VertexProvider
 from exporter.providers.xai import XAIProvider
 
 REGISTRY: dict[str, type[Provider]] = {
@@ -20,6 +22,8 @@ REGISTRY: dict[str, type[Provider]] = {
     "anthropic": AnthropicProvider,
     "xai": XAIProvider,
     "azure_openai": AzureOpenAIProvider,
+    "bedrock": BedrockProvider,
+    "vertex": VertexProvider,
 }
 
 __all__ = ["REGISTRY"]

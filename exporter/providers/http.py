@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import httpx
 from tenacity import (
@@ -24,6 +24,7 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
 )
+from tenacity.nap import sleep as tenacity_sleep
 
 from exporter.config import ProviderConfig, Secret
 from exporter.providers.errors import (
@@ -41,6 +42,7 @@ from exporter.records import FetchResult
 log = logging.getLogger(__name__)
 
 MAX_PAGES = 10_000  # a cursor loop guard, far above any real window
+MAX_REPEATED_PAGES = 3  # pages in a row holding only days already read: paging is stuck
 
 # Called once per HTTP exchange with (endpoint, code); code is the HTTP status as a string,
 # or "timeout" / "error" when no response arrived.
@@ -62,6 +64,43 @@ class RetryPolicy:
             return error.retry_after
         ceiling = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
         return random.uniform(0, ceiling)  # full jitter
+
+
+T = TypeVar("T")
+
+
+def with_retries(policy: RetryPolicy, label: str, call: Callable[[], T]) -> T:
+    """Run ``call`` (one request) under ``policy``: retryable :class:`ProviderError`s are
+    tried again (429 after its Retry-After, unless longer than ``max_retry_after``)."""
+
+    def should_retry(exc: BaseException) -> bool:
+        if not isinstance(exc, ProviderError) or not exc.retryable:
+            return False
+        if isinstance(exc, RateLimitError) and exc.retry_after is not None:
+            return exc.retry_after <= policy.max_retry_after
+        return True
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        seconds = policy.wait_for(state.attempt_number, exc)
+        log.warning(
+            "%s failed (%s), retrying in %.1fs (attempt %d of %d)",
+            label,
+            exc,
+            seconds,
+            state.attempt_number,
+            policy.max_attempts,
+        )
+        return seconds
+
+    retrying = Retrying(
+        retry=retry_if_exception(should_retry),
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        reraise=True,
+        sleep=policy.sleep or tenacity_sleep,
+    )
+    return retrying(call)
 
 
 class Provider(Protocol):
@@ -158,38 +197,11 @@ class ApiClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
     ) -> Any:
-        policy = self._retry
-
-        def should_retry(exc: BaseException) -> bool:
-            if not isinstance(exc, ProviderError) or not exc.retryable:
-                return False
-            if isinstance(exc, RateLimitError) and exc.retry_after is not None:
-                return exc.retry_after <= policy.max_retry_after
-            return True
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            seconds = policy.wait_for(state.attempt_number, exc)
-            log.warning(
-                "%s %s failed (%s), retrying in %.1fs (attempt %d of %d)",
-                method,
-                endpoint,
-                exc,
-                seconds,
-                state.attempt_number,
-                policy.max_attempts,
-            )
-            return seconds
-
-        options: dict[str, Any] = {"sleep": policy.sleep} if policy.sleep else {}
-        retrying = Retrying(
-            retry=retry_if_exception(should_retry),
-            stop=stop_after_attempt(policy.max_attempts),
-            wait=wait,
-            reraise=True,
-            **options,
+        return with_retries(
+            self._retry,
+            f"{method} {endpoint}",
+            lambda: self._once(method, endpoint, path, params, body),
         )
-        return retrying(self._once, method, endpoint, path, params, body)
 
     def get_json(self, endpoint: str, path: str, params: Mapping[str, Any] | None = None) -> Any:
         return self.request_json("GET", endpoint, path, params)
@@ -230,33 +242,74 @@ class ApiClient:
 
         Yields (bucket day, result, location for errors); ``day_of(bucket, where)`` reads a
         bucket's day in the provider's own time format.
+
+        Each day's bucket is read at most once per walk, whatever the cursors say: a page
+        whose cursor leads back to buckets already read (under another cursor string) would
+        otherwise add those days twice. A repeated bucket identical to the first reading is
+        dropped (logged); one that differs, or more than :data:`MAX_REPEATED_PAGES` pages
+        in a row holding nothing new, cannot be resolved and fails the walk (nothing of the
+        poll is stored).
         """
+        seen: dict[date, str] = {}
+        repeated_pages = 0
         for page, where in self.pages(endpoint, path, params):
             data = json_field(page, "data", list, where)
+            fresh = 0
             for b_no, bucket in enumerate(data):
                 bwhere = f"{where} data[{b_no}]"
                 day = day_of(bucket, bwhere)
                 results = json_field(bucket, "results", list, bwhere)
+                if _repeated(seen, day, bucket, bwhere):
+                    continue
+                fresh += 1
                 for r_no, result in enumerate(results):
                     if not isinstance(result, dict):
                         raise ParseError(f"{bwhere}.results[{r_no}]: expected an object")
                     yield day, result, f"{bwhere}.results[{r_no}]"
+            repeated_pages = repeated_pages + 1 if data and not fresh else 0
+            if data and len(data) > fresh:
+                log.warning(
+                    "%s: %d bucket(s) repeat days already read under another page cursor; "
+                    "the repeats are identical and are not counted again",
+                    where,
+                    len(data) - fresh,
+                )
+            if repeated_pages > MAX_REPEATED_PAGES:
+                raise ParseError(
+                    f"{where}: {repeated_pages} pages in a row only repeat days already read; "
+                    "the paging does not advance"
+                )
 
     def list_items(
         self, endpoint: str, path: str, params: Mapping[str, Any], after_param: str = "after"
     ) -> Iterator[dict[str, Any]]:
         """Walk list paging: ``data`` + ``has_more``, next page from ``<after_param>=<last_id>``."""
         after: str | None = None
+        ids: set[str] = set()
+        repeated_pages = 0
         for page_no in range(MAX_PAGES):
             page = self.get_json(
                 endpoint, path, {**params, **({after_param: after} if after else {})}
             )
             where = f"{endpoint} page {page_no + 1}"
             items = json_field(page, "data", list, where)
+            fresh = 0
             for item in items:
                 if not isinstance(item, dict):
                     raise ParseError(f"{where}: list entries must be objects")
+                item_id = item.get("id")
+                if isinstance(item_id, str) and item_id in ids:
+                    continue  # a page repeated under another cursor: each id once
+                if isinstance(item_id, str):
+                    ids.add(item_id)
+                fresh += 1
                 yield item
+            repeated_pages = repeated_pages + 1 if items and not fresh else 0
+            if repeated_pages > MAX_REPEATED_PAGES:
+                raise ParseError(
+                    f"{where}: {repeated_pages} pages in a row only repeat ids already read; "
+                    "the paging does not advance"
+                )
             if not page.get("has_more"):
                 return
             last = page.get("last_id") or (items[-1].get("id") if items else None)
@@ -313,6 +366,28 @@ class ApiClient:
             return json.loads(response.content, parse_float=Decimal)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"{endpoint}: response is not valid JSON ({exc})") from None
+
+
+def _repeated(seen: dict[date, str], day: date, bucket: Any, where: str) -> bool:
+    """True when ``day``'s bucket was read already with the same content; a different
+    content for a day already read is a :class:`ParseError` (which one is right?)."""
+    fingerprint = json.dumps(bucket, sort_keys=True, default=_number_text)
+    if day not in seen:
+        seen[day] = fingerprint
+        return False
+    if seen[day] == fingerprint:
+        return True
+    raise ParseError(
+        f"{where}: the bucket of {day} was read already with other values (a page "
+        "repeated under another cursor); not storing a window that may count a day twice"
+    )
+
+
+def _number_text(value: Any) -> str:
+    """A Decimal by its value (``1.50`` and ``1.5`` are the same amount)."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    raise TypeError(f"cannot fingerprint {type(value).__name__}")
 
 
 def _safe_json(response: httpx.Response) -> Any:

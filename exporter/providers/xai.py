@@ -10,7 +10,10 @@ becomes the ``project``):
   ``Reasoning`` -> output, search and code tool units -> their own ``cost_type`` with
   ``model=""``; an unknown unit type keeps its money as ``cost_type="other"`` and is logged;
 * **tokens per model per day**: the same query with the value ``tokens``. A 400 for it
-  (the value name is not confirmed) leaves tokens out with a warning and keeps the costs;
+  (the value name is not confirmed) leaves tokens out and keeps the costs; a 400 for the
+  ``unit_type`` grouping (not confirmed either) re-asks the costs grouped by
+  ``description`` (exact per model) and reads no tokens. Both are reported in
+  ``FetchResult.degraded`` (the poller logs once and counts them);
 * **billing state**: the postpaid invoice preview (running total = the sum of its line
   items, ``effectiveSpendingLimit``, prepaid credits used this period), the prepaid
   ledger (``/prepaid/balance``) and, when the preview has no limit,
@@ -59,7 +62,10 @@ from exporter.records import (
 log = logging.getLogger(__name__)
 
 TIMEZONE = "Etc/GMT"
-GROUP_BY: tuple[str, ...] = ("model", "unit_type")
+GROUP_BY: tuple[str, ...] = ("model", "unit_type")  # `unit_type` is unconfirmed
+# What the usage query falls back to when xAI refuses GROUP_BY: the one grouping observed
+# in every client (the line label, e.g. "grok-4 Cached prompt" or a model name).
+CONFIRMED_GROUP_BY: tuple[str, ...] = ("description",)
 WIRE_TIME = "%Y-%m-%d %H:%M:%S"
 
 
@@ -105,6 +111,8 @@ class XAIProvider(HttpProvider):
     """The usage "page" is a range of day buckets: ``usage_page_size`` days per request."""
 
     type: ClassVar[str] = "xai"
+    # FetchResult.degraded reasons: the unit_type grouping or the tokens value refused
+    degradations: ClassVar[tuple[str, ...]] = ("unit_type", "tokens")
 
     def __init__(
         self, config: XAIConfig, client: httpx.Client, api_key: Secret, **options: Any
@@ -133,25 +141,42 @@ class XAIProvider(HttpProvider):
     # -- public -------------------------------------------------------------------------
 
     def fetch(self, start: date, end: date) -> FetchResult:
+        """Costs and tokens per model and unit type; when xAI refuses the ``unit_type``
+        grouping (400), costs per model from the ``description`` grouping (exact totals)
+        and no tokens for this poll; when it refuses the ``tokens`` value, no tokens."""
         self._unknown_units = set()
         costs: list[CostRecord] = []
         usage: list[UsageRecord] = []
-        tokens_supported = True
+        degraded: dict[str, str] = {}
         for first, stop in _chunks(start, end, self._usage_limit):
-            costs.extend(self._cost(p) for p in self._series("usage/cost", "usd", first, stop))
-            if tokens_supported:
+            if "unit_type" not in degraded:
                 try:
-                    points = list(self._series("usage/tokens", "tokens", first, stop))
+                    points = list(self._series("usage/cost", "usd", first, stop))
+                    costs.extend(self._cost(p) for p in points)
                 except ClientError as exc:
-                    log.warning(
-                        "xai/%s: the usage API refused the token query (%s); costs are kept, "
-                        "tokens are left out of this poll",
-                        self.account,
-                        exc,
+                    if exc.status != 400:
+                        raise
+                    degraded["unit_type"] = (
+                        f"the usage API refused groupBy {list(GROUP_BY)} ({exc}); costs "
+                        f"were read grouped by {list(CONFIRMED_GROUP_BY)} (exact per model), "
+                        "tokens by unit type are unknown for this poll; the finer query is "
+                        "tried again next poll"
                     )
-                    tokens_supported = False
-                    continue
-                usage.extend(u for p in points if (u := self._usage(p)) is not None)
+            if "unit_type" in degraded:
+                coarse = self._series("usage/cost", "usd", first, stop, CONFIRMED_GROUP_BY)
+                costs.extend(self._described_cost(p) for p in list(coarse))
+                continue
+            if "tokens" in degraded:
+                continue
+            try:
+                points = list(self._series("usage/tokens", "tokens", first, stop))
+            except ClientError as exc:
+                degraded["tokens"] = (
+                    f"the usage API refused the token query ({exc}); costs are kept, "
+                    "tokens are left out of this poll"
+                )
+                continue
+            usage.extend(u for p in points if (u := self._usage(p)) is not None)
         project = ProjectRecord(self.type, self.account, self.team, self.team)
         return FetchResult(
             start,
@@ -160,12 +185,21 @@ class XAIProvider(HttpProvider):
             costs=merge_costs(costs),
             projects=[project],
             billing=self._billing(),
+            degraded=degraded,
         )
 
     # -- usage analytics ----------------------------------------------------------------
 
-    def _series(self, endpoint: str, value: str, start: date, end: date) -> Iterator[_Point]:
-        """One analytics query over ``[start, end)``; capped answers are re-asked in halves."""
+    def _series(
+        self,
+        endpoint: str,
+        value: str,
+        start: date,
+        end: date,
+        group_by: tuple[str, ...] = GROUP_BY,
+    ) -> Iterator[_Point]:
+        """One analytics query over ``[start, end)``; capped answers are re-asked in halves.
+        A point's ``model`` is the first group label, its ``unit`` the second (or "")."""
         body = {
             "analyticsRequest": {
                 "timeRange": {
@@ -175,7 +209,7 @@ class XAIProvider(HttpProvider):
                 },
                 "timeUnit": "TIME_UNIT_DAY",
                 "values": [{"name": value, "aggregation": "AGGREGATION_SUM"}],
-                "groupBy": list(GROUP_BY),
+                "groupBy": list(group_by),
                 "filters": [],
             }
         }
@@ -194,14 +228,14 @@ class XAIProvider(HttpProvider):
                 self.account,
                 where,
             )
-            yield from self._series(endpoint, value, start, middle)
-            yield from self._series(endpoint, value, middle, end)
+            yield from self._series(endpoint, value, start, middle, group_by)
+            yield from self._series(endpoint, value, middle, end, group_by)
             return
         series = _proto_field(page, "timeSeries", list, where, [])
         for s_no, s in enumerate(series):
             swhere = f"{where} timeSeries[{s_no}]"
             points = _proto_field(s, "dataPoints", list, swhere, [])
-            model, unit = _labels(s, swhere)
+            model, unit = _labels(s, swhere, group_by)
             for p_no, point in enumerate(points):
                 pwhere = f"{swhere}.dataPoints[{p_no}]"
                 day, amount = _point(point, pwhere, start, end)
@@ -230,7 +264,15 @@ class XAIProvider(HttpProvider):
 
     def _cost(self, p: _Point) -> CostRecord:
         unit = self._unit(p.unit)
-        model = p.model if unit.has_model else ""
+        line_item = f"{p.model}, {p.unit}" if p.model else p.unit
+        return self._cost_record(p, p.model if unit.has_model else "", unit, line_item)
+
+    def _described_cost(self, p: _Point) -> CostRecord:
+        """A cost of the coarse query: its one group label is the line's description."""
+        model, unit = split_description(p.model)
+        return self._cost_record(p, model, unit, p.model)
+
+    def _cost_record(self, p: _Point, model: str, unit: UnitType, line_item: str) -> CostRecord:
         return CostRecord(
             provider=self.type,
             account=self.account,
@@ -240,7 +282,7 @@ class XAIProvider(HttpProvider):
             cost_type=unit.cost_type,
             amount=p.value,
             currency="USD",
-            line_item=f"{p.model}, {p.unit}" if p.model else p.unit,
+            line_item=line_item,
             token_type=unit.token_type,
             attribution="line_item" if model else "unattributed",
         )
@@ -340,17 +382,39 @@ def _wire_time(day: date) -> str:
     return datetime(day.year, day.month, day.day).strftime(WIRE_TIME)
 
 
-def _labels(series: dict[str, Any], where: str) -> tuple[str, str]:
+def _labels(
+    series: dict[str, Any], where: str, group_by: tuple[str, ...] = GROUP_BY
+) -> tuple[str, str]:
     labels = series.get("groupLabels", series.get("group"))
     if (
         not isinstance(labels, list)
-        or len(labels) != len(GROUP_BY)
+        or len(labels) != len(group_by)
         or not all(isinstance(x, str) for x in labels)
     ):
         raise ParseError(
-            f"{where}.groupLabels: expected {len(GROUP_BY)} strings ({', '.join(GROUP_BY)})"
+            f"{where}.groupLabels: expected {len(group_by)} strings ({', '.join(group_by)})"
         )
-    return labels[0], labels[1]
+    return labels[0], labels[1] if len(labels) > 1 else ""
+
+
+def split_description(label: str) -> tuple[str, UnitType]:
+    """A ``description`` group label -> (model, what it is), for the coarse query.
+
+    ``"grok-4 Cached prompt"`` -> ("grok-4", tokens); ``"grok-4 Live search sources"`` ->
+    ("", web_search); a bare ``"grok-4"`` -> ("grok-4", tokens); ``"File Storage"`` ->
+    ("", other). The token type is left unknown (""): only the finer query says it."""
+    words = label.split()
+    for i in range(1, len(words)):
+        unit = classify_unit(" ".join(words[i:]))
+        if unit is not None:
+            model = " ".join(words[:i]) if unit.has_model else ""
+            return model, UnitType(unit.cost_type, "", unit.has_model)
+    unit = classify_unit(label)
+    if unit is not None and not unit.has_model:
+        return "", unit
+    if label.lower().startswith("grok"):
+        return label.strip(), UnitType("tokens", "")
+    return "", UnitType("other", "", has_model=False)
 
 
 def _point(point: Any, where: str, start: date, end: date) -> tuple[date, Decimal | None]:

@@ -3,20 +3,33 @@
 ``Store`` is one connection with three parts: :class:`~exporter.store.history.History`
 (usage, cost, project, key and billing rows; poll state), :class:`~exporter.store.fx_cache.FxCache`
 (cached ECB rates and the FX columns of cost rows) and :class:`~exporter.store.ledger.Ledger`
-(recommendation first-seen dates). The schema is in :mod:`exporter.store.migrations`.
+(recommendation first-seen dates) and :class:`~exporter.store.requests.RequestLog`
+(requests ingested from applications). The schema is in :mod:`exporter.store.migrations`.
 """
 
 from __future__ import annotations
 
+from exporter.store.access import StorageError, check_storage
 from exporter.store.fx_cache import FxCache
 from exporter.store.history import History, retention_cutoff
 from exporter.store.ledger import RECOMMENDATION_FIELDS, Ledger
 from exporter.store.migrations import FX_COLUMNS
+from exporter.store.requests import DailyRow, RequestLog
 from exporter.store.rows import CostAnnotator
 
 
-class Store(History, FxCache, Ledger):
+class Store(History, FxCache, Ledger, RequestLog):
     """The history file: open with ``Store(path)``, or ``read_only=True`` to inspect one."""
 
 
-__all__ = ["FX_COLUMNS", "RECOMMENDATION_FIELDS", "CostAnnotator", "Store", "retention_cutoff"]
+__all__ = [
+    "FX_COLUMNS",
+    "RECOMMENDATION_FIELDS",
+    "CostAnnotator",
+    "DailyRow",
+    "RequestLog",
+    "StorageError",
+    "Store",
+    "check_storage",
+    "retention_cutoff",
+]

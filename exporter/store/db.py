@@ -12,6 +12,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from exporter.store.access import check_storage, read_only_connection, storage_error
 from exporter.store.migrations import MIGRATIONS
 
 
@@ -20,25 +21,31 @@ class Database:
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         """``read_only``: open an existing history without creating, migrating or writing
-        it (``check-config`` inspects the store of a running exporter this way)."""
+        it (``check-config``, ``recommendations`` and ``fx`` read the store of a running
+        exporter, or one on a read-only mount, this way). Raises
+        :class:`~exporter.store.access.StorageError` when the history cannot be used."""
         self.path = str(path)
         self._lock = threading.RLock()
         if read_only:
-            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
+            self.db = sqlite_utils.Database(read_only_connection(self.path))
             return
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        new = self.path == ":memory:" or not Path(self.path).exists()
-        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        with self._lock:
-            if new:  # pages freed by retention go back to the file system (prune reclaims)
-                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self.migrate()
+        # An existing file is validated read-only first: a corrupted history is reported
+        # (StorageError: one line with the path, the cause and the fix), never modified.
+        check_storage(self.path, write=True)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            new = self.path == ":memory:" or not Path(self.path).exists()
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self.db = sqlite_utils.Database(conn)
+            with self._lock:
+                if new:  # pages freed by retention go back to the file system (prune reclaims)
+                    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self.migrate()
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(self.path, exc) from None
 
     def close(self) -> None:
         with self._lock:

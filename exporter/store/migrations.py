@@ -162,15 +162,51 @@ def _m006_recommendations(db: sqlite_utils.Database) -> None:
     )
 
 
+_APP_SUMS = {
+    "requests": int, "retries": int, "input_tokens": int, "output_tokens": int,
+    "cache_read_tokens": int, "cache_write_tokens": int, "cost_pusd": int, "unpriced": int,
+}  # fmt: skip
+_APP_LABELS = ("provider", "model", "endpoint", "tenant", "prompt_version", "outcome")
+
+
+def _m010_app_requests(db: sqlite_utils.Database) -> None:
+    """Ingested requests (see exporter.store.requests): raw rows, daily roll-ups (by label
+    set, by user), carry, label first-seen times."""
+    db.table("app_requests").create(
+        {
+            "id": str, "ts": float, "day": str, "provider": str, "model": str,
+            "endpoint": str, "tenant": str, "user": str, "prompt_version": str,
+            "outcome": str, "retry": int, "input_tokens": int, "output_tokens": int,
+            "cache_read_tokens": int, "cache_write_tokens": int, "cost_pusd": int,
+        },
+        pk="id",
+    )  # fmt: skip
+    # no index on day: retention scans it once a day; every ingested span would pay for one
+    for table, key in (("app_daily", ("day", *_APP_LABELS)), ("app_users", ("day", "user"))):
+        db.table(table).create(
+            {**{k: str for k in key}, **_APP_SUMS, "first_ts": float},
+            pk=key,
+            not_null=set(key),
+        )
+    db.table("app_carry").create(
+        {**{k: str for k in _APP_LABELS}, **_APP_SUMS, "cost": str, "currency": str},
+        pk=_APP_LABELS,
+    )
+    db.table("app_labels").create(
+        {"kind": str, "value": str, "first_ts": float}, pk=("kind", "value")
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_fx", _m002_fx),
     ("003_billing_state", _m003_billing_state),
     ("006_recommendations", _m006_recommendations),
+    ("010_app_requests", _m010_app_requests),
 ]
 
 
-def _m010_stream_index(db: sqlite_utils.Database) -> None:
+def _m011_stream_index(db: sqlite_utils.Database) -> None:
     """Maintained indexes of the history (issue 17), so no refresh scans every stored row:
     each stream's first day, the source currencies, a version per (account, day) that a
     reader caching the history compares, and a partial index of cost rows still to
@@ -212,4 +248,4 @@ def _m010_stream_index(db: sqlite_utils.Database) -> None:
 # while the accounting currency stays the same (the partial index costs_fx_pending).
 FX_PENDING = "(fx_status IS NOT 'final' OR fx_currency IS NULL)"
 
-MIGRATIONS.append(("010_stream_index", _m010_stream_index))
+MIGRATIONS.append(("011_stream_index", _m011_stream_index))

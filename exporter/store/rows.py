@@ -21,12 +21,15 @@ CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
 def insert_rows(
     conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], *, replace: bool = False
 ) -> None:
+    """Insert ``rows`` whose keys may differ (a cost row without a rate has no converted
+    amount): the columns are every key of any row, in first-seen order; a row lacking a
+    column stores NULL there."""
     if not rows:
         return
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(c for r in rows for c in r))
     verb = "INSERT OR REPLACE" if replace else "INSERT"
     sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
-    conn.executemany(sql, [tuple(r[c] for c in columns) for r in rows])
+    conn.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows])
 
 
 def plain_row(record: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Maintained indexes of the history, so a refresh never scans every stored row.
 
-Kept by the writes in the same transaction (migration ``010_stream_index``):
+Kept by the writes in the same transaction (migration ``011_stream_index``):
 
 * ``streams``: one row per stream (provider, account, project, model) with an id and the
   first day it has usage or cost data in the store (what "new stream" detection reads);

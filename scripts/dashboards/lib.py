@@ -345,6 +345,9 @@ def _variable(name: str) -> dict[str, Any]:
             'account=~"$account", project=~"$project"}, model)'
         ),
         "budget": 'label_values(aicost_budget_limit{job=~"$job"}, budget)',
+        "endpoint": (
+            'label_values(aicost_app_requests_total{job=~"$job", provider=~"$provider"}, endpoint)'
+        ),
     }
     return {
         "name": name,

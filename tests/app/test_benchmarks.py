@@ -40,3 +40,14 @@ def test_recompute_benchmark_fills_a_small_history_and_reports_one_line() -> Non
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"recompute: [0-9.]+ s, [0-9]+ MiB, [0-9]+ series", last), last
     assert int(last.split(", ")[2].split()[0]) > 12 * 5  # every stream has its windows
+
+
+def test_ingest_benchmark_runs_on_a_few_spans() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_ingest.py"), "--spans", "200",
+         "--batches", "100", "--clients", "1", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)["results"][0]
+    assert result["spans"] == 200

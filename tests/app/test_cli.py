@@ -55,7 +55,8 @@ def test_check_config_reports_every_error_and_exits_non_zero(tmp_path: Path) -> 
 
 def test_check_config_resolves_keys_without_printing_them(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text(yaml.safe_dump({"providers": [{"type": "openai", "api_key_env": KEY_ENV}]}))
+    path.write_text(yaml.safe_dump({"providers": [{"type": "openai", "api_key_env": KEY_ENV}],
+                                    "storage": {"path": str(tmp_path / "h.db")}}))  # fmt: skip
     missing = cli("check-config", str(path), env={KEY_ENV: ""})
     assert missing.returncode == 1 and f"{KEY_ENV} is not set" in missing.stderr
     ok = cli("check-config", str(path), env={KEY_ENV: FAKE_SECRET})
@@ -63,9 +64,13 @@ def test_check_config_resolves_keys_without_printing_them(tmp_path: Path) -> Non
     assert FAKE_SECRET not in ok.stdout + ok.stderr + missing.stdout + missing.stderr
 
 
-def test_example_config_passes_check_config() -> None:
+def test_example_config_passes_check_config(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[2] / "config.example.yaml"
-    proc = cli("check-config", str(example), env={"OPENAI_ADMIN_KEY": FAKE_SECRET})
+    # check-config also checks that storage.path can be written; the example's
+    # /var/lib/ai-cost-exporter needs root (or the image's volume), so it moves to tmp_path
+    text = example.read_text().replace("/var/lib/ai-cost-exporter/", f"{tmp_path}/")
+    (tmp_path / "config.yaml").write_text(text)
+    proc = cli("check-config", str(tmp_path / "config.yaml"), env={"OPENAI_ADMIN_KEY": FAKE_SECRET})
     assert proc.returncode == 0, proc.stderr
 
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.config import ConfigErrors, check, load, parse_duration, resolve_key, validate
+from exporter.config import (
+    PROVIDER_TYPES,
+    ConfigErrors,
+    check,
+    load,
+    parse_duration,
+    resolve_key,
+    validate,
+)
 
 FAKE_SECRET = "not-a-real-key-0123456789abcdef"
 
@@ -47,7 +55,7 @@ def test_all_errors_are_reported_at_once_with_yaml_paths() -> None:
         "poll.lookback_days: Input should be greater than or equal to 0",
         "providers[0].region: unknown key",
         "providers[1].type: unknown or missing provider type; "
-        "expected one of 'openai', 'anthropic', 'xai', 'azure_openai'",
+        "expected one of " + ", ".join(repr(t) for t in PROVIDER_TYPES),
         "listen_adress: unknown key",
     ]
 
@@ -86,7 +94,8 @@ def test_duplicate_accounts_are_refused() -> None:
         }
     )
     assert errors == [
-        "(top level): two openai providers share the name 'openai'; give each a distinct `name`"
+        "providers[1].name: two openai providers share the name 'openai' "
+        "(providers[0] and providers[1]); give each a distinct `name`"
     ]
 
 

@@ -65,6 +65,24 @@ def test_demo_serves_month_to_date_cost_from_loopback_only(tmp_path: Path) -> No
         assert set(budgets) == {"eng-monthly", "support-weekly", "dev-daily"}
         assert budgets["eng-monthly"] > 0
         assert "<a href='/metrics'>" in demo.get("/").text
+
+        # a simulated application reports its requests: the Unit economics metrics fill in
+        def app_metrics() -> dict[str, float]:
+            wanted = ("aicost_app_requests_total", "aicost_app_prompt_version_cost_change_ratio")
+            return {
+                name: value
+                for (name, _), value in parse_exposition(demo.metrics()).items()
+                if name in wanted
+            }
+
+        demo.wait_for(lambda: len(app_metrics()) == 2, "the demo application's requests", 60)
+        samples = parse_exposition(demo.metrics())
+        ratio = {
+            dict(labels)["prompt_version"]: value
+            for (name, labels), value in samples.items()
+            if name == "aicost_app_prompt_version_cost_change_ratio"
+        }
+        assert ratio["summarizer_v4"] == pytest.approx(1.22, rel=0.05)
     finally:
         demo.stop()
     hosts = {ast.literal_eval(line)[0] for line in audit.read_text().splitlines()}

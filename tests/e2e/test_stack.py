@@ -19,6 +19,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -41,6 +42,7 @@ VARIABLES = {
     "$project": ".*",
     "$model": ".*",
     "$budget": ".*",
+    "$endpoint": ".*",
     "$__rate_interval": "15s",
     "$currency": "EUR",
 }
@@ -102,7 +104,32 @@ def exporter_config(tmp: Path, openai_url: str, ecb_url: str, projects: list[dic
         ],
         "providers": [{"type": "openai", "name": "main", "base_url": openai_url,
                        "api_key_env": "TEST_OPENAI_KEY"}],
+        "ingest": {"enabled": True, "token_env": "TEST_INGEST_TOKEN", "refresh_interval": "1s"},
     }  # fmt: skip
+
+
+INGEST_TOKEN = "e2e-ingest-token"
+
+
+def app_events(today: date) -> list[dict]:
+    """Requests an application reports: two prompt versions of one endpoint (the newer one
+    dearer), retries, outcomes, tenants; yesterday's on a model the fake org bills."""
+    model = "gpt-4o-mini-2024-07-18"
+    now = utc_now()
+    out = []
+    for i in range(30):
+        yesterday = i < 15
+        t = now - timedelta(days=1) if yesterday else now - timedelta(minutes=1)
+        if yesterday:
+            t = t.replace(hour=12, minute=0)
+        out.append({
+            "id": f"e2e-{i}", "time": t.isoformat(), "provider": "openai", "model": model,
+            "input_tokens": 1000 if yesterday else 1300, "output_tokens": 200,
+            "endpoint": "/summarize" if i % 3 else "/chat", "tenant": f"tenant-{i % 4}",
+            "user": f"user-{i % 7}", "prompt_version": "v1" if yesterday else "v2",
+            "outcome": "success" if i % 5 else "error", "retry": i % 6 == 0,
+        })  # fmt: skip
+    return out
 
 
 def with_new_workload(org: FakeOpenAIOrg, today: date) -> FakeOpenAIOrg:
@@ -140,7 +167,7 @@ def stack(tmp_path: Path) -> Iterator[dict]:
     settings["providers"] += [o.provider for o in demo_orgs]
     config = tmp_path / "exporter.yaml"
     config.write_text(yaml.safe_dump(settings))
-    env = {"TEST_OPENAI_KEY": fake.org.admin_key}
+    env = {"TEST_OPENAI_KEY": fake.org.admin_key, "TEST_INGEST_TOKEN": INGEST_TOKEN}
     for o in demo_orgs:
         env.update(o.env)
     exporter = ExporterProcess(["run", "--config", str(config)], env, tmp_path / "exporter.log")
@@ -168,6 +195,19 @@ def test_dashboards_and_alert_delivery(stack: dict) -> None:
     wait_until(
         lambda: len(prom.query('aicost_up{job="ai-cost-exporter"} == 1')) == 4,
         "Prometheus scrapes a successful poll of all four providers", 60, prom.process,
+    )  # fmt: skip
+    # an application reports its requests (the Unit economics dashboard's data)
+    reply = httpx.post(
+        f"http://127.0.0.1:{exporter.port}/api/v1/events",
+        json=app_events(utc_now().date()),
+        headers={"Authorization": f"Bearer {INGEST_TOKEN}"},
+        timeout=10,
+    )
+    assert reply.status_code == 200 and reply.json()["new"] == 30, reply.text
+    wait_until(
+        lambda: bool(prom.query('rate(aicost_app_requests_total{job="ai-cost-exporter"}[15s])'))
+        and bool(prom.query("aicost_app_estimate_to_billed_ratio")),
+        "two samples of the app counters", 30, prom.process,
     )  # fmt: skip
     # rate()/increase() panels need a few samples
     wait_until(

@@ -300,7 +300,9 @@ def test_no_rate_at_all_withholds_the_money_and_counts_the_records(
     labels = {"base": "USD", "quote": "EUR"}
     assert sample(service, "aicost_fx_unconverted_costs", **labels, reason="stale") == n
     assert sample(service, "aicost_fx_unconverted_costs", **labels, reason="no_rate") == 0
-    assert ("aicost_fx_rate_date_timestamp_seconds", frozenset(labels.items())) not in samples
+    # the newest rate known keeps its own (old) date, so AICostFxRateStale can fire
+    rate_date = samples[("aicost_fx_rate_date_timestamp_seconds", frozenset(labels.items()))]
+    assert rate_date < midnight_ts(YESTERDAY) - 5 * 86400
     assert "cannot be converted to EUR (stale)" in caplog.text
 
     ecb_server.start()

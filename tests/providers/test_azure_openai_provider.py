@@ -631,6 +631,7 @@ def test_check_config_lists_every_azure_problem_without_the_secret(tmp_path: Pat
     lines = proc.stderr.splitlines()[1:]
     assert sorted(line.split(":")[0].strip() for line in lines) == [
         "providers[0].api_key", "providers[0].scope",
+        "providers[1]",  # its key variable X is not set: reported in the same pass
         "providers[1].api_version", "providers[1].login_url",
     ]  # fmt: skip
     assert inline not in proc.stdout + proc.stderr

@@ -22,7 +22,7 @@ from exporter.demo.http import Fault
 from exporter.demo.xai import FakeXaiServer, FakeXaiTeam, XaiUsageRow, generate_team
 from exporter.providers.errors import AuthError, ParseError
 from exporter.providers.http import RetryPolicy
-from exporter.providers.xai import XAIProvider, classify_unit
+from exporter.providers.xai import UnitType, XAIProvider, classify_unit, split_description
 from exporter.records import FetchResult
 from tests.conftest import NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
@@ -388,10 +388,9 @@ def test_a_refused_token_query_keeps_costs_and_leaves_tokens_out(
 ) -> None:
     with fake.lock:
         fake.team.tokens_supported = False
-    with caplog.at_level(logging.WARNING):
-        result = provider(fake).fetch(START, END)
+    result = provider(fake).fetch(START, END)
     assert result.usage == [] and result.costs
-    assert "refused the token query" in caplog.text
+    assert "refused the token query" in result.degraded["tokens"]  # the poller logs it once
     assert len([b for b in usage_bodies(fake) if b["values"][0]["name"] == "tokens"]) == 1
 
 
@@ -532,3 +531,83 @@ def test_an_unknown_team_fails_the_poll_without_retrying(
     assert gauge(svc, "aicost_poll_errors_total", provider="xai", account="grok",
                  reason="upstream") == 1  # fmt: skip
     assert len(fake.requests) == 1  # a 404 is not retried
+
+
+# -- a refused unconfirmed query dimension: degrade, never black out ------------------------
+# The fake team answers a 400 (gRPC-gateway INVALID_ARGUMENT) for any usage query grouped by
+# a refused dimension. Costs must stay exact per model from the confirmed `description`
+# grouping, tokens become unknown for that poll, the fallback is logged once and counted,
+# and the finer query is asked again on the next poll.
+
+ACCOUNT = {"provider": "xai", "account": "grok"}
+
+
+def per_model(costs: list[tuple[str, str, Decimal]]) -> dict[tuple[str, str], Decimal]:
+    out: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for model, cost_type, amount in costs:
+        out[(model, cost_type)] += amount
+    return {k: v for k, v in out.items() if v}
+
+
+def degraded(svc: App, reason: str) -> float | None:
+    labels = frozenset({**ACCOUNT, "reason": reason}.items())
+    return samples(svc).get(("aicost_poll_degraded_total", labels))
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("grok-4-0709 Cached prompt", ("grok-4-0709", "tokens")),
+        ("grok-code-fast-1 Prompt", ("grok-code-fast-1", "tokens")),
+        ("grok-4-0709 Live search sources", ("", "web_search")),
+        ("grok-3-mini", ("grok-3-mini", "tokens")),
+        ("File Storage", ("", "other")),
+    ],
+)
+def test_descriptions_split_into_model_and_cost_type(label: str, expected: tuple[str, str]) -> None:
+    model, unit = split_description(label)
+    assert (model, unit.cost_type) == expected and isinstance(unit, UnitType)
+    assert unit.token_type == ""  # only the finer query knows the token type
+
+
+def test_a_refused_unit_type_grouping_keeps_costs_exact_per_model(fake: FakeXaiServer) -> None:
+    with fake.lock:
+        fake.team.refused_group_by = ("unit_type",)
+    result = provider(fake).fetch(START, END)
+    got = per_model([(c.model, c.cost_type, c.amount) for c in result.costs])
+    assert got == {k: v for k, v in truth_costs(fake.team, START, END).items() if v}
+    assert result.usage == []  # tokens by unit type are unknown this poll
+    assert set(result.degraded) == {"unit_type"}
+    groupings = [tuple(b["groupBy"]) for b in usage_bodies(fake)]
+    # the finer query once, then only the confirmed one (no token query without unit types)
+    assert groupings[0] == ("model", "unit_type")
+    assert set(groupings[1:]) == {("description",)}
+
+
+def test_the_degraded_poll_succeeds_is_counted_logged_once_and_recovers(
+    tmp_path: Path, fake: FakeXaiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with fake.lock:
+        fake.team.refused_group_by = ("unit_type",)
+    svc = service(tmp_path, fake)
+    assert degraded(svc, "unit_type") == 0  # known in advance: exported as 0
+    with caplog.at_level(logging.DEBUG, logger="exporter.poller"):
+        assert svc.poll_once()
+        assert svc.poll_once()
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING
+                and "degraded poll (reason=unit_type)" in r.getMessage()]  # fmt: skip
+    assert len(warnings) == 1
+    assert degraded(svc, "unit_type") == 2
+    assert samples(svc)[("aicost_up", frozenset(ACCOUNT.items()))] == 1
+    stored = per_model([(c.model, c.cost_type, c.amount) for c in svc.store.costs_between(
+        START, END)])  # fmt: skip
+    assert stored == {k: v for k, v in truth_costs(fake.team, START, END).items() if v}
+    assert svc.store.usage_between(START, END) == []
+    # xAI accepts the grouping again: the next poll is the fine one, tokens come back
+    with fake.lock:
+        fake.team.refused_group_by = ()
+    fake.clear_requests()
+    assert svc.poll_once()
+    assert ("model", "unit_type") in [tuple(b["groupBy"]) for b in usage_bodies(fake)]
+    assert degraded(svc, "unit_type") == 2
+    assert any(u.input_tokens for u in svc.store.usage_between(START, END))
