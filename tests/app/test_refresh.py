@@ -78,6 +78,7 @@ def test_scheduled_polls_of_every_account_render_once(
     app = opened(build(make_config(tmp_path, fake.base_url, providers=providers),
                        clock=fixed_clock, env=env))  # fmt: skip
     app.refresher.settle = 0.5
+    assert app.poll_once()  # the backfills (each followed by its own FX refresh, see App.poll)
     renders: list[int] = []
     refresh = app.refresh
 
