@@ -197,15 +197,6 @@ def _m010_app_requests(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
-    ("001_initial", _m001_initial),
-    ("002_fx", _m002_fx),
-    ("003_billing_state", _m003_billing_state),
-    ("006_recommendations", _m006_recommendations),
-    ("010_app_requests", _m010_app_requests),
-]
-
-
 def _m011_stream_index(db: sqlite_utils.Database) -> None:
     """Maintained indexes of the history (issue 17), so no refresh scans every stored row:
     each stream's first day, the source currencies, a version per (account, day) that a
@@ -248,4 +239,12 @@ def _m011_stream_index(db: sqlite_utils.Database) -> None:
 # while the accounting currency stays the same (the partial index costs_fx_pending).
 FX_PENDING = "(fx_status IS NOT 'final' OR fx_currency IS NULL)"
 
-MIGRATIONS.append(("011_stream_index", _m011_stream_index))
+# Applied in this order, each once (``_migrations``); a new step gets the next number.
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_initial", _m001_initial),
+    ("002_fx", _m002_fx),
+    ("003_billing_state", _m003_billing_state),
+    ("006_recommendations", _m006_recommendations),
+    ("010_app_requests", _m010_app_requests),
+    ("011_stream_index", _m011_stream_index),
+]
