@@ -31,6 +31,7 @@ from exporter.intake import Intake
 from exporter.poller import Poller
 from exporter.pricing import Catalogue, Converter
 from exporter.providers import REGISTRY
+from exporter.refresh import Refresher
 from exporter.snapshot import AppMetrics, ProviderHealth, Snapshot
 from exporter.store import StorageError, Store, check_storage, retention_cutoff
 
@@ -124,6 +125,16 @@ class App:
             else None
         )
         self._render_lock = threading.Lock()
+        # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
+        self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
+        self._polls_lock = threading.Lock()
+        interval = config.poll.interval  # a burst never delays a refresh past half of it
+        self.refresher = Refresher(
+            self._after_polls,
+            busy=lambda: self._polls_running > 0,
+            settle=min(2.0, interval / 4),
+            max_delay=min(120.0, interval / 2),
+        )
         self._snapshot: Snapshot | None = None
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
@@ -170,13 +181,24 @@ class App:
         return ok
 
     def poll(self, poller: Poller) -> None:
-        """One scheduled poll of one account, then re-convert and re-render.
+        """One scheduled poll of one account; the re-conversion and re-render run once
+        after a burst of polls, on the refresher's thread (scrapes keep the old bytes).
 
         A backfill may store costs of days the FX refresh at start did not know it needed
         (the two race at start), so it is followed by a refresh of its own."""
-        if poller.poll() and poller.last_backfill:
+        with self._polls_lock:
+            self._polls_running += 1
+        try:
+            ok = poller.poll()
+        finally:
+            with self._polls_lock:
+                self._polls_running -= 1
+        if ok and poller.last_backfill:
             self.fx_refresh()
             return
+        self.refresher.request()
+
+    def _after_polls(self) -> None:
         self.fx.convert_stored()
         self.refresh()
 
@@ -199,6 +221,7 @@ class App:
                 log.info("retention: removed %d ingested request rows", removed)
 
     def stop(self) -> None:
+        self.refresher.stop()
         for poller in self.pollers:
             poller.close()
         self.fx.close()

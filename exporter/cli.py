@@ -325,7 +325,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.file}: OK ({len(config.providers)} provider(s): {names})")
     if web is not None:
         print(f"{args.web_config_file}: OK ({web.describe()})")
+    print(series_line(config))
     return 0
+
+
+def series_line(config: Config) -> str:
+    """The per-stream series ``/metrics`` will carry for the stored streams (read only)."""
+    import sqlite3
+
+    from exporter.analytics.cardinality import expected_series, series_per_stream
+    from exporter.app import open_store
+
+    m = config.metrics
+    per = series_per_stream(m)
+    options = (
+        f"metrics.windows=[{', '.join(m.windows)}], token_types={str(m.token_types).lower()}, "
+        f"stream_ratios={str(m.stream_ratios).lower()}"
+    )
+    path = Path(config.storage.path)
+    if not path.is_file():
+        return f"series: {per} per model stream ({options}); no history at {path} yet"
+    try:
+        store = open_store(config, read_only=True)
+        try:
+            model, tool = store.stream_kinds()
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        return f"series: {per} per model stream ({options}); cannot count streams in {path} ({exc})"
+    total = expected_series(m, model, tool)
+    return (
+        f"series: ~{total} per-stream series expected from {model + tool} stored stream(s) "
+        f"({per} per model stream; {options})"
+    )
 
 
 def _load_web(path: str | None) -> WebConfig | Literal[False] | None:

@@ -91,6 +91,9 @@ class PollConfig(_Strict):
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 60.0
     max_retry_after: Duration = 300.0
+    # API keys (inactive-key detection) are listed at most this often, not on every poll
+    # (OpenAI: one request per project); the stored keys are kept in between.
+    api_keys_interval: Duration = Field(86400.0, ge=0)
 
 
 class FxConfig(_Strict):
@@ -760,6 +763,34 @@ class IngestConfig(_Strict):
         return self
 
 
+WindowName = Literal["today", "yesterday", "7d", "30d", "month_to_date"]
+ALL_WINDOWS: tuple[WindowName, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
+
+
+class MetricsConfig(_Strict):
+    """Which per-stream families ``/metrics`` carries (cardinality; see docs/scale.md).
+
+    The defaults keep every family, as the shipped dashboards and alerts read them; a large
+    organisation trims them here (e.g. ``windows: [today, yesterday, month_to_date, 30d]``,
+    ``token_types: false``, ``stream_ratios: false``: 11 series per stream instead of 40).
+    """
+
+    # windows of aicost_cost_*, aicost_requests_* and aicost_tokens_* (prev_7d goes with 7d)
+    windows: list[WindowName] = Field(
+        default_factory=lambda: list(ALL_WINDOWS),
+        min_length=1,
+    )
+    token_types: bool = True  # aicost_tokens_<window> per token_type (4 series per window)
+    stream_ratios: bool = True  # aicost_cache_hit_ratio, _cost_per_1k_tokens, _cost_per_request
+
+    @field_validator("windows")
+    @classmethod
+    def _distinct(cls, value: list[WindowName]) -> list[WindowName]:
+        if len(set(value)) != len(value):
+            raise ValueError("each window at most once")
+        return value
+
+
 class Config(_Strict):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     currency: str = "USD"
@@ -772,6 +803,7 @@ class Config(_Strict):
     attribution: list[AttributionRule] = Field(default_factory=list)
     budgets: list[BudgetConfig] = Field(default_factory=list)
     ingest: IngestConfig = IngestConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("currency")
     @classmethod

@@ -25,6 +25,7 @@ from prometheus_client.openmetrics.exposition import (
 )
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.clock import midnight_ts
@@ -287,21 +288,72 @@ def _governance(g: Governance) -> Iterator[Metric]:
 
 
 class _SnapshotCollector(Collector):
+    """The families of one snapshot, built once for both formats (the generators only
+    read them)."""
+
     def __init__(self, snapshot: Snapshot) -> None:
-        self._snapshot = snapshot
+        self._families = list(families(snapshot))
 
     def collect(self) -> Iterator[Metric]:
-        return families(self._snapshot)
+        return iter(self._families)
 
     def describe(self) -> Iterator[Metric]:
         return iter(())  # no collect() at registration time
 
 
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _plain(fams: list[Metric]) -> bool:
+    """Only what :func:`_write_both` writes exactly as ``prometheus_client`` does: gauges and
+    counters without unit, timestamp, exemplar or OpenMetrics-only samples."""
+    for m in fams:
+        if m.type not in ("gauge", "counter") or m.unit:
+            return False
+        for s in m.samples:
+            if s.timestamp is not None or s.exemplar or s.native_histogram:
+                return False
+            if s.name.endswith(("_created", "_gsum", "_gcount")):
+                return False
+    return True
+
+
+def _write_both(fams: list[Metric]) -> tuple[bytes, bytes]:
+    """(text 0.0.4, OpenMetrics 1.0) of ``fams`` in one pass, byte for byte what
+    ``prometheus_client``'s two ``generate_latest`` write (a test compares them); each
+    sample line is built once for both formats."""
+    text: list[str] = []
+    om: list[str] = []
+    for m in fams:
+        doc = m.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        om_doc = doc.replace('"', r"\"")
+        text_name = f"{m.name}_total" if m.type == "counter" else m.name
+        text.append(f"# HELP {text_name} {doc}\n# TYPE {text_name} {m.type}\n")
+        om.append(f"# HELP {m.name} {om_doc}\n# TYPE {m.name} {m.type}\n")
+        for s in m.samples:
+            value = floatToGoString(s.value)  # type: ignore[no-untyped-call]
+            if s.labels:
+                pairs = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(s.labels.items()))
+                line = f"{s.name}{{{pairs}}} {value}\n"
+            else:
+                line = f"{s.name} {value}\n"
+            text.append(line)
+            om.append(line)
+    om.append("# EOF\n")
+    return "".join(text).encode(), "".join(om).encode()
+
+
 def render(snapshot: Snapshot) -> Rendered:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))
-    text = generate_latest(registry)
-    om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
+    collector = _SnapshotCollector(snapshot)
+    fams = list(collector.collect())
+    if _plain(fams):
+        text, om = _write_both(fams)
+    else:  # something the one-pass writer does not cover: the client library writes it
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        text = generate_latest(registry)
+        om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
     return Rendered(
         text=text,
         text_gzip=gzip.compress(text, compresslevel=6, mtime=0),

@@ -24,7 +24,7 @@ import httpx
 from exporter.clock import Clock, midnight, utc_now
 from exporter.config import Config, ProviderConfig, Secret, resolve_key
 from exporter.providers.errors import ERROR_REASONS, ConfigError, ParseError, ProviderError
-from exporter.providers.http import Provider, RetryPolicy
+from exporter.providers.http import HttpProvider, Provider, RetryPolicy
 from exporter.records import duplicate_keys
 from exporter.snapshot import ProviderHealth
 from exporter.store import CostAnnotator, Store
@@ -66,6 +66,7 @@ class Poller:
         self._client = httpx.Client(
             timeout=config.poll.timeout, transport=transport, follow_redirects=False
         )
+        self._keys_listed_at: float | None = None  # clock time of the last key listing
         self.health = ProviderHealth(self.type, self.account)
         self._lag = timedelta(days=provider_config.expected_lag_days)
         self.health.expected_lag = self._lag.total_seconds()
@@ -86,7 +87,13 @@ class Poller:
         key = (endpoint, code)
         self.health.requests[key] = self.health.requests.get(key, 0) + 1
 
-    def _provider(self) -> Provider:
+    def _keys_due(self, now: float) -> bool:
+        listed = self._keys_listed_at
+        return listed is None or now - listed >= self._config.poll.api_keys_interval
+
+    def _provider(self, list_api_keys: bool = True) -> Provider:
+        """The provider for one poll; ``list_api_keys=False``: an HTTP provider skips its
+        API-key listing this time (see ``poll.api_keys_interval``)."""
         poll = self._config.poll
         retry = RetryPolicy(
             max_attempts=poll.max_attempts,
@@ -102,9 +109,12 @@ class Poller:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        return self._provider_class(
+        provider = self._provider_class(
             self._provider_config, self._client, key, retry=retry, observer=self._observe
         )
+        if isinstance(provider, HttpProvider):
+            provider.list_api_keys = list_api_keys
+        return provider
 
     def window(self, today: date) -> tuple[date, date, bool]:
         """The days to read now: (start, end exclusive, is_backfill)."""
@@ -125,7 +135,8 @@ class Poller:
             today = now.date()
             start, end, backfill = self.window(today)
             try:
-                result = self._provider().fetch(start, end)
+                keys_due = self._keys_due(now.timestamp())
+                result = self._provider(keys_due).fetch(start, end)
                 repeats = duplicate_keys(result)
                 if repeats:
                     raise ParseError(
@@ -142,6 +153,8 @@ class Poller:
                 self._failed("parse", f"{type(exc).__name__}: {exc}")
                 return False
             finished = self._clock()
+            if keys_due:
+                self._keys_listed_at = now.timestamp()
             complete_through = midnight(today - self._lag)
             self._store.record_success(
                 self.type, self.account, finished, complete_through, start if backfill else None

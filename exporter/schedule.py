@@ -7,6 +7,9 @@
 * ``retention`` once a day.
 * ``ingest`` every ``ingest.refresh_interval`` when ingest is enabled: re-render with the
   requests counted since (the billed part is refreshed by the polls).
+
+A finished poll asks the app's :class:`~exporter.refresh.Refresher` for a refresh: one
+re-conversion and re-render runs after a burst of polls, not one per account.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("server", ("exporter.server",)),
     ("finops", ("exporter.finops",)),
     ("demo", ("exporter.demo",)),
+    ("refresh", ("exporter.refresh",)),
     ("app", ("exporter.app",)),
     ("schedule", ("exporter.schedule",)),
     ("cli", ("exporter.report", "exporter.cli", "exporter.__main__")),

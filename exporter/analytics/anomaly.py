@@ -37,7 +37,7 @@ from decimal import Decimal
 from exporter.analytics.series import (
     ZERO,
     DailySeries,
-    daily_by,
+    daily_by_stream,
     history_days,
     leave_one_out_factors,
     median,
@@ -119,13 +119,18 @@ def baseline(daily: DailySeries, day: date) -> Baseline | None:
     return Baseline(expected, _score(actual, expected, _spread(residuals) * unit))
 
 
-def stream_baselines(costs: Iterable[CostRecord], today: date) -> dict[Stream, Baseline]:
+def stream_baselines(
+    costs: Iterable[CostRecord],
+    today: date,
+    series: Mapping[Stream, DailySeries] | None = None,
+) -> dict[Stream, Baseline]:
     """Baseline and score of **yesterday** per stream (all cost types together).
 
-    ``costs`` must cover the :data:`BASELINE_DAYS` days before yesterday.
+    ``costs`` must cover the :data:`BASELINE_DAYS` days before yesterday; ``series``: their
+    daily totals per stream when already built (:func:`daily_by_stream`).
     """
     yesterday = today - timedelta(days=1)
-    series = daily_by(costs, lambda c: c.stream)
+    series = daily_by_stream(costs) if series is None else series
     out = {}
     for stream, daily in series.items():
         b = baseline({d: v for d, v in daily.items() if d <= yesterday}, yesterday)

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from exporter.analytics.attribution import ProjectKey
 from exporter.analytics.forecast import forecast_period, month_end
-from exporter.analytics.series import daily_by
+from exporter.analytics.series import DailySeries, daily_by_stream
 from exporter.config import BudgetConfig, BudgetScope
 from exporter.records import CostRecord, Stream
 from exporter.snapshot import UNASSIGNED, Attribution, BudgetStatus
@@ -63,10 +63,12 @@ def evaluate_budgets(
     today: date,
     costs: Iterable[CostRecord],
     attributions: Mapping[ProjectKey, Attribution],
+    series: Mapping[Stream, DailySeries] | None = None,
 ) -> list[BudgetStatus]:
     """The status of every budget; ``costs`` must cover the last 28 complete days and the
-    current period of every budget (see ``governance.history_start``)."""
-    series = daily_by(costs, lambda c: c.stream)
+    current period of every budget (see ``governance.history_start``); ``series``: their
+    daily totals per stream when already built."""
+    series = daily_by_stream(costs) if series is None else series
     out = []
     for budget in budgets:
         start, end = period_bounds(budget.period, today)

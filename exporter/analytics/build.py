@@ -10,16 +10,20 @@ store and the FX service; it never polls.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
-from exporter.analytics import governance
+from exporter.analytics import cardinality, governance
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.billing import compute_billing, earliest_period_start
+from exporter.analytics.cache import HistoryCache
 from exporter.analytics.recommendations import (
     Findings,
+    account_findings,
     compute_recommendations,
+    cross_provider_recommendations,
     dismissal_for,
     publish,
     recommendations_start,
@@ -45,13 +49,19 @@ from exporter.store import Store
 log = logging.getLogger(__name__)
 
 
+def history_range(today: date) -> tuple[date, date]:
+    """The days ``[start, end)`` every window, governance analytic and recommendation of
+    ``today`` reads."""
+    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
+    return start, today + timedelta(days=1)
+
+
 def load_history(
     store: Store, today: date, currency: str
 ) -> tuple[list[UsageRecord], list[CostRecord], list[CostRecord]]:
     """The stored rows every window, governance analytic and recommendation of ``today``
     needs: (usage, costs converted to ``currency``, cost rows withheld for lack of a rate)."""
-    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
-    end = today + timedelta(days=1)
+    start, end = history_range(today)
     costs, withheld = store.converted_costs_between(start, end, currency)
     return store.usage_between(start, end), costs, withheld
 
@@ -111,14 +121,23 @@ class SnapshotBuilder:
         self.clock = clock
         self._unmatched_budgets: set[str] = set()
         self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
+        self.history = HistoryCache(store, config.currency)  # rows kept between refreshes
+        # per account: (what its findings were computed from, the findings)
+        self._account_findings: dict[tuple[str, str], tuple[object, Findings]] = {}
+        self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
+        self._building = threading.Lock()  # the caches above are one refresh's at a time
 
     def build(self, health: list[ProviderHealth]) -> Snapshot:
         """The snapshot of the history now. ``health``: copies taken BEFORE the history is
         read, so a poll finishing meanwhile cannot show up=1 beside data read before its
         rows were stored (pollers run concurrently)."""
+        with self._building:
+            return self._build(health)
+
+    def _build(self, health: list[ProviderHealth]) -> Snapshot:
         today = self.clock().date()
-        start = history_start(today)
-        usage, costs, withheld = load_history(self.store, today, self.config.currency)
+        start, rec_start = history_start(today), recommendations_start(today)
+        usage, costs, withheld = self.history.load(*history_range(today))
         gov = load_governance(self.config, self.store, today, usage, costs)
         # An empty history, or one some providers have not been polled into yet (the demo's
         # first minute, a new account), may match nothing for now: no news until each
@@ -126,19 +145,22 @@ class SnapshotBuilder:
         if costs and all(h.last_success or any(h.errors.values()) for h in health):
             self._warn_unmatched(gov)
         return Snapshot(
-            totals=compute_windows(
-                today,
-                [u for u in usage if u.day >= start],
-                [c for c in costs if c.day >= start],
-                [w for w in withheld if w.day >= start],
+            totals=cardinality.select(
+                compute_windows(
+                    today,
+                    [u for u in usage if u.day >= start],
+                    [c for c in costs if c.day >= start],
+                    [w for w in withheld if w.day >= start],
+                ),
+                self.config.metrics,
             ),
             governance=gov,
             health=health,
             fx=self.fx.state(today),
             recommendations=self._recommendations(
                 today,
-                [u for u in usage if u.day >= recommendations_start(today)],
-                [c for c in costs if c.day >= recommendations_start(today)],
+                [u for u in usage if u.day >= rec_start],
+                [c for c in costs if c.day >= rec_start],
             ),
             billing=self._billing(today, {(h.provider, h.account) for h in health}),
             app=self.app_metrics(today),
@@ -185,9 +207,7 @@ class SnapshotBuilder:
         """Compute, record first-seen dates of the non-dismissed ones, and publish."""
         cfg = self.config.recommendations
         try:
-            findings = find_recommendations(
-                self.store, self.config, today, self.catalogue, self.maps, (usage, costs)
-            )
+            findings = self._findings(today, usage, costs)
         except FxError as exc:
             log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
             return RecommendationMetrics()
@@ -204,6 +224,32 @@ class SnapshotBuilder:
             first_seen=first_seen,
             max_series=cfg.max_series,
         )
+
+    def _findings(self, today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> Findings:
+        """:func:`find_recommendations` of the cached rows, recomputing the per-account
+        rules only for accounts whose rows or keys changed (or on a new day)."""
+        cfg = self.config.recommendations
+        if not cfg.enabled:
+            return Findings()
+        keys = self.store.api_keys()
+        recs, cache_savings = [], {}
+        accounts = self.history.by_account(recommendations_start(today))
+        for account, (account_usage, account_costs) in accounts.items():
+            account_keys = [k for k in keys if (k.provider, k.account) == account]
+            basis = (today, self.history.signature(account), tuple(account_keys))
+            held = self._account_findings.get(account)
+            if held is None or held[0] != basis:
+                found = account_findings(
+                    today, account_usage, account_costs, account_keys,
+                    self.catalogue, self.maps, cfg,
+                )  # fmt: skip
+                held = self._account_findings[account] = (basis, found)
+                self.account_rule_runs += 1
+            recs.extend(held[1].recommendations)
+            cache_savings.update(held[1].cache_savings)
+        self._account_findings = {a: v for a, v in self._account_findings.items() if a in accounts}
+        recs.extend(cross_provider_recommendations(today, usage, costs, self.maps, cfg))
+        return Findings(recs, cache_savings)
 
     def _warn_unmatched(self, gov: Governance) -> None:
         """Log a budget whose scope matches no cost: once when it starts to (or at the first

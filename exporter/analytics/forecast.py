@@ -23,7 +23,7 @@ synthetic history; the README reports the figure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -31,7 +31,7 @@ from decimal import Decimal
 from exporter.analytics.series import (
     ZERO,
     DailySeries,
-    daily_by,
+    daily_by_stream,
     history_days,
     mean,
     weekday_factors,
@@ -96,12 +96,16 @@ def month_end(today: date) -> date:
     return (today.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
-def month_end_forecasts(costs: Iterable[CostRecord], today: date) -> dict[Stream, Decimal]:
+def month_end_forecasts(
+    costs: Iterable[CostRecord],
+    today: date,
+    series: Mapping[Stream, DailySeries] | None = None,
+) -> dict[Stream, Decimal]:
     """``aicost_cost_forecast_month_end`` per stream (all cost types together).
 
     ``costs`` must cover the last :data:`RUN_RATE_DAYS` complete days and the month so far;
     every stream with a row there gets a forecast (the month to date when it is idle).
     """
     first, end = today.replace(day=1), month_end(today)
-    series = daily_by(costs, lambda c: c.stream)
+    series = daily_by_stream(costs) if series is None else series
     return {s: forecast_period(daily, today, first, end) for s, daily in series.items()}

@@ -15,6 +15,7 @@ from exporter.analytics.anomaly import BASELINE_DAYS, new_streams, stream_baseli
 from exporter.analytics.attribution import project_infos
 from exporter.analytics.budgets import evaluate_budgets, period_bounds
 from exporter.analytics.forecast import RUN_RATE_DAYS, month_end_forecasts
+from exporter.analytics.series import daily_by_stream
 from exporter.config import Config
 from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
 from exporter.snapshot import Governance
@@ -43,11 +44,12 @@ def compute_governance(
     stream's first day with data in the whole store (only recent ones matter)."""
     infos = project_infos(config.attribution, projects, [*costs, *usage])
     attributions = {(i.provider, i.account, i.project): i.attribution for i in infos}
+    series = daily_by_stream(costs)  # once for budgets, forecasts and baselines
     return Governance(
         currency=config.currency,
         project_info=infos,
-        budgets=evaluate_budgets(config.budgets, today, costs, attributions),
-        forecasts=month_end_forecasts(costs, today),
-        baselines=stream_baselines(costs, today),
+        budgets=evaluate_budgets(config.budgets, today, costs, attributions, series),
+        forecasts=month_end_forecasts(costs, today, series),
+        baselines=stream_baselines(costs, today, series),
         new_streams=new_streams(first_seen or {}, today),
     )

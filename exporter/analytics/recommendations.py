@@ -513,10 +513,27 @@ def compute_recommendations(
     """Every rule over rows covering :func:`recommendations_start` .. today."""
     if not cfg.enabled:
         return Findings()
+    found = account_findings(today, usage, costs, api_keys, catalogue, maps, cfg)
+    cross = cross_provider_recommendations(today, usage, costs, maps, cfg)
+    return Findings([*found.recommendations, *cross], found.cache_savings)
+
+
+def account_findings(
+    today: date,
+    usage: Sequence[UsageRecord],
+    costs: Sequence[CostRecord],
+    api_keys: Sequence[ApiKeyRecord],
+    catalogue: Catalogue,
+    maps: ModelMaps,
+    cfg: RecommendationsConfig,
+) -> Findings:
+    """The rules that read one account at a time (batch, downgrade, inactive keys, cache
+    savings), over that account's rows: a refresh recomputes them only for the accounts
+    whose rows changed. ``cross_provider_recommendations`` compares accounts and runs over
+    all rows. Together they are :func:`compute_recommendations` (``publish`` ranks them)."""
     recs = [
         *batch_recommendations(today, usage, costs, catalogue, maps, cfg),
         *downgrade_recommendations(today, usage, catalogue, maps, cfg),
-        *cross_provider_recommendations(today, usage, costs, maps, cfg),
         *inactive_key_recommendations(today, usage, api_keys, catalogue, cfg),
     ]
     return Findings(recs, cache_savings(today, usage, catalogue))

@@ -7,28 +7,29 @@ missing from the mapping cost nothing. Everything here is pure and deterministic
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from exporter.records import CostRecord
+from exporter.records import CostRecord, Stream
 
 K = TypeVar("K")
 DailySeries = Mapping[date, Decimal]
 ZERO = Decimal(0)
 
 
-def daily_by(
-    costs: Iterable[CostRecord], key: Callable[[CostRecord], K | None]
-) -> dict[K, dict[date, Decimal]]:
-    """Sum cost per ``key(row)`` and day; rows whose key is None are skipped."""
-    out: dict[K, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+def daily_by_stream(costs: Iterable[CostRecord]) -> dict[Stream, dict[date, Decimal]]:
+    """Sum cost per stream and day: what the baselines, forecasts and budgets share
+    (computed once per refresh by ``compute_governance``)."""
+    out: dict[tuple[str, str, str, str], dict[date, Decimal]] = {}
     for c in costs:
-        k = key(c)
-        if k is not None:
-            out[k][c.day] += c.amount
-    return {k: dict(v) for k, v in out.items()}
+        k = (c.provider, c.account, c.project, c.model)
+        daily = out.get(k)
+        if daily is None:
+            daily = out[k] = {}
+        daily[c.day] = daily.get(c.day, ZERO) + c.amount
+    return {Stream(*k): v for k, v in out.items()}
 
 
 def history_days(daily: DailySeries, before: date, days: int) -> list[date]:

@@ -61,31 +61,45 @@ def compute_windows(
     their (stream, cost_type) from every window containing their day.
     """
     wins = [*windows_for(today), prev_7d_window(today)]
-    cost_keys = {CostKey(*c.stream, c.cost_type, c.currency) for c in costs}
-    usage_streams = {u.stream for u in usage}
-    unconverted = list(withheld)
+    # One pass over the rows: daily totals per key (exact), then each window sums days.
+    cost_daily: dict[CostKey, dict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for c in costs:
+        cost_daily[CostKey(*c.stream, c.cost_type, c.currency)][c.day] += c.amount
+    usage_daily: dict[Stream, dict[date, list[int]]] = defaultdict(dict)
+    for u in usage:
+        days = usage_daily[u.stream]
+        totals = days.get(u.day)
+        if totals is None:
+            totals = days[u.day] = [0, 0, 0, 0, 0]
+        totals[0] += u.input_tokens
+        totals[1] += u.output_tokens
+        totals[2] += u.cache_read_tokens
+        totals[3] += u.cache_write_tokens
+        totals[4] += u.requests
+    unconverted = [(c.stream, c.cost_type, c.day) for c in withheld]
     out = WindowTotals()
     for w in wins:
-        blocked = {(c.stream, c.cost_type) for c in unconverted if w.start <= c.day < w.end}
-        cost: dict[CostKey, Decimal] = {
-            k: Decimal(0) for k in cost_keys if (k.stream, k.cost_type) not in blocked
-        }
-        for c in costs:
-            if w.start <= c.day < w.end and (c.stream, c.cost_type) not in blocked:
-                cost[CostKey(*c.stream, c.cost_type, c.currency)] += c.amount
-        tokens: dict[TokenKey, int] = {
-            TokenKey(*s, t): 0 for s in usage_streams for t in TOKEN_TYPES
-        }
-        requests: dict[Stream, int] = dict.fromkeys(usage_streams, 0)
-        for u in usage:
-            if w.start <= u.day < w.end:
-                s = u.stream
-                for t in TOKEN_TYPES:
-                    tokens[TokenKey(*s, t)] += u.tokens(t)
-                requests[s] += u.requests
+        blocked = {(s, t) for s, t, d in unconverted if w.start <= d < w.end}
+        cost: dict[CostKey, Decimal] = {}
+        for k, daily in cost_daily.items():
+            if (k.stream, k.cost_type) in blocked:
+                continue
+            cost[k] = sum((v for d, v in daily.items() if w.start <= d < w.end), Decimal(0))
+        tokens: dict[TokenKey, int] = {}
+        requests: dict[Stream, int] = {}
+        for s, by_day in usage_daily.items():
+            sums = [0, 0, 0, 0, 0]
+            for d, totals in by_day.items():
+                if w.start <= d < w.end:
+                    for i, v in enumerate(totals):
+                        sums[i] += v
+            for i, t in enumerate(TOKEN_TYPES):
+                tokens[TokenKey(*s, t)] = sums[i]
+            requests[s] = sums[4]
         out.cost[w.name] = cost
         out.tokens[w.name] = tokens
         out.requests[w.name] = requests
+    usage_streams = set(usage_daily)
 
     # 30-day ratios (complete days only)
     tok30, req30, cost30 = out.tokens["30d"], out.requests["30d"], out.cost["30d"]

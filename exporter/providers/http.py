@@ -118,6 +118,8 @@ class HttpProvider:
 
     A subclass sets ``type`` and :meth:`auth_headers` (and :meth:`error_message` when its
     error bodies have another shape); ``page_size`` (tests) overrides every page size at once.
+    ``list_api_keys = False`` (set by the poller): the next fetch skips the API-key listing
+    (keys are listed at most once per ``poll.api_keys_interval``; the stored ones stay).
     """
 
     type: ClassVar[str]
@@ -136,6 +138,7 @@ class HttpProvider:
         page_size: int | None = None,
     ) -> None:
         self.account = config.account
+        self.list_api_keys = True
         self._api = ApiClient(
             client,
             config.url,

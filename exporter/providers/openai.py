@@ -114,6 +114,7 @@ def parse_line_item(text: str) -> LineItem:
 
 class OpenAIProvider(HttpProvider):
     type: ClassVar[str] = "openai"
+    cost_page_size: ClassVar[int] = 180  # costs take 1-180 daily buckets per page (usage 31)
 
     def auth_headers(self, api_key: Secret) -> dict[str, str]:
         return {"Authorization": f"Bearer {api_key.value}"}
@@ -128,7 +129,7 @@ class OpenAIProvider(HttpProvider):
         costs = merge_costs(self._costs(start, end, usage))
         projects = self._projects()
         keys: list[ApiKeyRecord] = []
-        for project in projects:
+        for project in projects if self.list_api_keys else []:  # one request per project
             if project.status != "archived":
                 keys.extend(self._api_keys(project.project))
         return FetchResult(start, end, usage, costs, projects, keys)

@@ -11,26 +11,13 @@ from typing import Any
 from exporter.records import (
     CostRecord,
 )
-from exporter.store.db import Database
-from exporter.store.migrations import FX_COLUMNS
+from exporter.store.migrations import FX_COLUMNS, FX_PENDING
 from exporter.store.rows import CostAnnotator, cost_record
+from exporter.store.streams import StreamIndex
 
 
-class FxCache(Database):
+class FxCache(StreamIndex):
     """The ECB rate cache (``fx_rates``, ``fx_coverage``) and the FX columns of cost rows."""
-
-    def cost_currencies(self) -> set[str]:
-        """Source currencies of the stored cost rows."""
-        with self._lock:
-            return {r[0] for r in self.db.execute("SELECT DISTINCT currency FROM costs")}
-
-    def first_cost_day(self, other_than: str) -> date | None:
-        """The earliest day of a cost row billed in a currency other than ``other_than``."""
-        with self._lock:
-            row = self.db.execute(
-                "SELECT MIN(day) FROM costs WHERE currency != ?", (other_than,)
-            ).fetchone()
-        return date.fromisoformat(row[0]) if row[0] else None
 
     def fx_rates(self, currencies: Iterable[str]) -> dict[str, dict[date, tuple[Decimal, str]]]:
         """Cached ECB rates: {currency: {day: (units per EUR, source)}}."""
@@ -100,34 +87,63 @@ class FxCache(Database):
     ) -> list[tuple[CostRecord, Mapping[str, Any]]]:
         """Recompute the FX columns of every row not finally converted to ``currency`` (and of
         every row from ``since`` on) from its source amount, in one transaction, so a poll
-        writing the same rows meanwhile cannot interleave. Returns (row, new columns)."""
+        writing the same rows meanwhile cannot interleave. Returns (row, new columns).
+
+        Only a changed accounting currency reads every row; otherwise the pending rows come
+        from a partial index and the ``since`` rows from the day index. The days touched get
+        their version bumped (readers caching converted rows reload them)."""
         out: list[tuple[CostRecord, Mapping[str, Any]]] = []
         with self._transaction() as conn:
-            cursor = conn.execute(
-                "SELECT rowid, * FROM costs WHERE fx_currency IS NULL OR fx_currency != ? "
-                "OR fx_status IS NOT 'final' OR day >= ?",
-                (currency, since.isoformat() if since else "9999-12-31"),
-            )
-            names = [d[0] for d in cursor.description]
+            queries: list[tuple[str, tuple[str, ...]]]
+            if self._meta(conn, "fx_currency") == currency:
+                queries = [(f"SELECT rowid, * FROM costs WHERE {FX_PENDING}", ())]
+                if since is not None:
+                    queries.append(
+                        ("SELECT rowid, * FROM costs WHERE day >= ?", (since.isoformat(),))
+                    )
+            else:  # first run, or `currency` changed: every row not final in it
+                queries = [
+                    (
+                        "SELECT rowid, * FROM costs WHERE fx_currency IS NULL "
+                        "OR fx_currency != ? OR fx_status IS NOT 'final' OR day >= ?",
+                        (currency, since.isoformat() if since else "9999-12-31"),
+                    )
+                ]
+            seen: set[int] = set()
             updates = []
-            for values in cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
-                record = cost_record(row)
-                columns = {c: None for c in FX_COLUMNS} | dict(convert(record))
-                out.append((record, columns))
-                updates.append((*(columns[c] for c in FX_COLUMNS), row["rowid"]))
+            touched: set[tuple[str, str, str]] = set()
+            for sql, params in queries:
+                cursor = conn.execute(sql, params)
+                names = [d[0] for d in cursor.description]
+                for values in cursor.fetchall():
+                    row = dict(zip(names, values, strict=True))
+                    if row["rowid"] in seen:
+                        continue
+                    seen.add(row["rowid"])
+                    record = cost_record(row)
+                    columns = {c: None for c in FX_COLUMNS} | dict(convert(record))
+                    out.append((record, columns))
+                    updates.append((*(columns[c] for c in FX_COLUMNS), row["rowid"]))
+                    touched.add((row["provider"], row["account"], row["day"]))
             assignments = ", ".join(f"{c} = ?" for c in FX_COLUMNS)
             conn.executemany(f"UPDATE costs SET {assignments} WHERE rowid = ?", updates)
+            self._bump(conn, sorted(touched))
+            self._set_meta(conn, "fx_currency", currency)
         return out
 
     def fx_unconverted(self, currency: str) -> dict[tuple[str, str], int]:
         """{(source currency, reason): rows} of cost rows without a usable conversion to
         ``currency``; reason is the row's error (no_rate, stale) or pending (not yet run)."""
         with self._lock:
+            # Converted in full to ``currency`` last time: only rows of the partial index
+            # can be unconverted (new rows are written converted, or pending).
+            pending = (
+                f"AND {FX_PENDING} " if self._meta(self.db.conn, "fx_currency") == currency else ""
+            )
             rows = self.db.execute(
                 "SELECT currency, CASE WHEN fx_currency IS ? THEN fx_error ELSE 'pending' END, "
-                "COUNT(*) FROM costs WHERE fx_currency IS NOT ? OR fx_status = 'error' "
-                "GROUP BY 1, 2",
+                "COUNT(*) FROM costs WHERE (fx_currency IS NOT ? OR fx_status = 'error') "
+                f"{pending}GROUP BY 1, 2",
                 (currency, currency),
             ).fetchall()
         return {(c, reason): n for c, reason, n in rows}

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,10 +26,8 @@ from exporter.records import (
     CostRecord,
     FetchResult,
     ProjectRecord,
-    Stream,
     UsageRecord,
 )
-from exporter.store.db import Database
 from exporter.store.rows import (
     CostAnnotator,
     billing_row,
@@ -40,9 +38,10 @@ from exporter.store.rows import (
     plain_row,
     usage_row,
 )
+from exporter.store.streams import StreamIndex
 
 
-class History(Database):
+class History(StreamIndex):
     """Usage, cost, project, key and billing rows, and the poll state of each account."""
 
     def replace_window(
@@ -97,6 +96,9 @@ class History(Database):
                 (provider, account),
             )
             insert_rows(conn, "billing_state", [billing_row(b, now) for b in result.billing])
+            self._index_window(
+                conn, provider, account, result.start, result.end, result.usage, result.costs
+            )
 
     def record_success(
         self,
@@ -129,6 +131,9 @@ class History(Database):
         with self._transaction() as conn:
             n = conn.execute("DELETE FROM usage WHERE day < ?", (before.isoformat(),)).rowcount
             n += conn.execute("DELETE FROM costs WHERE day < ?", (before.isoformat(),)).rowcount
+            self._index_prune(conn, before)
+        if n:
+            self._reclaim()
         return n
 
     def provider_state(self, provider: str, account: str) -> dict[str, Any] | None:
@@ -141,28 +146,42 @@ class History(Database):
             )
         return rows[0] if rows else None
 
-    def usage_between(self, start: date, end: date) -> list[UsageRecord]:
-        rows = self._select("usage", start, end)
-        return [UsageRecord(**{**r, "day": date.fromisoformat(r["day"])}) for r in rows]
+    def usage_between(
+        self, start: date, end: date, account: tuple[str, str] | None = None
+    ) -> list[UsageRecord]:
+        """Usage rows of the days ``[start, end)`` (of one (provider, account) if given)."""
+        return [
+            UsageRecord(p, a, date.fromisoformat(d), *rest)
+            for p, a, d, *rest in self._tuples(_USAGE_COLUMNS, "usage", start, end, account)
+        ]
 
     def costs_between(self, start: date, end: date) -> list[CostRecord]:
         """Cost rows as the provider billed them (source amount and currency)."""
         return [cost_record(r) for r in self._select("costs", start, end)]
 
     def converted_costs_between(
-        self, start: date, end: date, currency: str
+        self, start: date, end: date, currency: str, account: tuple[str, str] | None = None
     ) -> tuple[list[CostRecord], list[CostRecord]]:
         """(converted, withheld): rows converted to ``currency`` (amount and currency are the
         converted ones), and the source rows without a usable conversion."""
-        converted, withheld = [], []
-        for r in self._select("costs", start, end):
-            record = cost_record(r)
-            if r["fx_currency"] == currency and r["fx_status"] in ("final", "provisional"):
-                converted.append(replace(record, amount=Decimal(r["fx_amount"]), currency=currency))
-            elif record.currency == currency:  # same currency: no rate needed (identity)
-                converted.append(record)
+        converted: list[CostRecord] = []
+        withheld: list[CostRecord] = []
+        days: dict[str, date] = {}
+        for row in self._tuples(_COST_COLUMNS, "costs", start, end, account):
+            p, a, d, proj, model, cost_type, amount, source, *rest, fx_amount, fx_cur, status = row
+            day = days.get(d) or days.setdefault(d, date.fromisoformat(d))
+            if fx_cur == currency and status in ("final", "provisional"):
+                converted.append(
+                    CostRecord(
+                        p, a, day, proj, model, cost_type, Decimal(fx_amount), currency, *rest
+                    )
+                )
             else:
-                withheld.append(record)
+                record = CostRecord(
+                    p, a, day, proj, model, cost_type, Decimal(amount), source, *rest
+                )
+                # same currency: no rate needed (identity)
+                (converted if source == currency else withheld).append(record)
         return converted, withheld
 
     def cost_audit(self, day: date) -> list[dict[str, Any]]:
@@ -224,18 +243,23 @@ class History(Database):
             ).fetchone()
         return int(row[0])
 
-    def streams_first_seen(self, since: date) -> dict[Stream, date]:
-        """Streams (provider, account, project, model) whose first day with usage or cost
-        data in the store is on or after ``since``, with that day."""
-        sql = (
-            "SELECT provider, account, project, model, MIN(day) AS first FROM ("
-            "SELECT provider, account, project, model, day FROM costs UNION ALL "
-            "SELECT provider, account, project, model, day FROM usage) "
-            "GROUP BY provider, account, project, model HAVING MIN(day) >= ?"
-        )
+    def _tuples(
+        self,
+        columns: str,
+        table: str,
+        start: date,
+        end: date,
+        account: tuple[str, str] | None,
+    ) -> list[tuple[Any, ...]]:
+        """Plain tuples (no dict per row): the hot read path of a refresh."""
+        where, params = "day >= ? AND day < ?", [start.isoformat(), end.isoformat()]
+        if account is not None:
+            where = f"provider = ? AND account = ? AND {where}"
+            params = [*account, *params]
         with self._lock:
-            rows = self.db.execute(sql, (since.isoformat(),)).fetchall()
-        return {Stream(p, a, proj, m): date.fromisoformat(first) for p, a, proj, m, first in rows}
+            return self.db.execute(
+                f"SELECT {columns} FROM {table} WHERE {where} ORDER BY day, rowid", params
+            ).fetchall()
 
     def first_day(self) -> date | None:
         """The oldest day with a stored cost or usage row (None: an empty history)."""
@@ -254,6 +278,13 @@ class History(Database):
                     (start.isoformat(), end.isoformat()),
                 )
             )
+
+
+# Column orders matching the record constructors (positional, after provider/account/day).
+_USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
+_COST_COLUMNS = ", ".join(
+    [f.name for f in fields(CostRecord)] + ["fx_amount", "fx_currency", "fx_status"]
+)
 
 
 def retention_cutoff(today: date, retention_days: int) -> date:

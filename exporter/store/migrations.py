@@ -197,10 +197,54 @@ def _m010_app_requests(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m011_stream_index(db: sqlite_utils.Database) -> None:
+    """Maintained indexes of the history (issue 17), so no refresh scans every stored row:
+    each stream's first day, the source currencies, a version per (account, day) that a
+    reader caching the history compares, and a partial index of cost rows still to
+    convert. Filled from the existing rows once; kept by the writes from then on. The
+    usage and costs tables themselves are unchanged."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE streams (id INTEGER PRIMARY KEY, provider TEXT NOT NULL, "
+        "account TEXT NOT NULL, project TEXT NOT NULL, model TEXT NOT NULL, "
+        "first_day TEXT NOT NULL, UNIQUE (provider, account, project, model))"
+    )
+    conn.execute(
+        "INSERT INTO streams (provider, account, project, model, first_day) "
+        "SELECT provider, account, project, model, MIN(day) FROM ("
+        "SELECT provider, account, project, model, day FROM costs UNION ALL "
+        "SELECT provider, account, project, model, day FROM usage) "
+        "GROUP BY provider, account, project, model"
+    )
+    conn.execute(
+        "CREATE TABLE cost_currencies (currency TEXT PRIMARY KEY, first_day TEXT NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO cost_currencies SELECT currency, MIN(day) FROM costs GROUP BY currency"
+    )
+    conn.execute(
+        "CREATE TABLE day_versions (provider TEXT NOT NULL, account TEXT NOT NULL, "
+        "day TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (provider, account, day))"
+    )
+    conn.execute(
+        "INSERT INTO day_versions SELECT DISTINCT provider, account, day, 1 FROM ("
+        "SELECT provider, account, day FROM costs UNION SELECT provider, account, day FROM usage)"
+    )
+    # key 'fx_currency': the accounting currency every cost row was last fully converted to
+    conn.execute("CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute(f"CREATE INDEX costs_fx_pending ON costs (day) WHERE {FX_PENDING}")
+
+
+# Cost rows whose conversion is not final (or not yet run): what a refresh re-converts
+# while the accounting currency stays the same (the partial index costs_fx_pending).
+FX_PENDING = "(fx_status IS NOT 'final' OR fx_currency IS NULL)"
+
+# Applied in this order, each once (``_migrations``); a new step gets the next number.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
     ("002_fx", _m002_fx),
     ("003_billing_state", _m003_billing_state),
     ("006_recommendations", _m006_recommendations),
     ("010_app_requests", _m010_app_requests),
+    ("011_stream_index", _m011_stream_index),
 ]

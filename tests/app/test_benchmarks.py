@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,18 @@ def test_backfill_benchmark_runs_on_a_small_history() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     figures = json.loads(proc.stdout)
     assert figures["files"] == 2 and figures["samples"] > figures["series"] > 0  # April, May
+
+
+def test_recompute_benchmark_fills_a_small_history_and_reports_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_recompute.py"), "--streams", "12", "--days", "35",
+         "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"recompute: [0-9.]+ s, [0-9]+ MiB, [0-9]+ series", last), last
+    assert int(last.split(", ")[2].split()[0]) > 12 * 5  # every stream has its windows
 
 
 def test_ingest_benchmark_runs_on_a_few_spans() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from exporter.app import App, build
 from exporter.demo.openai import FakeOpenAIServer, Fault
-from tests.conftest import NOW, TODAY, fixed_clock
+from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
 from tests.oracles.openai import truth_cost_total
 
@@ -119,7 +120,7 @@ def test_429_honours_retry_after_and_5xx_retries_within_one_poll(
     assert codes == {("costs", "429"), ("usage/completions", "503")}
     assert sample(service, "aicost_api_requests_total", **HEALTH, endpoint="costs", code="429") == 1
     costs_calls = [r for r in fake.requests if r.path.endswith("/costs")]
-    assert len(costs_calls) == 3  # 429, then two pages of 31 buckets
+    assert len(costs_calls) == 2  # 429, then one page: costs take up to 180 daily buckets
     service.stop()
 
 
@@ -129,3 +130,35 @@ def test_missing_key_is_a_config_error_not_a_crash(fake: FakeOpenAIServer, confi
     assert sample(service, "aicost_poll_errors_total", **HEALTH, reason="config") == 1
     assert fake.requests == []
     service.stop()
+
+
+def test_costs_are_read_in_pages_of_the_api_maximum_of_180_days(
+    fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    config = make_config(tmp_path, fake.base_url, poll={"backfill_days": 200})
+    service = opened(build(config, clock=fixed_clock, env=env))
+    assert service.poll_once()
+    pages = [r for r in fake.requests if r.path.endswith("/costs")]
+    assert len(pages) == 2  # 201 days: 180 + 21 buckets
+    assert {dict(r.query)["limit"] for r in pages} == {"180"}
+
+
+def test_api_keys_are_listed_once_per_interval_not_on_every_poll(
+    fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str]
+) -> None:
+    now = [NOW]
+    service = opened(build(make_config(tmp_path, fake.base_url), clock=lambda: now[0], env=env))
+
+    def key_listings() -> int:
+        return sum(1 for r in fake.requests if r.path.endswith("/api_keys"))
+
+    assert service.poll_once()
+    first = key_listings()
+    assert first == sum(1 for p in fake.org.projects if p.get("status") != "archived") > 0
+    now[0] = NOW + timedelta(hours=23)
+    assert service.poll_once()
+    assert key_listings() == first  # usage and costs re-read, keys kept from the first poll
+    assert service.store.api_keys()  # still stored for inactive-key detection
+    now[0] = NOW + timedelta(hours=24)
+    assert service.poll_once()
+    assert key_listings() == 2 * first

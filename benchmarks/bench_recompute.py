@@ -1,0 +1,272 @@
+"""Benchmark: one recompute + render cycle over a large history.
+
+Fills a history of N streams x D days through the store's own write path
+(:meth:`~exporter.store.Store.replace_window`, FX columns written in, 30-day windows per
+account as a backfill writes them), then times, in a fresh process, what the exporter does
+after every poll: the conversion step (``FxService.convert_stored``), the snapshot
+(``SnapshotBuilder.build``) and the render (``exporter.exposition.render``). A stream is
+provider/account/project/model; each stream-day has ~5 rows (2 usage rows, 3 cost lines).
+
+    python benchmarks/bench_recompute.py --streams 1000 --days 400
+    python benchmarks/bench_recompute.py --streams 1000 --days 400 --db /tmp/h.db  # keep/reuse
+
+The last line is ``recompute: S s, R MiB, N series`` (S: seconds of the timed cycle, R:
+peak RSS of the measuring process, N: sample lines of the text exposition). Nothing here
+asserts on time; figures are for comparison within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from exporter.app import open_history
+from exporter.config import Config
+from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
+
+TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
+ACCOUNTS = [
+    ("openai", "openai-a"),
+    ("openai", "openai-b"),
+    ("anthropic", "anthropic-a"),
+    ("anthropic", "anthropic-b"),
+    ("xai", "xai-a"),
+    ("xai", "xai-b"),
+]
+MODELS = {
+    "openai": ["gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "o3-mini"],
+    "anthropic": [
+        "claude-3-5-haiku-20241022",
+        "claude-sonnet-4-20250514",
+        "claude-opus-4-20250514",
+        "claude-3-7-sonnet-20250219",
+        "claude-3-5-sonnet-20241022",
+    ],
+    "xai": ["grok-3", "grok-3-mini", "grok-4", "grok-2-1212", "grok-4-fast"],
+}
+WINDOW_DAYS = 30
+
+
+def config(path: str) -> Config:
+    return Config.model_validate({"storage": {"path": path}})
+
+
+def streams_of(n: int) -> list[tuple[str, str, str, str]]:
+    """``n`` streams: 5 models per project, projects round-robin over the 6 accounts."""
+    out = []
+    for i in range(n):
+        project_no, model_no = divmod(i, 5)
+        provider, account = ACCOUNTS[project_no % len(ACCOUNTS)]
+        out.append((provider, account, f"proj_{project_no:05d}", MODELS[provider][model_no]))
+    return out
+
+
+def day_rows(
+    stream: tuple[str, str, str, str], day: date, rng: random.Random
+) -> tuple[list[UsageRecord], list[CostRecord]]:
+    provider, account, project, model = stream
+    usage, costs = [], []
+    for batch in ("false", "true"):
+        usage.append(
+            UsageRecord(
+                provider,
+                account,
+                day,
+                project,
+                model,
+                "completions",
+                batch=batch,
+                input_tokens=rng.randrange(10_000, 2_000_000),
+                output_tokens=rng.randrange(1_000, 400_000),
+                cache_read_tokens=rng.randrange(0, 500_000),
+                requests=rng.randrange(10, 5_000),
+            )
+        )
+    for token_type in ("input", "output", "cache_read"):
+        costs.append(
+            CostRecord(
+                provider,
+                account,
+                day,
+                project,
+                model,
+                "tokens",
+                Decimal(rng.randrange(1, 50_000_000)).scaleb(-6),
+                line_item=f"{model}, {token_type}",
+                token_type=token_type,
+            )
+        )
+    return usage, costs
+
+
+def fill(path: str, n_streams: int, days: int, quiet: bool) -> float:
+    """Write the history through ``replace_window``; returns seconds spent."""
+    history = open_history(config(path), clock=lambda: TODAY)
+    store, fx = history.store, history.fx
+    rng = random.Random(17)
+    streams = streams_of(n_streams)
+    by_account: dict[tuple[str, str], list[tuple[str, str, str, str]]] = {}
+    for s in streams:
+        by_account.setdefault((s[0], s[1]), []).append(s)
+    first = TODAY.date() - timedelta(days=days - 1)
+    started = time.perf_counter()
+    for (provider, account), mine in by_account.items():
+        projects = sorted({s[2] for s in mine})
+        start = first
+        while start <= TODAY.date():
+            end = min(start + timedelta(days=WINDOW_DAYS), TODAY.date() + timedelta(days=1))
+            result = FetchResult(
+                start,
+                end,
+                projects=[ProjectRecord(provider, account, p, f"Project {p}") for p in projects],
+            )
+            day = start
+            while day < end:
+                for s in mine:
+                    usage, costs = day_rows(s, day, rng)
+                    result.usage.extend(usage)
+                    result.costs.extend(costs)
+                day += timedelta(days=1)
+            store.replace_window(provider, account, result, annotate=fx.columns)
+            start = end
+        if not quiet:
+            print(f"filled {provider}/{account}", file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    history.close()
+    return elapsed
+
+
+def poll_rows(n_streams: int, provider: str, account: str, start: date, end: date) -> FetchResult:
+    """What a poll of one account re-reads: the streams' rows of ``[start, end)``."""
+    rng = random.Random(99)
+    result = FetchResult(start, end)
+    for s in streams_of(n_streams):
+        if (s[0], s[1]) != (provider, account):
+            continue
+        day = start
+        while day < end:
+            usage, costs = day_rows(s, day, rng)
+            result.usage.extend(usage)
+            result.costs.extend(costs)
+            day += timedelta(days=1)
+    return result
+
+
+def measure(path: str, n_streams: int) -> dict[str, Any]:
+    """In this fresh process: the start-up refresh (cold), then one poll of one account
+    (today + 3 days lookback, through replace_window) and the timed cycle after it, as
+    ``App.poll`` runs it: convert_stored, build, render."""
+    from exporter.analytics.build import SnapshotBuilder
+    from exporter.exposition import render
+    from exporter.snapshot import ProviderHealth
+
+    cfg = config(path)
+    opened_at = time.perf_counter()
+    history = open_history(cfg, clock=lambda: TODAY)
+    open_s = time.perf_counter() - opened_at
+    builder = SnapshotBuilder(
+        cfg,
+        history.store,
+        history.fx,
+        history.catalogue,
+        cfg.recommendations.maps(),
+        lambda: TODAY,
+    )
+    health = [ProviderHealth(p, a, up=True) for p, a in ACCOUNTS]
+    started = time.perf_counter()
+    history.fx.convert_stored()
+    render(builder.build(health))
+    cold_s = time.perf_counter() - started
+    provider, account = ACCOUNTS[0]
+    today = TODAY.date()
+    polled = poll_rows(
+        n_streams, provider, account, today - timedelta(days=3), today + timedelta(days=1)
+    )
+    written = time.perf_counter()
+    history.store.replace_window(provider, account, polled, annotate=history.fx.columns)
+    write_s = time.perf_counter() - written
+    started = time.perf_counter()
+    history.fx.convert_stored()
+    snapshot = builder.build(health)
+    rendered = render(snapshot)
+    seconds = time.perf_counter() - started
+    series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    history.close()
+    return {
+        "seconds": seconds,
+        "open_seconds": open_s,
+        "cold_seconds": cold_s,
+        "poll_write_seconds": write_s,
+        "poll_rows": len(polled.usage) + len(polled.costs),
+        "rss_mib": rss_mib,
+        "series": series,
+        "text_bytes": len(rendered.text),
+        "gzip_bytes": len(rendered.text_gzip),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=1000, help="streams (default 1000)")
+    parser.add_argument("--days", type=int, default=400, help="days of history (default 400)")
+    parser.add_argument(
+        "--db", help="history file: filled when missing, reused when present (default: temp)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # the fresh measuring process
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.streams)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
+        path = args.db or str(Path(tmp) / "history.db")
+        fill_s = None
+        if not Path(path).exists():
+            fill_s = fill(path, args.streams, args.days, args.quiet)
+        size_mib = (
+            sum(Path(p).stat().st_size for p in (path, f"{path}-wal") if Path(p).exists()) / 2**20
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures |= {"streams": args.streams, "days": args.days, "db_mib": size_mib}
+    if fill_s is not None:
+        rows = args.streams * args.days * 5
+        figures |= {"fill_seconds": fill_s, "write_us_per_row": fill_s / rows * 1e6}
+    if args.json:
+        print(json.dumps(figures))
+    print(
+        f"streams={args.streams} days={args.days} db={size_mib:.0f} MiB "
+        f"open={figures['open_seconds']:.2f} s cold={figures['cold_seconds']:.2f} s "
+        f"poll-write={figures['poll_write_seconds']:.2f} s "
+        f"text={figures['text_bytes'] / 2**20:.1f} MiB "
+        f"gzip={figures['gzip_bytes'] / 2**20:.2f} MiB"
+        + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
+    )
+    print(
+        f"recompute: {figures['seconds']:.2f} s, {figures['rss_mib']:.0f} MiB, "
+        f"{figures['series']} series"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
