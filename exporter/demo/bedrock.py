@@ -42,7 +42,7 @@ from typing import Any
 from exporter.demo.http import ApiError, FakeHTTPServer, Query, day_start
 
 DEFAULT_ACCOUNT_ID = "123456789012"
-DEFAULT_ACCESS_KEY_ID = "AKIAFAKEDEMO00000001"
+DEFAULT_ACCESS_KEY_ID = "FAKEDEMOACCESSKEY001"  # not shaped like a real AWS key id
 DEFAULT_SECRET_KEY = "fake-secret-access-key-for-tests"  # deliberately not key-shaped
 MARKETPLACE = "AWS Marketplace"
 BEDROCK = "Amazon Bedrock"

@@ -205,7 +205,7 @@ def test_the_fake_refuses_an_unsigned_request(fake: FakeBedrockServer) -> None:
 def test_an_unknown_access_key_is_an_auth_error_without_the_secret(
     tmp_path: Path, fake: FakeBedrockServer
 ) -> None:
-    provider, _ = make_provider(tmp_path, fake, key_id="AKIAUNKNOWN000000000")
+    provider, _ = make_provider(tmp_path, fake, key_id="FAKEUNKNOWNACCESSKEY")
     with pytest.raises(AuthError) as err:
         provider.fetch(START, END)
     assert "UnrecognizedClientException" in str(err.value)
