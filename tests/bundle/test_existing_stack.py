@@ -69,7 +69,8 @@ def test_readme_names_every_panel_that_needs_a_rule_file() -> None:
 
 def test_first_command_runs_in_a_venv_not_the_system_python() -> None:
     first = re.search(r"```sh\n(.*?)\n", README).group(1)  # type: ignore[union-attr]
-    assert first.startswith("python3 -m venv .venv && .venv/bin/pip install . ")
+    # the extras the demo's Bedrock and Vertex accounts need, so command 1 shows every provider
+    assert first.startswith("python3 -m venv .venv && .venv/bin/pip install '.[aws,gcp]' ")
     assert ".venv/bin/ai-cost-exporter demo" in first
     assert "docker run --rm -p 127.0.0.1:9877:9877 ai-cost-exporter demo" in README
 
