@@ -55,16 +55,20 @@ def project_infos(
     rules: Sequence[AttributionRule],
     projects: Iterable[ProjectRecord],
     rows: Iterable[CostRecord | UsageRecord] = (),
+    keys: Iterable[ProjectKey] = (),
 ) -> list[ProjectInfo]:
     """Every known project with its name and attribution, sorted.
 
     Known = listed by the provider (``projects``) or seen in a usage/cost row, so a project
     with spend but no listing (deleted, or ``""`` for unattributed rows) still gets its
     ``aicost_project_info`` series and joins land in ``unassigned`` instead of vanishing.
+    ``keys``: more (provider, account, project)s seen with data (the refresh cube's).
     """
     names: dict[ProjectKey, str] = {(p.provider, p.account, p.project): p.name for p in projects}
     for row in rows:
         names.setdefault((row.provider, row.account, row.project), "")
+    for key in keys:
+        names.setdefault(key, "")
     return [
         ProjectInfo(*key, project_name=name, attribution=attribute(rules, key, name))
         for key, name in sorted(names.items())

@@ -71,7 +71,6 @@ def evaluate_budgets(
     series = daily_by_stream(costs) if series is None else series
     out = []
     for budget in budgets:
-        start, end = period_bounds(budget.period, today)
         daily: dict[date, Decimal] = defaultdict(Decimal)
         matched = False
         for stream, stream_daily in series.items():
@@ -79,18 +78,25 @@ def evaluate_budgets(
                 matched = True
                 for day, amount in stream_daily.items():
                     daily[day] += amount
-        spend = sum((v for d, v in daily.items() if start <= d < end), Decimal(0))
-        out.append(
-            BudgetStatus(
-                name=budget.name,
-                period=budget.period,
-                start=start,
-                end=end,
-                limit=budget.limit,
-                spend=spend,
-                forecast=forecast_period(daily, today, start, end),
-                thresholds=budget.thresholds,
-                matched=matched,
-            )
-        )
+        out.append(budget_status(budget, today, daily, matched))
     return out
+
+
+def budget_status(
+    budget: BudgetConfig, today: date, daily: Mapping[date, Decimal], matched: bool
+) -> BudgetStatus:
+    """The status of one budget from the daily cost of its scope (``daily`` must cover the
+    last 28 complete days and the current period)."""
+    start, end = period_bounds(budget.period, today)
+    spend = sum((v for d, v in daily.items() if start <= d < end), Decimal(0))
+    return BudgetStatus(
+        name=budget.name,
+        period=budget.period,
+        start=start,
+        end=end,
+        limit=budget.limit,
+        spend=spend,
+        forecast=forecast_period(daily, today, start, end),
+        thresholds=budget.thresholds,
+        matched=matched,
+    )

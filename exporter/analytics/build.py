@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
 from exporter.analytics import cardinality, governance
+from exporter.analytics.aggregated import CubeAnalytics
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.billing import compute_billing, earliest_period_start
 from exporter.analytics.cache import HistoryCache
+from exporter.analytics.cube import Cube
 from exporter.analytics.recommendations import (
     Findings,
     account_findings,
@@ -29,7 +32,7 @@ from exporter.analytics.recommendations import (
     recommendations_start,
 )
 from exporter.analytics.unit_economics import Caps, compute_app_metrics
-from exporter.analytics.windows import compute_windows, history_start
+from exporter.analytics.windows import history_start
 from exporter.clock import Clock
 from exporter.config import Config
 from exporter.fx.rates import FxError
@@ -121,7 +124,12 @@ class SnapshotBuilder:
         self.clock = clock
         self._unmatched_budgets: set[str] = set()
         self._billing_withheld: set[tuple[str, str, str, date]] = set()  # already logged
-        self.history = HistoryCache(store, config.currency)  # rows kept between refreshes
+        # the windows' and governance's per-series x day arrays, kept between refreshes
+        self.cube = Cube(store, config.currency)
+        self.analytics = CubeAnalytics(config, self.cube)
+        # decoded rows, for the recommendation rules only (loaded when they are enabled)
+        self.history = HistoryCache(store, config.currency)
+        self.timings: dict[str, float] = {}  # seconds per stage of the last build (bench, logs)
         # per account: (what its findings were computed from, the findings)
         self._account_findings: dict[tuple[str, str], tuple[object, Findings]] = {}
         self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
@@ -136,34 +144,43 @@ class SnapshotBuilder:
 
     def _build(self, health: list[ProviderHealth]) -> Snapshot:
         today = self.clock().date()
-        start, rec_start = history_start(today), recommendations_start(today)
-        usage, costs, withheld = self.history.load(*history_range(today))
-        gov = load_governance(self.config, self.store, today, usage, costs)
+        self.timings = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.timings[stage] = now - clock
+            clock = now
+
+        self.cube.update(*history_range(today))
+        lap("arrays")
+        first_seen = self.store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS))
+        gov = self.analytics.governance(today, self.store.projects(), first_seen)
+        lap("governance")
         # An empty history, or one some providers have not been polled into yet (the demo's
         # first minute, a new account), may match nothing for now: no news until each
         # configured account has had its first poll.
-        if costs and all(h.last_success or any(h.errors.values()) for h in health):
+        if self.analytics.has_costs() and all(
+            h.last_success or any(h.errors.values()) for h in health
+        ):
             self._warn_unmatched(gov)
+        totals = cardinality.select(self.analytics.windows(today), self.config.metrics)
+        lap("windows")
+        recommendations = self._recommendations(today)
+        lap("recommendations")
+        billing = self._billing(today, {(h.provider, h.account) for h in health})
+        lap("billing")
+        fx, app = self.fx.state(today), self.app_metrics(today)
+        lap("fx_app")
         return Snapshot(
-            totals=cardinality.select(
-                compute_windows(
-                    today,
-                    [u for u in usage if u.day >= start],
-                    [c for c in costs if c.day >= start],
-                    [w for w in withheld if w.day >= start],
-                ),
-                self.config.metrics,
-            ),
+            totals=totals,
             governance=gov,
             health=health,
-            fx=self.fx.state(today),
-            recommendations=self._recommendations(
-                today,
-                [u for u in usage if u.day >= rec_start],
-                [c for c in costs if c.day >= rec_start],
-            ),
-            billing=self._billing(today, {(h.provider, h.account) for h in health}),
-            app=self.app_metrics(today),
+            fx=fx,
+            recommendations=recommendations,
+            billing=billing,
+            app=app,
         )
 
     def app_metrics(self, today: date | None = None) -> AppMetrics:
@@ -201,11 +218,14 @@ class SnapshotBuilder:
         source_costs = self.store.costs_between(period_start, today + timedelta(days=1))
         return compute_billing(rated, source_costs, currency)
 
-    def _recommendations(
-        self, today: date, usage: list[UsageRecord], costs: list[CostRecord]
-    ) -> RecommendationMetrics:
+    def _recommendations(self, today: date) -> RecommendationMetrics:
         """Compute, record first-seen dates of the non-dismissed ones, and publish."""
         cfg = self.config.recommendations
+        usage: list[UsageRecord] = []
+        costs: list[CostRecord] = []
+        if cfg.enabled:  # the rules' decoded rows (the windows and governance read the cube)
+            rec_start = recommendations_start(today)
+            usage, costs, _withheld = self.history.load(rec_start, today + timedelta(days=1))
         try:
             findings = self._findings(today, usage, costs)
         except FxError as exc:

@@ -4,12 +4,14 @@
 (usage, cost, project, key and billing rows; poll state), :class:`~exporter.store.fx_cache.FxCache`
 (cached ECB rates and the FX columns of cost rows) and :class:`~exporter.store.ledger.Ledger`
 (recommendation first-seen dates) and :class:`~exporter.store.requests.RequestLog`
-(requests ingested from applications). The schema is in :mod:`exporter.store.migrations`.
+(requests ingested from applications) and :class:`~exporter.store.aggregates.Aggregates`
+(the refresh cube's one read). The schema is in :mod:`exporter.store.migrations`.
 """
 
 from __future__ import annotations
 
 from exporter.store.access import StorageError, check_storage
+from exporter.store.aggregates import Aggregates
 from exporter.store.fx_cache import FxCache
 from exporter.store.history import History, retention_cutoff
 from exporter.store.ledger import RECOMMENDATION_FIELDS, Ledger
@@ -18,7 +20,7 @@ from exporter.store.requests import DailyRow, RequestLog
 from exporter.store.rows import CostAnnotator
 
 
-class Store(History, FxCache, Ledger, RequestLog):
+class Store(History, FxCache, Ledger, RequestLog, Aggregates):
     """The history file: open with ``Store(path)``, or ``read_only=True`` to inspect one."""
 
 
