@@ -84,11 +84,10 @@ class CubeAnalytics:
         self.config = config
         self.cube = cube
         self._parts: dict[tuple[str, str], _Part] = {}
-        self.recomputed = 0  # accounts recomputed by the last refresh (tests, logs)
+        self.recomputed = 0  # account parts computed so far (tests, logs)
 
     def parts(self, today: date) -> list[tuple[Block, _Part]]:
         out = []
-        self.recomputed = 0
         for account, block in self.cube.blocks.items():
             basis = (today, self.cube.start, block.generation)
             part = self._parts.get(account)
