@@ -58,8 +58,18 @@ MODELS = {
 WINDOW_DAYS = 30
 
 
-def config(path: str) -> Config:
-    return Config.model_validate({"storage": {"path": path}})
+# ``--trimmed``: the per-stream families a large organisation keeps (docs/scale.md)
+TRIMMED = {
+    "windows": ["today", "yesterday", "month_to_date", "30d"],
+    "token_types": False,
+    "stream_ratios": False,
+}
+
+
+def config(path: str, trimmed: bool = False) -> Config:
+    return Config.model_validate(
+        {"storage": {"path": path}} | ({"metrics": TRIMMED} if trimmed else {})
+    )
 
 
 def streams_of(n: int) -> list[tuple[str, str, str, str]]:
@@ -163,15 +173,16 @@ def poll_rows(n_streams: int, provider: str, account: str, start: date, end: dat
     return result
 
 
-def measure(path: str, n_streams: int) -> dict[str, Any]:
+def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
     """In this fresh process: the start-up refresh (cold), then one poll of one account
     (today + 3 days lookback, through replace_window) and the timed cycle after it, as
     ``App.poll`` runs it: convert_stored, build, render."""
     from exporter.analytics.build import SnapshotBuilder
-    from exporter.exposition import render
+    from exporter.exposition import Renderer
     from exporter.snapshot import ProviderHealth
 
-    cfg = config(path)
+    cfg = config(path, trimmed)
+    render = Renderer()  # keeps the text of unchanged parts, as the app's does
     opened_at = time.perf_counter()
     history = open_history(cfg, clock=lambda: TODAY)
     open_s = time.perf_counter() - opened_at
@@ -188,6 +199,7 @@ def measure(path: str, n_streams: int) -> dict[str, Any]:
     history.fx.convert_stored()
     render(builder.build(health))
     cold_s = time.perf_counter() - started
+    cold_stages = dict(builder.timings)
     provider, account = ACCOUNTS[0]
     today = TODAY.date()
     polled = poll_rows(
@@ -198,16 +210,22 @@ def measure(path: str, n_streams: int) -> dict[str, Any]:
     write_s = time.perf_counter() - written
     started = time.perf_counter()
     history.fx.convert_stored()
+    converted = time.perf_counter()
     snapshot = builder.build(health)
+    built = time.perf_counter()
     rendered = render(snapshot)
     seconds = time.perf_counter() - started
+    stages = {"conversion": converted - started, **builder.timings}
+    stages["render"] = seconds - (built - started)
     series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     history.close()
     return {
         "seconds": seconds,
+        "stages": {k: round(v, 4) for k, v in stages.items()},
         "open_seconds": open_s,
         "cold_seconds": cold_s,
+        "cold_stages": {k: round(v, 4) for k, v in cold_stages.items()},
         "poll_write_seconds": write_s,
         "poll_rows": len(polled.usage) + len(polled.costs),
         "rss_mib": rss_mib,
@@ -224,12 +242,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--db", help="history file: filled when missing, reused when present (default: temp)"
     )
+    parser.add_argument(
+        "--trimmed",
+        action="store_true",
+        help="metrics: windows [today, yesterday, month_to_date, 30d], no token types or ratios",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the fresh measuring process
     args = parser.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure, args.streams)))
+        print(json.dumps(measure(args.measure, args.streams, args.trimmed)))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
         path = args.db or str(Path(tmp) / "history.db")
@@ -240,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
             sum(Path(p).stat().st_size for p in (path, f"{path}-wal") if Path(p).exists()) / 2**20
         )
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)],
+            [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)]
+            + (["--trimmed"] if args.trimmed else []),
             check=True,
             capture_output=True,
             text=True,
@@ -261,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         f"gzip={figures['gzip_bytes'] / 2**20:.2f} MiB"
         + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
     )
+    print("stages: " + ", ".join(f"{k}={v:.3f} s" for k, v in figures["stages"].items()))
     print(
         f"recompute: {figures['seconds']:.2f} s, {figures['rss_mib']:.0f} MiB, "
         f"{figures['series']} series"

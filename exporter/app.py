@@ -25,7 +25,7 @@ from exporter.analytics.build import SnapshotBuilder, usd_rate
 from exporter.analytics.unit_economics import RowConverter
 from exporter.clock import Clock, utc_now
 from exporter.config import Config
-from exporter.exposition import Rendered, render
+from exporter.exposition import Rendered, Renderer
 from exporter.fx.service import FxService
 from exporter.intake import Intake
 from exporter.poller import Poller
@@ -125,6 +125,7 @@ class App:
             else None
         )
         self._render_lock = threading.Lock()
+        self._render = Renderer()  # keeps the text of the parts a refresh did not change
         # Scheduled polls ask for one coalesced refresh (see exporter.refresh).
         self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
         self._polls_lock = threading.Lock()
@@ -152,7 +153,7 @@ class App:
     def refresh(self) -> Rendered:
         with self._render_lock:
             self._snapshot = self.snapshot()
-            self.rendered = render(self._snapshot)
+            self.rendered = self._render(self._snapshot)
             return self.rendered
 
     def refresh_ingest(self) -> Rendered:
@@ -168,7 +169,7 @@ class App:
             app: AppMetrics = self.builder.app_metrics()
             app.rejected = intake.rejected_counts()
             self._snapshot = replace(self._snapshot, app=app)
-            self.rendered = render(self._snapshot)
+            self.rendered = self._render(self._snapshot)
             return self.rendered
 
     def poll_once(self) -> bool:

@@ -7,8 +7,11 @@ gzipped. A scrape only picks one of those byte strings: no I/O, no computation.
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import platform
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -99,29 +102,55 @@ def _add(
     fam.add_metric(labels(metric, *parts, **extra), value)
 
 
+@dataclass(frozen=True)
+class _Keyed:
+    """A gauge family whose samples are keyed by a snapshot key (a named tuple), values
+    as given (``convert`` is applied when written), plus constant labels ``extra``. The
+    renderer writes its samples per (provider, account) part and keeps the text of parts
+    that did not change; :meth:`metric` is the same family for the client library."""
+
+    name: str
+    items: list[tuple[Any, Any]]  # sorted (key, value)
+    extra: tuple[tuple[str, str], ...] = ()
+    convert: Callable[[Any], float] = float
+
+    def metric(self) -> Metric:
+        fam = _gauge(self.name)
+        extra = dict(self.extra)
+        for key, value in self.items:
+            _add(fam, key, value=self.convert(value), **extra)
+        return fam
+
+
+def _keyed_gauge(
+    name: str, values: Mapping[Any, Any], convert: Callable[[Any], float] = float, **extra: str
+) -> _Keyed:
+    return _Keyed(name, sorted(values.items()), tuple(extra.items()), convert)
+
+
+def _int_value(n: Any) -> float:
+    return n  # type: ignore[no-any-return]  # ints are written as the library writes them
+
+
 def families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of a snapshot, in catalogue order."""
+    for fam in _specs(snapshot):
+        yield fam.metric() if isinstance(fam, _Keyed) else fam
+
+
+def _specs(snapshot: Snapshot) -> Iterator[Metric | _Keyed]:
     t = snapshot.totals
     for window in WINDOW_NAMES:
-        fam = _gauge(f"aicost_cost_{window}")
-        for key, amount in sorted(t.cost.get(window, {}).items()):
-            _add(fam, key, value=_num(amount))
-        yield fam
+        yield _keyed_gauge(f"aicost_cost_{window}", t.cost.get(window, {}), _num)
     for window in TOKEN_WINDOW_NAMES:
-        fam = _gauge(f"aicost_tokens_{window}")
-        for token_key, n in sorted(t.tokens.get(window, {}).items()):
-            _add(fam, token_key, value=n)
-        yield fam
+        yield _keyed_gauge(f"aicost_tokens_{window}", t.tokens.get(window, {}), _int_value)
     for window in WINDOW_NAMES:
-        fam = _gauge(f"aicost_requests_{window}")
-        for stream, n in sorted(t.requests.get(window, {}).items()):
-            _add(fam, stream, value=n)
-        yield fam
+        yield _keyed_gauge(f"aicost_requests_{window}", t.requests.get(window, {}), _int_value)
     recs, b = snapshot.recommendations, snapshot.billing
+    yield _keyed_gauge("aicost_cache_hit_ratio", t.cache_hit_ratio, _num)
+    yield _keyed_gauge("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens, _num)
+    yield _keyed_gauge("aicost_cost_per_request", t.cost_per_request, _num)
     keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
-        ("aicost_cache_hit_ratio", t.cache_hit_ratio),
-        ("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens),
-        ("aicost_cost_per_request", t.cost_per_request),
         ("aicost_cache_savings_30d", recs.cache_savings),
         ("aicost_savings_monthly", recs.savings),
         ("aicost_inactive_key_exposure_monthly", recs.key_exposure),
@@ -230,20 +259,14 @@ def _fx_families(fx: FxState) -> Iterator[Metric]:
     yield errors
 
 
-def _governance(g: Governance) -> Iterator[Metric]:
+def _governance(g: Governance) -> Iterator[Metric | _Keyed]:
     """Baselines, anomalies, forecasts, new streams, budgets and project attribution."""
     cur = g.currency
-    baseline = _gauge("aicost_cost_daily_baseline")
-    score = _gauge("aicost_cost_anomaly_score")
-    for stream, b in sorted(g.baselines.items()):
-        _add(baseline, stream, value=_num(b.expected), currency=cur)
-        _add(score, stream, value=b.score)
-    yield baseline
-    yield score
-    forecast = _gauge("aicost_cost_forecast_month_end")
-    for stream, amount in sorted(g.forecasts.items()):
-        _add(forecast, stream, value=_num(amount), currency=cur)
-    yield forecast
+    baselines = sorted(g.baselines.items())
+    yield _Keyed("aicost_cost_daily_baseline", [(s, b.expected) for s, b in baselines],
+                 (("currency", cur),), _num)  # fmt: skip
+    yield _Keyed("aicost_cost_anomaly_score", [(s, b.score) for s, b in baselines])
+    yield _keyed_gauge("aicost_cost_forecast_month_end", g.forecasts, _num, currency=cur)
     first_seen = _gauge("aicost_stream_first_seen_timestamp_seconds")
     for stream, day in sorted(g.new_streams.items()):
         _add(first_seen, stream, value=midnight_ts(day))
@@ -289,7 +312,7 @@ def _governance(g: Governance) -> Iterator[Metric]:
 
 class _SnapshotCollector(Collector):
     """The families of one snapshot, built once for both formats (the generators only
-    read them)."""
+    read them): what ``prometheus_client`` writes when the one-pass writer cannot."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._families = list(families(snapshot))
@@ -323,6 +346,12 @@ def _write_both(fams: list[Metric]) -> tuple[bytes, bytes]:
     """(text 0.0.4, OpenMetrics 1.0) of ``fams`` in one pass, byte for byte what
     ``prometheus_client``'s two ``generate_latest`` write (a test compares them); each
     sample line is built once for both formats."""
+    text, om = _write_families(fams)
+    return text, om + b"# EOF\n"
+
+
+def _write_families(fams: list[Metric]) -> tuple[bytes, bytes]:
+    """:func:`_write_both` without the OpenMetrics end marker."""
     text: list[str] = []
     om: list[str] = []
     for m in fams:
@@ -340,23 +369,140 @@ def _write_both(fams: list[Metric]) -> tuple[bytes, bytes]:
                 line = f"{s.name} {value}\n"
             text.append(line)
             om.append(line)
-    om.append("# EOF\n")
     return "".join(text).encode(), "".join(om).encode()
 
 
 def render(snapshot: Snapshot) -> Rendered:
-    collector = _SnapshotCollector(snapshot)
-    fams = list(collector.collect())
-    if _plain(fams):
-        text, om = _write_both(fams)
-    else:  # something the one-pass writer does not cover: the client library writes it
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(collector)
-        text = generate_latest(registry)
-        om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
-    return Rendered(
-        text=text,
-        text_gzip=gzip.compress(text, compresslevel=6, mtime=0),
-        openmetrics=om,
-        openmetrics_gzip=gzip.compress(om, compresslevel=6, mtime=0),
-    )
+    """The four bodies of ``snapshot`` (no text kept for the next render)."""
+    return Renderer()(snapshot)
+
+
+# (text, OpenMetrics, raw deflate of the text when both are the same and it is cached)
+_Piece = tuple[bytes, bytes, bytes | None]
+GZIP_LEVEL = 6
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
+
+
+def _deflate(data: bytes) -> bytes:
+    """Raw deflate of ``data``, byte aligned and not final: such pieces concatenate into
+    one deflate stream (each refers only to its own bytes)."""
+    c = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+
+
+def _gzip(pieces: list[bytes], body: bytes) -> bytes:
+    """A gzip member of the deflated ``pieces`` of ``body``."""
+    trailer = struct.pack("<II", zlib.crc32(body), len(body) & 0xFFFFFFFF)
+    return b"".join([_GZIP_HEADER, *pieces, b"\x03\x00", trailer])  # \x03\x00: final block
+
+
+class Renderer:
+    """:func:`render` that keeps, between renders, the text (and its deflate) of each
+    (family, provider, account) part of the per-stream families: a part whose samples are
+    the same as last time is not written or compressed again. After one account's poll
+    only that account's parts are new."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, str, str], tuple[list[tuple[Any, Any]], bytes, bytes]] = {}
+        self.written = 0  # parts written (not taken from the last render), for tests
+
+    def __call__(self, snapshot: Snapshot) -> Rendered:
+        specs = list(_specs(snapshot))
+        plain = [f for f in specs if not isinstance(f, _Keyed)]
+        if not _plain(plain):  # the client library writes what the one-pass writer cannot
+            collector = _SnapshotCollector(snapshot)
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(collector)
+            text = generate_latest(registry)
+            om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
+            return Rendered(
+                text=text,
+                text_gzip=gzip.compress(text, compresslevel=GZIP_LEVEL, mtime=0),
+                openmetrics=om,
+                openmetrics_gzip=gzip.compress(om, compresslevel=GZIP_LEVEL, mtime=0),
+            )
+        pieces: list[_Piece] = []
+        used: set[tuple[str, str, str]] = set()
+        for fam in specs:
+            if isinstance(fam, _Keyed):
+                pieces.extend(self._keyed(fam, used))
+            else:
+                text, om = _write_families([fam])
+                pieces.append((text, om, None))
+        pieces.append((b"", b"# EOF\n", None))
+        self._parts = {k: v for k, v in self._parts.items() if k in used}
+        text_body = b"".join(p[0] for p in pieces)
+        om_body = b"".join(p[1] for p in pieces)
+        text_gz, om_gz = _deflated(pieces)
+        return Rendered(
+            text=text_body,
+            text_gzip=_gzip(text_gz, text_body),
+            openmetrics=om_body,
+            openmetrics_gzip=_gzip(om_gz, om_body),
+        )
+
+    def _keyed(self, fam: _Keyed, used: set[tuple[str, str, str]]) -> Iterator[_Piece]:
+        metric = BY_NAME[fam.name]
+        doc = metric.help.replace("\\", r"\\").replace("\n", r"\n")
+        om_doc = doc.replace('"', r"\"")
+        yield (
+            f"# HELP {fam.name} {doc}\n# TYPE {fam.name} gauge\n".encode(),
+            f"# HELP {fam.name} {om_doc}\n# TYPE {fam.name} gauge\n".encode(),
+            None,
+        )
+        items = fam.items
+        i, n = 0, len(items)
+        while i < n:
+            key = items[i][0]
+            fields = getattr(key, "_fields", ())
+            if fields[:2] == ("provider", "account"):  # one part per account
+                part = (fam.name, key[0], key[1])
+                j = bisect.bisect_left(items, ((key[0], key[1] + "\x00"),), lo=i)
+            else:
+                part, j = (fam.name, "", ""), n
+            chunk = items[i:j]
+            held = self._parts.get(part)
+            if held is None or held[0] != chunk:
+                text = self._lines(fam, metric, chunk).encode()
+                held = self._parts[part] = (chunk, text, _deflate(text))
+                self.written += 1
+            used.add(part)
+            yield held[1], held[1], held[2]
+            i = j
+
+    def _lines(self, fam: _Keyed, metric: MetricDef, items: list[tuple[Any, Any]]) -> str:
+        """Sample lines as the client library writes them: labels sorted by name."""
+        ordered = tuple(sorted(metric.labels))
+        extra = dict(fam.extra)
+        out = []
+        for key, value in items:
+            named = dict(zip(key._fields, key, strict=True)) | extra
+            pairs = ",".join(f'{k}="{_label_value(str(named[k]))}"' for k in ordered)
+            out.append(f"{fam.name}{{{pairs}}} {floatToGoString(fam.convert(value))}\n")  # type: ignore[no-untyped-call]
+        return "".join(out)
+
+
+def _deflated(pieces: list[_Piece]) -> tuple[list[bytes], list[bytes]]:
+    """The raw deflate pieces of both bodies: cached parts as they are, the text between
+    them compressed together (per body: their headers differ)."""
+    text_out: list[bytes] = []
+    om_out: list[bytes] = []
+    text_run: list[bytes] = []
+    om_run: list[bytes] = []
+
+    def flush() -> None:
+        for run, out in ((text_run, text_out), (om_run, om_out)):
+            if data := b"".join(run):
+                out.append(_deflate(data))
+            run.clear()
+
+    for text, om, deflated in pieces:
+        if deflated is None:
+            text_run.append(text)
+            om_run.append(om)
+        else:
+            flush()
+            text_out.append(deflated)
+            om_out.append(deflated)
+    flush()
+    return text_out, om_out
