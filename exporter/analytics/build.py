@@ -155,6 +155,8 @@ class SnapshotBuilder:
 
         self.cube.update(*history_range(today))
         lap("arrays")
+        self.analytics.parts(today)  # windows, baselines, forecasts of changed accounts
+        lap("per_account")
         first_seen = self.store.streams_first_seen(today - timedelta(days=NEW_STREAM_DAYS))
         gov = self.analytics.governance(today, self.store.projects(), first_seen)
         lap("governance")

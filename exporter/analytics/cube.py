@@ -39,6 +39,7 @@ import numpy.typing as npt
 from exporter.records import TOKEN_TYPES, Stream
 from exporter.snapshot import CostKey, TokenKey
 from exporter.store import Store
+from exporter.store.aggregates import CostGroup, CostLine, UsageDay
 from exporter.store.streams import DayKey
 
 SCALE = 9  # decimals of an exact integer amount (nano-units)
@@ -171,14 +172,59 @@ class Block:
     def fill(
         self,
         cols: dict[str, int],
-        costs: list[tuple[str, str, str, str, str, str, str | None, int]],
-        usage: list[tuple[str, str, str, str, str, int, int, int, int, int]],
+        groups: list[CostGroup],
+        lines: list[CostLine],
+        usage: list[UsageDay],
         currency: str,
     ) -> None:
-        """Add the rows of the (cleared) days in ``cols`` (cost lines in record order)."""
+        """Add what the store read for the (cleared) days in ``cols``: the SQL sums when
+        they are exact, else the cost lines in record order."""
+        if lines:
+            self._fill_lines(cols, lines, currency)
+        else:
+            self._fill_groups(cols, groups, currency)
+        for _p, _a, day, project, model, *volumes in usage:
+            s = self.stream(project, model, currency)
+            col = cols[day]
+            self.usage[s, col] = volumes
+            self.usage_has[s, col] = True
+
+    def _fill_groups(self, cols: dict[str, int], groups: list[CostGroup], currency: str) -> None:
+        totals: dict[tuple[int, int], int] = {}
+        for day, project, model, cost_type, amount, converted, withheld, rowid in groups:
+            col = cols[day]
+            s = self.stream(project, model, currency)
+            k = self.key(s, cost_type, currency)
+            if withheld:
+                self.held[k, col] = True
+            if not converted or amount is None or rowid is None:
+                continue
+            at = (s, col)
+            if at in totals:
+                totals[at] += amount
+                self.total_seq[at] = min(int(self.total_seq[at]), rowid)
+            else:
+                totals[at] = amount
+                self.total_has[at], self.total_seq[at] = True, rowid
+            self.cost_has[k, col], self.cost_seq[k, col] = True, rowid
+            if self.exact:
+                self.cost[k, col] = amount
+            else:
+                assert self.cost_dec is not None
+                self.cost_dec[k, col] = to_decimal(amount)
+        if any(not -_MAX_CELL < v < _MAX_CELL for v in totals.values()):
+            self.to_decimal_cells()
+        for at, v in totals.items():
+            if self.exact:
+                self.total[at] = v
+            else:
+                assert self.total_dec is not None
+                self.total_dec[at] = to_decimal(v)
+
+    def _fill_lines(self, cols: dict[str, int], lines: list[CostLine], currency: str) -> None:
         key_cells: dict[tuple[int, int], int | Decimal] = {}
         total_cells: dict[tuple[int, int], int | Decimal] = {}
-        for _p, _a, day, project, model, cost_type, amount, rowid in costs:
+        for _p, _a, day, project, model, cost_type, amount, rowid in lines:
             col = cols[day]
             s = self.stream(project, model, currency)
             k = self.key(s, cost_type, currency)
@@ -206,11 +252,6 @@ class Block:
                 self.cost_dec[k, col] = _as_decimal(v)
             for (s, col), v in total_cells.items():
                 self.total_dec[s, col] = _as_decimal(v)
-        for _p, _a, day, project, model, *volumes in usage:
-            s = self.stream(project, model, currency)
-            col = cols[day]
-            self.usage[s, col] = volumes
-            self.usage_has[s, col] = True
 
 
 def _as_decimal(value: int | Decimal) -> Decimal:
@@ -278,8 +319,8 @@ class Cube:
             block.clear(self.col(first), self.col(last))
             cols = {(first + timedelta(days=i)).isoformat(): self.col(first) + i
                     for i in range((last - first).days)}  # fmt: skip
-            costs, usage = self.store.account_days(self.currency, account, first, last)
-            block.fill(cols, costs, usage, self.currency)
+            groups, lines, usage = self.store.account_days(self.currency, account, first, last)
+            block.fill(cols, groups, lines, usage, self.currency)
             block.generation += 1
             self.reloaded_days += len(cols)
         self.blocks = dict(sorted(self.blocks.items()))
