@@ -18,6 +18,7 @@ asserts on time; figures are for comparison within one run.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -66,9 +68,11 @@ TRIMMED = {
 }
 
 
-def config(path: str, trimmed: bool = False) -> Config:
+def config(path: str, trimmed: bool = False, recommendations: bool = True) -> Config:
     return Config.model_validate(
-        {"storage": {"path": path}} | ({"metrics": TRIMMED} if trimmed else {})
+        {"storage": {"path": path}}
+        | ({"metrics": TRIMMED} if trimmed else {})
+        | ({} if recommendations else {"recommendations": {"enabled": False}})
     )
 
 
@@ -173,7 +177,9 @@ def poll_rows(n_streams: int, provider: str, account: str, start: date, end: dat
     return result
 
 
-def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
+def measure(
+    path: str, n_streams: int, trimmed: bool = False, recommendations: bool = True
+) -> dict[str, Any]:
     """In this fresh process: the start-up refresh (cold), then one poll of one account
     (today + 3 days lookback, through replace_window) and the timed cycle after it, as
     ``App.poll`` runs it: convert_stored, build, render."""
@@ -181,7 +187,7 @@ def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
     from exporter.exposition import Renderer
     from exporter.snapshot import ProviderHealth
 
-    cfg = config(path, trimmed)
+    cfg = config(path, trimmed, recommendations)
     render = Renderer()  # keeps the text of unchanged parts, as the app's does
     opened_at = time.perf_counter()
     history = open_history(cfg, clock=lambda: TODAY)
@@ -208,6 +214,7 @@ def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
     written = time.perf_counter()
     history.store.replace_window(provider, account, polled, annotate=history.fx.columns)
     write_s = time.perf_counter() - written
+    gc_seconds = _gc_timer()
     started = time.perf_counter()
     history.fx.convert_stored()
     converted = time.perf_counter()
@@ -217,6 +224,7 @@ def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     stages = {"conversion": converted - started, **builder.timings}
     stages["render"] = seconds - (built - started)
+    stages["of_which_gc"] = gc_seconds()
     series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     history.close()
@@ -235,6 +243,21 @@ def measure(path: str, n_streams: int, trimmed: bool = False) -> dict[str, Any]:
     }
 
 
+def _gc_timer() -> Callable[[], float]:
+    """Seconds the cyclic garbage collector runs from now on (a heap of millions of objects
+    makes each full collection expensive)."""
+    spent = [0.0, 0.0]
+
+    def callback(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter()
+        else:
+            spent[0] += time.perf_counter() - spent[1]
+
+    gc.callbacks.append(callback)
+    return lambda: spent[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=1000, help="streams (default 1000)")
@@ -247,12 +270,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="metrics: windows [today, yesterday, month_to_date, 30d], no token types or ratios",
     )
+    parser.add_argument(
+        "--no-recommendations",
+        action="store_true",
+        help="recommendations.enabled: false (their rules still read decoded rows)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the fresh measuring process
     args = parser.parse_args(argv)
     if args.measure:
-        print(json.dumps(measure(args.measure, args.streams, args.trimmed)))
+        print(
+            json.dumps(
+                measure(args.measure, args.streams, args.trimmed, not args.no_recommendations)
+            )
+        )
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
         path = args.db or str(Path(tmp) / "history.db")
@@ -264,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         out = subprocess.run(
             [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)]
-            + (["--trimmed"] if args.trimmed else []),
+            + (["--trimmed"] if args.trimmed else [])
+            + (["--no-recommendations"] if args.no_recommendations else []),
             check=True,
             capture_output=True,
             text=True,

@@ -32,6 +32,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
 from exporter.clock import midnight_ts
+from exporter.heap import refresh_heap
 from exporter.metrics import BY_NAME, MetricDef
 from exporter.snapshot import (
     TOKEN_WINDOW_NAMES,
@@ -407,6 +408,10 @@ class Renderer:
         self.written = 0  # parts written (not taken from the last render), for tests
 
     def __call__(self, snapshot: Snapshot) -> Rendered:
+        with refresh_heap():  # see exporter.heap
+            return self._render(snapshot)
+
+    def _render(self, snapshot: Snapshot) -> Rendered:
         specs = list(_specs(snapshot))
         plain = [f for f in specs if not isinstance(f, _Keyed)]
         if not _plain(plain):  # the client library writes what the one-pass writer cannot

@@ -26,7 +26,7 @@ PACKAGE = "exporter"
 
 # (layer name, module prefixes), from the foundation up.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("exporter", "exporter.clock", "exporter.records")),
+    ("base", ("exporter", "exporter.clock", "exporter.records", "exporter.heap")),
     ("snapshot", ("exporter.snapshot",)),
     ("catalogue", ("exporter.fx.ecb", "exporter.pricing")),
     ("config", ("exporter.config",)),

@@ -37,6 +37,7 @@ from exporter.clock import Clock
 from exporter.config import Config
 from exporter.fx.rates import FxError
 from exporter.fx.service import FxService
+from exporter.heap import collect_daily, refresh_heap
 from exporter.pricing import Catalogue, ModelMaps
 from exporter.records import BillingRecord, CostRecord, UsageRecord
 from exporter.snapshot import (
@@ -140,7 +141,9 @@ class SnapshotBuilder:
         read, so a poll finishing meanwhile cannot show up=1 beside data read before its
         rows were stored (pollers run concurrently)."""
         with self._building:
-            return self._build(health)
+            collect_daily(self.clock().date())  # see exporter.heap
+            with refresh_heap():
+                return self._build(health)
 
     def _build(self, health: list[ProviderHealth]) -> Snapshot:
         today = self.clock().date()
@@ -302,9 +305,12 @@ def load_app_metrics(config: Config, store: Store, fx: FxService, today: date) -
     """The request-level metrics of the ingested requests (see analytics.unit_economics)."""
     currency = config.currency
     yesterday = today - timedelta(days=1)
-    billed, _withheld = store.converted_costs_between(yesterday, today, currency)
+    rows = store.request_days()
+    billed: list[CostRecord] = []
+    if any(r.day == yesterday for r in rows):  # billed cost is compared with those only
+        billed, _withheld = store.converted_costs_between(yesterday, today, currency)
     return compute_app_metrics(
-        store.request_days(),
+        rows,
         store.request_carry(currency),
         billed,
         today,
