@@ -107,8 +107,12 @@ def write(store: Store, account: int, start: date, end: date, rows: list[Any]) -
 def check(store: Store, cube: Cube, analytics: CubeAnalytics, today: date) -> None:
     start, end = history_range(today)
     cube.update(start, end)
-    costs, withheld = store.converted_costs_between(start, end, "USD")
-    usage = store.usage_between(start, end)
+    # in the order the builder's record path read them (day, provider, account, rowid)
+    costs, withheld = (
+        sorted(rows, key=lambda r: (r.day, r.provider, r.account))
+        for rows in store.converted_costs_between(start, end, "USD")
+    )
+    usage = sorted(store.usage_between(start, end), key=lambda r: (r.day, r.provider, r.account))
     ws = history_start(today)
     expected = compute_windows(
         today,
@@ -206,3 +210,28 @@ def test_nano_units_are_exact_or_refused() -> None:
     assert nano("0.0000000001") is None  # 10 decimals
     assert nano("1E+3") is None
     assert nano("99999999") is None  # beyond one cell's integer range
+
+
+def test_decimal_cells_sum_across_streams_in_the_record_paths_order(tmp_path: Path) -> None:
+    """28-digit amounts round on every addition, so the order matters: the budgets add
+    the streams in the order the record path meets them (first day, then account)."""
+    store = Store(tmp_path / "h.db")
+    today, tiny = date(2026, 3, 20), Decimal("0.0000000000000000000000000005")
+    d0, d1, x = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 10)
+    lines = {  # (provider, account, project): [(day, amount)]
+        ("anthropic", "an", "p1"): [(d0, Decimal(2)), (x, tiny)],
+        ("anthropic", "an", "p2"): [(d1, Decimal(2)), (x, tiny)],
+        ("openai", "oa", "p1"): [(d0, Decimal(2)), (x, Decimal(1))],
+    }
+    for provider, account in ACCOUNTS:
+        result = FetchResult(date(2026, 2, 1), today + timedelta(days=1))
+        for (p, a, project), days in lines.items():
+            if (p, a) == (provider, account):
+                result.costs += [
+                    CostRecord(p, a, day, project, "m", "tokens", amount, "USD", "m")
+                    for day, amount in days
+                ]
+        store.replace_window(provider, account, result, annotate=annotate)
+    cube = Cube(store, "USD")
+    check(store, cube, CubeAnalytics(CONFIG, cube), today)
+    assert not cube.blocks[("anthropic", "an")].exact and cube.blocks[("openai", "oa")].exact
