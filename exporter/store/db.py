@@ -116,6 +116,7 @@ class Database:
         self._labels.clear()
         self._fx_ids.clear()
         self._fx_refs.clear()
+        self._streams.clear()
 
     def _name_ids(self, conn: sqlite3.Connection, values: Iterable[str]) -> dict[str, int]:
         """Ids of ``names`` for ``values`` (inserted when new), inside a write."""
