@@ -111,7 +111,8 @@ class Connection:
         self._depth = 1
         try:
             if self.dialect is SQLITE:
-                self.conn.execute("BEGIN IMMEDIATE")
+                if not self.conn.in_transaction:  # else: join one a raw statement opened
+                    self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self
                 except BaseException:
