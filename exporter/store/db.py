@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from exporter.records import Stream
 from exporter.store.access import (
+    StorageError,
     check_storage,
     connect_postgres,
     is_postgres_url,
@@ -75,6 +76,14 @@ class Database:
             return
         if read_only:
             self.db = Connection.sqlite(read_only_connection(self.path))
+            if COMPACT_MIGRATION not in self.migrations_applied():
+                self.db.close()
+                raise StorageError(
+                    f"storage.path {self.path} holds a history in the format of an earlier "
+                    f"version (before migration {COMPACT_MIGRATION}); it was left untouched: "
+                    "start the exporter (or `ai-cost-exporter poll --config FILE --once`) once "
+                    "to convert it, then read it"
+                )
             return
         # An existing file is validated read-only first: a corrupted history is reported
         # (StorageError: one line with the path, the cause and the fix), never modified.

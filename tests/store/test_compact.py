@@ -20,7 +20,7 @@ from exporter.config import Config
 from exporter.exposition import render
 from exporter.records import CostRecord, FetchResult, UsageRecord
 from exporter.snapshot import ProviderHealth
-from exporter.store import Store
+from exporter.store import StorageError, Store
 from exporter.store.compact import MAX_AMOUNT, from_units, text_units, to_units
 from exporter.store.dialect import Connection
 from exporter.store.migrations import FX_COLUMNS, MIGRATIONS
@@ -284,3 +284,18 @@ def test_retention_prunes_the_compact_rows_and_reclaims_their_pages(tmp_path: Pa
     assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
     after = int(store.db.execute("PRAGMA page_count").fetchone()[0])
     assert after - base < (pages - base) * 0.5  # 30 of 41 days removed
+
+
+def test_an_old_format_history_is_not_read_before_it_is_converted(tmp_path: Path) -> None:
+    """Read-only commands (check-config, recommendations, fx) never migrate: an old-format
+    file gets an error that says what to do, and is left as it was."""
+    path = tmp_path / "old.db"
+    write_old_format(path, dict(list(history_rows().items())[:1]), index=True)
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=r"earlier version.*start the exporter"):
+        Store(path, read_only=True)
+    assert path.read_bytes() == before
+    Store(path).close()  # converts it
+    reader = Store(path, read_only=True)
+    assert reader.usage_between(START, END)
+    reader.close()
