@@ -342,6 +342,8 @@ def series_line(config: Config) -> str:
         f"metrics.windows=[{', '.join(m.windows)}], token_types={str(m.token_types).lower()}, "
         f"stream_ratios={str(m.stream_ratios).lower()}"
     )
+    if config.storage.url is not None:  # not opened here: check-config reads no server data
+        return f"series: {per} per model stream ({options}); history on PostgreSQL (storage.url)"
     path = Path(config.storage.path)
     if not path.is_file():
         return f"series: {per} per model stream ({options}); no history at {path} yet"
