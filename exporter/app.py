@@ -150,6 +150,8 @@ class App:
         # With a shared PostgreSQL history one replica polls each account (election).
         self.shared = config.storage.postgres
         self.election = open_election(config, env)
+        for poller in self.pollers if self.shared else ():
+            poller.health.leader = False  # until this replica wins the account's lock
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
