@@ -3,9 +3,12 @@ applied on open, and one atomic transaction per write."""
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,7 +16,10 @@ from pathlib import Path
 import sqlite_utils
 
 from exporter.store.access import check_storage, read_only_connection, storage_error
-from exporter.store.migrations import MIGRATIONS
+from exporter.store.compact import FxRef
+from exporter.store.migrations import COMPACT_MIGRATION, MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 
 class Database:
@@ -26,6 +32,10 @@ class Database:
         :class:`~exporter.store.access.StorageError` when the history cannot be used."""
         self.path = str(path)
         self._lock = threading.RLock()
+        self._names: dict[str, int] = {}  # names.name -> id (append-only table)
+        self._labels: dict[int, str] = {}
+        self._fx_ids: dict[FxRef, int] = {}  # fx_applied row -> id (append-only table)
+        self._fx_refs: dict[int, FxRef] = {}
         if read_only:
             self.db = sqlite_utils.Database(read_only_connection(self.path))
             return
@@ -43,7 +53,9 @@ class Database:
                     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
-                self.migrate()
+                applied = self.migrate()
+            if (COMPACT_MIGRATION in applied and not new) or self._meta(conn, "vacuum_pending"):
+                self._vacuum(conn)
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(self.path, exc) from None
 
@@ -74,5 +86,130 @@ class Database:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic write: all of it lands, or (on error or SIGKILL) none of it."""
-        with self._lock, self.db.atomic():
-            yield self.db.conn
+        with self._lock:
+            try:
+                with self.db.atomic():
+                    yield self.db.conn
+            except BaseException:
+                self._forget_ids()  # ids interned by the rolled-back write are gone
+                raise
+
+    def _forget_ids(self) -> None:
+        self._names.clear()
+        self._labels.clear()
+        self._fx_ids.clear()
+        self._fx_refs.clear()
+
+    def _name_ids(self, conn: sqlite3.Connection, values: Iterable[str]) -> dict[str, int]:
+        """Ids of ``names`` for ``values`` (inserted when new), inside a write."""
+        missing = sorted(set(values) - self._names.keys())
+        if missing:
+            conn.executemany(
+                "INSERT INTO names (name) VALUES (?) ON CONFLICT (name) DO NOTHING",
+                [(v,) for v in missing],
+            )
+            for i in range(0, len(missing), 500):
+                chunk = missing[i : i + 500]
+                marks = ", ".join("?" for _ in chunk)
+                for id_, name in conn.execute(
+                    f"SELECT id, name FROM names WHERE name IN ({marks})", chunk
+                ):
+                    self._names[name], self._labels[id_] = id_, name
+        return self._names
+
+    def _label(self, id_: int) -> str:
+        """The text of a ``names`` id (the table is re-read when an id is unknown)."""
+        found = self._labels.get(id_)
+        if found is None:
+            with self._lock:
+                for i, name in self.db.execute("SELECT id, name FROM names"):
+                    self._names[name], self._labels[i] = i, name
+            found = self._labels[id_]
+        return found
+
+    def _fx_id(self, conn: sqlite3.Connection, ref: FxRef) -> int:
+        """The ``fx_applied`` id of a conversion (inserted when new), inside a write."""
+        found = self._fx_ids.get(ref)
+        if found is None:
+            conn.execute(
+                "INSERT INTO fx_applied (currency, rate, rate_date, source, error) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (currency, rate, rate_date, source, "
+                "error) DO NOTHING",
+                ref,
+            )
+            found = conn.execute(
+                "SELECT id FROM fx_applied WHERE currency = ? AND rate = ? AND rate_date = ? "
+                "AND source = ? AND error = ?",
+                ref,
+            ).fetchone()[0]
+            self._fx_ids[ref], self._fx_refs[found] = found, ref
+        return found
+
+    def _fx_ref(self, id_: int | None) -> FxRef | None:
+        if id_ is None:
+            return None
+        found = self._fx_refs.get(id_)
+        if found is None:
+            with self._lock:
+                for i, *ref in self.db.execute(
+                    "SELECT id, currency, rate, rate_date, source, error FROM fx_applied"
+                ):
+                    value: FxRef = (ref[0], ref[1], ref[2], ref[3], ref[4])
+                    self._fx_ids[value], self._fx_refs[i] = i, value
+            found = self._fx_refs[id_]
+        return found
+
+    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'store_meta'").fetchone():
+            return None
+        row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO store_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def _vacuum(self, conn: sqlite3.Connection) -> None:
+        """After the conversion to the compact format: rebuild the file so the old pages go
+        back to the file system, and switch an old file (auto_vacuum=NONE) to INCREMENTAL so
+        retention gives space back from then on. VACUUM needs a connection outside any
+        transaction and about the new size free on the file's file system; without that
+        space it is postponed (``store_meta`` ``vacuum_pending``) to the next start."""
+        if self.path == ":memory:":
+            return
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        used = page * (
+            int(conn.execute("PRAGMA page_count").fetchone()[0])
+            - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        )
+        free = shutil.disk_usage(Path(self.path).resolve().parent).free
+        if free < used * 1.1:
+            log.warning(
+                "storage.path %s: the history was converted to the compact format; "
+                "reclaiming its old space with VACUUM needs about %d MiB free beside it "
+                "(%d MiB free): postponed to the next start",
+                self.path, used >> 20, free >> 20,
+            )  # fmt: skip
+            with self._transaction() as tx:
+                self._set_meta(tx, "vacuum_pending", "1")
+            return
+        log.info(
+            "storage.path %s: the history was converted to the compact format; reclaiming "
+            "the old space with VACUUM (rewrites the file, needs about %d MiB free beside "
+            "it; runs once)",
+            self.path, used >> 20,
+        )  # fmt: skip
+        started = time.monotonic()
+        with self._lock:
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file itself shrinks now
+            with self._transaction() as tx:
+                tx.execute("DELETE FROM store_meta WHERE key = 'vacuum_pending'")
+        log.info(
+            "storage.path %s: VACUUM done in %.1f s (%d MiB)",
+            self.path, time.monotonic() - started, Path(self.path).stat().st_size >> 20,
+        )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 
 import sqlite_utils
 
@@ -10,6 +11,7 @@ from exporter.records import (
     COST_KEY,
     USAGE_KEY,
 )
+from exporter.store import compact
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -239,6 +241,81 @@ def _m011_stream_index(db: sqlite_utils.Database) -> None:
 # while the accounting currency stays the same (the partial index costs_fx_pending).
 FX_PENDING = "(fx_status IS NOT 'final' OR fx_currency IS NULL)"
 
+
+def _m012_compact_rows(db: sqlite_utils.Database) -> None:
+    """The compact row format (issue 17, :mod:`exporter.store.compact`): usage and cost rows
+    become integer rows keyed by stream id and integer day, labels become ids of ``names``,
+    money exact integer pico-units, the FX audit a reference; the old tables become views
+    with their old columns. Runs in one transaction; the store then VACUUMs the file (outside
+    the transaction) to give the space back."""
+    conn = db.conn
+    names: dict[str, int] = {}
+    refs: dict[compact.FxRef, int] = {}
+
+    def name(value: str | None) -> int:
+        text = value or ""
+        found = names.get(text)
+        if found is None:
+            found = names[text] = len(names) + 1
+        return found
+
+    def fx(*values: str | None) -> int | None:
+        ref = compact.fx_ref(dict(zip(compact.FX_REF_COLUMNS, values, strict=True)))
+        if ref is None:
+            return None
+        found = refs.get(ref)
+        if found is None:
+            found = refs[ref] = len(refs) + 1
+        return found
+
+    def units(text: str | None) -> int | None:
+        return None if text is None else compact.to_units(Decimal(text))
+
+    def exact(text: str | None) -> str | None:
+        return text if text is not None and units(text) is None else None
+
+    def status(text: str | None) -> int | None:
+        return compact.status_code(text)
+
+    for fn, n_args in ((name, 1), (fx, 5), (units, 1), (exact, 1), (status, 1)):
+        conn.create_function(f"aicost_{fn.__name__}", n_args, fn, deterministic=True)
+    for statement in compact.compact_ddl("INTEGER", " WITHOUT ROWID"):
+        conn.execute(statement)
+    day = "CAST(julianday(o.day) - 2440587.5 AS INTEGER)"
+    stream = (
+        "JOIN streams s ON s.provider = o.provider AND s.account = o.account "
+        "AND s.project = o.project AND s.model = o.model"
+    )
+    labels = ", ".join(f"aicost_name(o.{c})" for c in compact.USAGE_LABELS)
+    conn.execute(
+        f"INSERT INTO usage_rows ({', '.join(compact.USAGE_ROW_COLUMNS)}) "
+        f"SELECT {day}, s.id, {labels}, {', '.join(f'o.{c}' for c in compact.USAGE_VALUES)} "
+        f"FROM usage o {stream} ORDER BY 1, 2"
+    )
+    labels = ", ".join(
+        f"aicost_name(o.{c})" for c in (*compact.COST_KEY_LABELS, *compact.COST_LABELS)
+    )
+    conn.execute(
+        f"INSERT INTO cost_rows ({', '.join(compact.COST_ROW_COLUMNS)}) "
+        f"SELECT {day}, s.id, {labels}, aicost_units(o.amount), aicost_exact(o.amount), "
+        f"aicost_fx({', '.join(f'o.{c}' for c in compact.FX_REF_COLUMNS)}), "
+        "aicost_status(o.fx_status), aicost_units(o.fx_amount), aicost_exact(o.fx_amount) "
+        f"FROM costs o {stream} ORDER BY 1, 2"
+    )
+    conn.executemany(
+        "INSERT INTO names (id, name) VALUES (?, ?)", [(i, n) for n, i in names.items()]
+    )
+    conn.executemany(
+        "INSERT INTO fx_applied (id, currency, rate, rate_date, source, error) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(i, *ref) for ref, i in refs.items()],
+    )
+    conn.execute("DROP TABLE usage")
+    conn.execute("DROP TABLE costs")
+    for statement in compact.view_ddl(compact.SQLITE_DAY, compact.SQLITE_MONEY):
+        conn.execute(statement)
+
+
 # Applied in this order, each once (``_migrations``); a new step gets the next number.
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_initial", _m001_initial),
@@ -247,4 +324,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("006_recommendations", _m006_recommendations),
     ("010_app_requests", _m010_app_requests),
     ("011_stream_index", _m011_stream_index),
+    ("012_compact_rows", _m012_compact_rows),
 ]
+COMPACT_MIGRATION = "012_compact_rows"

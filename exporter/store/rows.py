@@ -1,4 +1,6 @@
-"""Records <-> table rows: dates as ISO text, money as exact decimal text."""
+"""Records <-> table rows of the small tables (projects, keys, billing state): dates as ISO
+text, money as exact decimal text. Usage and cost rows are compact
+(:mod:`exporter.store.compact`)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,11 @@ import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from exporter.records import (
     BillingRecord,
     CostRecord,
-    UsageRecord,
 )
 
 CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
@@ -40,20 +40,6 @@ def plain_row(record: Any) -> dict[str, Any]:
             value = value.isoformat()
         out[f.name] = value
     return out
-
-
-def usage_row(u: UsageRecord) -> dict[str, Any]:
-    return plain_row(u)
-
-
-COST_FIELDS = tuple(f.name for f in fields(CostRecord))
-
-
-def cost_record(row: Mapping[str, Any]) -> CostRecord:
-    values = {k: row[k] for k in COST_FIELDS}
-    return CostRecord(
-        **{**values, "day": date.fromisoformat(row["day"]), "amount": Decimal(row["amount"])}
-    )
 
 
 def cost_row(c: CostRecord) -> dict[str, Any]:

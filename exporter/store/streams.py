@@ -16,19 +16,37 @@ Kept by the writes in the same transaction (migration ``011_stream_index``):
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
 
 from exporter.records import CostRecord, Stream, UsageRecord
+from exporter.store.compact import (
+    day_number,
+    day_of,
+    decode_money,
+    encode_money,
+    fx_ref,
+    status_code,
+)
 from exporter.store.db import Database
 
 DayKey = tuple[str, str, date]  # provider, account, day
 
 _FIRST_DAY_AFTER = (
-    "SELECT MIN(day) FROM (SELECT day FROM costs WHERE provider = ?1 AND account = ?2 "
-    "AND day >= ?3 AND project = ?4 AND model = ?5 UNION ALL SELECT day FROM usage "
-    "WHERE provider = ?1 AND account = ?2 AND day >= ?3 AND project = ?4 AND model = ?5)"
+    "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows WHERE day >= ?1 "
+    "AND stream = ?2 UNION ALL SELECT MIN(day) FROM usage_rows WHERE day >= ?1 AND stream = ?2)"
 )
+ACCOUNT_STREAMS = "stream IN (SELECT id FROM streams WHERE provider = ? AND account = ?)"
+
+
+class Days(dict[int, date]):
+    """Day numbers of compact rows, decoded once per read."""
+
+    def __missing__(self, number: int) -> date:
+        self[number] = found = day_of(number)
+        return found
 
 
 class StreamIndex(Database):
@@ -43,9 +61,11 @@ class StreamIndex(Database):
         end: date,
         usage: Iterable[UsageRecord],
         costs: list[CostRecord],
-    ) -> None:
-        """Called by ``replace_window`` inside its transaction, after the rows are written:
-        the days ``[start, end)`` of the account now hold exactly ``usage`` and ``costs``."""
+    ) -> dict[tuple[str, str], int]:
+        """Called by ``replace_window`` inside its transaction, after the old rows of the
+        window are deleted and before the new ones are written: the days ``[start, end)`` of
+        the account will hold exactly ``usage`` and ``costs``. Returns the stream ids of the
+        account by (project, model), those of the new rows included."""
         s, e = start.isoformat(), end.isoformat()
         firsts: dict[tuple[str, str], str] = {}
         rows: list[UsageRecord | CostRecord] = [*usage, *costs]
@@ -53,18 +73,24 @@ class StreamIndex(Database):
             k, d = (r.project, r.model), r.day.isoformat()
             if d < firsts.get(k, "9999-12-31"):
                 firsts[k] = d
+        conn.executemany(
+            "INSERT INTO streams (provider, account, project, model, first_day) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, account, project, model) "
+            "DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            [(provider, account, p, m, d) for (p, m), d in firsts.items()],
+        )
         # A stream first seen inside the window starts where the window now says, or (no
         # rows left in it) at its next stored day after the window, or it has no data.
-        for project, model in conn.execute(
-            "SELECT project, model FROM streams WHERE provider = ? AND account = ? "
+        for id_, project, model in conn.execute(
+            "SELECT id, project, model FROM streams WHERE provider = ? AND account = ? "
             "AND first_day >= ? AND first_day < ?",
             (provider, account, s, e),
         ).fetchall():
             key = (provider, account, project, model)
             first = firsts.get((project, model))
             if first is None:
-                after = (provider, account, e, project, model)
-                first = conn.execute(_FIRST_DAY_AFTER, after).fetchone()[0]
+                after = conn.execute(_FIRST_DAY_AFTER, (day_number(end), id_)).fetchone()[0]
+                first = None if after is None else day_of(after).isoformat()
             if first is None:
                 conn.execute(
                     "DELETE FROM streams WHERE provider = ? AND account = ? AND project = ? "
@@ -77,12 +103,6 @@ class StreamIndex(Database):
                     "AND project = ? AND model = ?",
                     (first, *key),
                 )
-        conn.executemany(
-            "INSERT INTO streams (provider, account, project, model, first_day) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, account, project, model) "
-            "DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
-            [(provider, account, p, m, d) for (p, m), d in firsts.items()],
-        )
         currencies: dict[str, str] = {}
         for c in costs:
             if c.day.isoformat() < currencies.get(c.currency, "9999-12-31"):
@@ -94,6 +114,48 @@ class StreamIndex(Database):
         )
         days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days)]
         self._bump(conn, [(provider, account, d) for d in days])
+        return {
+            (project, model): id_
+            for id_, project, model in conn.execute(
+                "SELECT id, project, model FROM streams WHERE provider = ? AND account = ?",
+                (provider, account),
+            )
+        }
+
+    def _cost_record(
+        self, row: Sequence[Any], streams: Mapping[int, Stream], days: Days
+    ) -> CostRecord:
+        """The source record of a compact cost row (``COST_ROW_COLUMNS`` order)."""
+        d, sid, line_item, key, tier, cost_type, token_type, attribution, cur, units, exact = row[
+            :11
+        ]
+        p, a, proj, model = streams[sid]
+        label = self._label
+        return CostRecord(
+            p, a, days[d], proj, model, label(cost_type), decode_money(units, exact),
+            label(cur), label(line_item), label(token_type), label(key), label(tier),
+            label(attribution),
+        )  # fmt: skip
+
+    def _fx_values(
+        self, conn: sqlite3.Connection, columns: Mapping[str, Any]
+    ) -> tuple[int | None, int | None, int | None, str | None]:
+        """(fx, fx_status, fx_amount, fx_amount_exact) of a row's FX columns."""
+        ref = fx_ref(columns)
+        amount = columns.get("fx_amount")
+        units, exact = (None, None) if amount is None else encode_money(Decimal(amount))
+        return (
+            None if ref is None else self._fx_id(conn, ref),
+            status_code(columns.get("fx_status")),
+            units,
+            exact,
+        )
+
+    def _stream_map(self) -> dict[int, Stream]:
+        """Every stream by id (the compact rows name their stream by id)."""
+        with self._lock:
+            rows = self.db.execute("SELECT id, provider, account, project, model FROM streams")
+            return {id_: Stream(p, a, proj, m) for id_, p, a, proj, m in rows}
 
     @staticmethod
     def _bump(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]) -> None:
@@ -167,14 +229,3 @@ class StreamIndex(Database):
                 (start.isoformat(), end.isoformat()),
             ).fetchall()
         return {(p, a, date.fromisoformat(d)): v for p, a, d, v in rows}
-
-    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
-
-    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
-        conn.execute(
-            "INSERT INTO store_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
