@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from exporter.store.streams import StreamIndex
+from exporter.store.db import Database
 
 
 class PollStatus(NamedTuple):
@@ -25,7 +25,7 @@ def _key(provider: str, account: str) -> str:
     return f"poll_status:{provider}:{account}"
 
 
-class PollStatusLog(StreamIndex):
+class PollStatusLog(Database):
     """Read and write :class:`PollStatus` rows."""
 
     def record_poll_status(self, provider: str, account: str, status: PollStatus) -> None:
