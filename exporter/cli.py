@@ -435,7 +435,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).exists():
+    if config.storage.url is None and not Path(path).exists():  # PostgreSQL: open tells
         print(
             f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
@@ -481,7 +481,7 @@ def cmd_fx(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --currency/--base: {exc}", file=sys.stderr)
         return 2
-    if args.config and not Path(config.storage.path).exists():
+    if args.config and config.storage.url is None and not Path(config.storage.path).exists():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     if not args.config:  # no history: the bundled ECB rates only
@@ -561,7 +561,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from exporter.app import open_history, open_store
     from exporter.clock import utc_now
 
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     today = utc_now().date()
@@ -835,7 +835,7 @@ def _finops_config(args: argparse.Namespace) -> Config | None:
     if config is None:
         return None
     _setup_logging(args.log_level or config.log_level)
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path of {args.config}); "
               f"run `ai-cost-exporter poll --config {args.config} --once` first",
               file=sys.stderr)  # fmt: skip
