@@ -64,13 +64,26 @@ def to_units(amount: Decimal) -> int | None:
     return -units if sign else units
 
 
+def text_units(text: str) -> int | None:
+    """:func:`to_units` of decimal text (what the old money columns hold), without building
+    a Decimal for the plain ``-123.456`` form."""
+    body = text[1:] if text[:1] == "-" else text
+    whole, _, frac = body.partition(".")
+    if whole.isdigit() and len(frac) <= SCALE and (not frac or frac.isdigit()):
+        units: int = int(whole) * UNITS + (int(frac.ljust(SCALE, "0")) if frac else 0)
+        if units <= MAX_UNITS:
+            return -units if body is not text else units
+        return None
+    return to_units(Decimal(text))
+
+
 def from_units(units: int) -> Decimal:
     """Exact pico-units -> Decimal without trailing zeros (``1500000000000`` -> ``1.5``)."""
-    whole, rest = divmod(-units if units < 0 else units, UNITS)
-    sign = "-" if units < 0 else ""
-    if not rest:
-        return Decimal(f"{sign}{whole}")
-    return Decimal(f"{sign}{whole}.{f'{rest:012d}'.rstrip('0')}")
+    if units < 0:
+        digits = str(-units).rjust(SCALE + 1, "0")
+        return Decimal(f"-{digits[:-SCALE]}.{digits[-SCALE:]}".rstrip("0"))
+    digits = str(units).rjust(SCALE + 1, "0")
+    return Decimal(f"{digits[:-SCALE]}.{digits[-SCALE:]}".rstrip("0"))
 
 
 def encode_money(amount: Decimal) -> tuple[int | None, str | None]:

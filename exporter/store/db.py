@@ -8,18 +8,34 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import sqlite_utils
 
+from exporter.records import Stream
 from exporter.store.access import check_storage, read_only_connection, storage_error
 from exporter.store.compact import FxRef
 from exporter.store.migrations import COMPACT_MIGRATION, MIGRATIONS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class IdMap(dict[int, T]):
+    """id -> value of a table whose ids are never reused (``names``, ``streams``): an unknown
+    id (written by another connection, or since) re-reads the table once."""
+
+    def __init__(self, load: Callable[[], Iterable[tuple[int, T]]]) -> None:
+        super().__init__()
+        self._load = load
+
+    def __missing__(self, id_: int) -> T:
+        self.update(self._load())
+        return dict.__getitem__(self, id_)
 
 
 class Database:
@@ -33,7 +49,8 @@ class Database:
         self.path = str(path)
         self._lock = threading.RLock()
         self._names: dict[str, int] = {}  # names.name -> id (append-only table)
-        self._labels: dict[int, str] = {}
+        self._labels: IdMap[str] = IdMap(self._load_names)  # names.id -> name
+        self._streams: IdMap[Stream] = IdMap(self._load_streams)  # streams.id -> stream
         self._fx_ids: dict[FxRef, int] = {}  # fx_applied row -> id (append-only table)
         self._fx_refs: dict[int, FxRef] = {}
         if read_only:
@@ -99,6 +116,7 @@ class Database:
         self._labels.clear()
         self._fx_ids.clear()
         self._fx_refs.clear()
+        self._streams.clear()
 
     def _name_ids(self, conn: sqlite3.Connection, values: Iterable[str]) -> dict[str, int]:
         """Ids of ``names`` for ``values`` (inserted when new), inside a write."""
@@ -117,15 +135,16 @@ class Database:
                     self._names[name], self._labels[id_] = id_, name
         return self._names
 
-    def _label(self, id_: int) -> str:
-        """The text of a ``names`` id (the table is re-read when an id is unknown)."""
-        found = self._labels.get(id_)
-        if found is None:
-            with self._lock:
-                for i, name in self.db.execute("SELECT id, name FROM names"):
-                    self._names[name], self._labels[i] = i, name
-            found = self._labels[id_]
-        return found
+    def _load_names(self) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = [(i, name) for i, name in self.db.execute("SELECT id, name FROM names")]
+        self._names.update((name, i) for i, name in rows)
+        return rows
+
+    def _load_streams(self) -> list[tuple[int, Stream]]:
+        with self._lock:
+            rows = self.db.execute("SELECT id, provider, account, project, model FROM streams")
+            return [(i, Stream(p, a, proj, m)) for i, p, a, proj, m in rows]
 
     def _fx_id(self, conn: sqlite3.Connection, ref: FxRef) -> int:
         """The ``fx_applied`` id of a conversion (inserted when new), inside a write."""

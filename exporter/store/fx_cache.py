@@ -156,6 +156,6 @@ class FxCache(StreamIndex):
         out: dict[Any, int] = {}  # a row errored without a reason counts under None
         for source, fx_currency, error, n in rows:
             reason = (error or None) if fx_currency == currency else "pending"
-            key = (self._label(source), reason)
+            key = (self._labels[source], reason)
             out[key] = out.get(key, 0) + n
         return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -80,13 +79,10 @@ class History(StreamIndex):
         if any((b.provider, b.account) != (provider, account) for b in result.billing):
             raise ValueError("a billing record belongs to another provider account")
         now = datetime.now(UTC).isoformat()
-        window = (day_number(result.start), day_number(result.end), provider, account)
+        where, params = _account_days(result.start, result.end, (provider, account))
         with self._transaction() as conn:
             for table in ("usage_rows", "cost_rows"):
-                conn.execute(
-                    f"DELETE FROM {table} WHERE day >= ? AND day < ? AND {ACCOUNT_STREAMS}",
-                    window,
-                )
+                conn.execute(f"DELETE FROM {table} WHERE {where}", params)
             ids = self._index_window(
                 conn, provider, account, result.start, result.end, result.usage, result.costs
             )
@@ -202,14 +198,14 @@ class History(StreamIndex):
         self, start: date, end: date, account: tuple[str, str] | None = None
     ) -> list[UsageRecord]:
         """Usage rows of the days ``[start, end)`` (of one (provider, account) if given)."""
-        streams, label, days = self._stream_map(), self._label, Days()
+        streams, label, days = self._stream_map(), self._labels, Days()
         out = []
         for row in self._rows(USAGE_ROW_COLUMNS, "usage_rows", start, end, account):
             d, sid, src, key, batch, tier, unit, i, o, cr, cw, requests, units = row
             p, a, proj, model = streams[sid]
             out.append(
-                UsageRecord(p, a, days[d], proj, model, label(src), label(key), label(batch),
-                            label(tier), i, o, cr, cw, requests, units, label(unit))
+                UsageRecord(p, a, days[d], proj, model, label[src], label[key], label[batch],
+                            label[tier], i, o, cr, cw, requests, units, label[unit])
             )  # fmt: skip
         return out
 
@@ -224,13 +220,26 @@ class History(StreamIndex):
         converted ones), and the source rows without a usable conversion."""
         converted: list[CostRecord] = []
         withheld: list[CostRecord] = []
-        for record, (fx, status, fx_units, fx_exact) in self._costs(start, end, account):
-            ref = self._fx_ref(fx)
-            if ref is not None and ref[0] == currency and status in (0, 1):  # final, provisional
-                amount = decode_money(fx_units, fx_exact)
-                converted.append(replace(record, amount=amount, currency=currency))
+        streams, label, days, refs = self._stream_map(), self._labels, Days(), self._fx_refs
+        wanted = {i for i, ref in refs.items() if ref[0] == currency}
+        for row in self._rows(COST_ROW_COLUMNS, "cost_rows", start, end, account):
+            d, sid, line_item, key, tier, cost_type, token_type, attribution, cur = row[:9]
+            units, exact, fx, status, fx_units, fx_exact = row[9:]
+            if fx is not None and fx not in refs:
+                self._fx_ref(fx)
+                wanted = {i for i, ref in refs.items() if ref[0] == currency}
+            p, a, proj, model = streams[sid]
+            source = label[cur]
+            if fx in wanted and status in (0, 1):  # final, provisional
+                amount, out, money = decode_money(fx_units, fx_exact), converted, currency
             else:  # same currency: no rate needed (identity)
-                (converted if record.currency == currency else withheld).append(record)
+                amount, money = decode_money(units, exact), source
+                out = converted if source == currency else withheld
+            out.append(
+                CostRecord(p, a, days[d], proj, model, label[cost_type], amount, money,
+                           label[line_item], label[token_type], label[key], label[tier],
+                           label[attribution])
+            )  # fmt: skip
         return converted, withheld
 
     def _costs(
@@ -321,8 +330,8 @@ class History(StreamIndex):
         """Plain tuples of compact rows, in key order: the hot read path of a refresh."""
         where = "day >= ? AND day < ?"
         params: list[Any] = [day_number(start), day_number(end)]
-        if account is not None:
-            where, params = f"{where} AND {ACCOUNT_STREAMS}", [*params, *account]
+        if account is not None:  # one seek per (day, stream) of the account
+            where, params = _account_days(start, end, account)
         key = USAGE_PK if table == "usage_rows" else COST_PK
         with self._lock:
             return self.db.execute(
@@ -338,6 +347,14 @@ class History(StreamIndex):
                 "UNION ALL SELECT MIN(day) FROM usage_rows)"
             ).fetchone()
         return None if not row or row[0] is None else day_of(row[0])
+
+
+def _account_days(start: date, end: date, account: tuple[str, str]) -> tuple[str, list[Any]]:
+    """The WHERE of an account's rows of the days ``[start, end)``: both leading key columns
+    constrained, so the primary key is searched, not scanned over the other accounts."""
+    days = list(range(day_number(start), day_number(end)))
+    marks = ", ".join("?" for _ in days)
+    return f"day IN ({marks}) AND {ACCOUNT_STREAMS}", [*days, *account]
 
 
 def retention_cutoff(today: date, retention_days: int) -> date:

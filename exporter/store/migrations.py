@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 
 import sqlite_utils
 
@@ -269,7 +268,7 @@ def _m012_compact_rows(db: sqlite_utils.Database) -> None:
         return found
 
     def units(text: str | None) -> int | None:
-        return None if text is None else compact.to_units(Decimal(text))
+        return None if text is None else compact.text_units(text)
 
     def exact(text: str | None) -> str | None:
         return text if text is not None and units(text) is None else None
@@ -279,6 +278,18 @@ def _m012_compact_rows(db: sqlite_utils.Database) -> None:
 
     for fn, n_args in ((name, 1), (fx, 5), (units, 1), (exact, 1), (status, 1)):
         conn.create_function(f"aicost_{fn.__name__}", n_args, fn, deterministic=True)
+    # stream ids are never reused from now on (rows and caches name streams by id)
+    conn.execute(
+        "CREATE TABLE streams_new (id INTEGER PRIMARY KEY AUTOINCREMENT, provider TEXT NOT NULL, "
+        "account TEXT NOT NULL, project TEXT NOT NULL, model TEXT NOT NULL, "
+        "first_day TEXT NOT NULL, UNIQUE (provider, account, project, model))"
+    )
+    conn.execute(
+        "INSERT INTO streams_new SELECT id, provider, account, project, model, first_day "
+        "FROM streams"
+    )
+    conn.execute("DROP TABLE streams")
+    conn.execute("ALTER TABLE streams_new RENAME TO streams")
     for statement in compact.compact_ddl("INTEGER", " WITHOUT ROWID"):
         conn.execute(statement)
     day = "CAST(julianday(o.day) - 2440587.5 AS INTEGER)"

@@ -130,7 +130,7 @@ class StreamIndex(Database):
             :11
         ]
         p, a, proj, model = streams[sid]
-        label = self._label
+        label = self._labels.__getitem__
         return CostRecord(
             p, a, days[d], proj, model, label(cost_type), decode_money(units, exact),
             label(cur), label(line_item), label(token_type), label(key), label(tier),
@@ -151,11 +151,10 @@ class StreamIndex(Database):
             exact,
         )
 
-    def _stream_map(self) -> dict[int, Stream]:
-        """Every stream by id (the compact rows name their stream by id)."""
-        with self._lock:
-            rows = self.db.execute("SELECT id, provider, account, project, model FROM streams")
-            return {id_: Stream(p, a, proj, m) for id_, p, a, proj, m in rows}
+    def _stream_map(self) -> Mapping[int, Stream]:
+        """Every stream by id (the compact rows name their stream by id; ids are never
+        reused, so the map is kept and re-read only for an id it does not know)."""
+        return self._streams
 
     @staticmethod
     def _bump(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]) -> None:

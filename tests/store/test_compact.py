@@ -22,7 +22,7 @@ from exporter.exposition import render
 from exporter.records import CostRecord, FetchResult, UsageRecord
 from exporter.snapshot import ProviderHealth
 from exporter.store import Store
-from exporter.store.compact import MAX_AMOUNT, from_units, to_units
+from exporter.store.compact import MAX_AMOUNT, from_units, text_units, to_units
 from exporter.store.migrations import FX_COLUMNS, MIGRATIONS
 from tests.conftest import NOW, TODAY
 
@@ -55,6 +55,11 @@ def test_units_round_trip_or_fall_back_to_exact_text(text: str) -> None:
     else:
         assert from_units(units) == amount
         assert -(2**63) < units < 2**63
+
+
+@pytest.mark.parametrize("text", [*EXTREMES, "-0.5", "007.10", ".5", "1e-3", "12.0000000000000"])
+def test_old_money_text_converts_like_its_decimal(text: str) -> None:
+    assert text_units(text) == to_units(Decimal(text))
 
 
 def cost(account: tuple[str, str], day: date, amount: str, line: str = "", **kw: Any) -> CostRecord:
