@@ -157,3 +157,23 @@ def test_check_config_against_a_real_server_never_shows_the_password(
     out = capsys.readouterr()
     assert "storage.url: a password may not be written in the URL" in out.err
     assert PASSWORD not in out.out + out.err
+
+
+def test_the_composition_root_opens_the_url_with_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """open_store hands Store the URL (no password in it) and the password separately."""
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = []
+
+    def store(*args: object, **kwargs: object) -> object:
+        calls.append((args, kwargs))
+        return object()
+
+    monkeypatch.setattr("exporter.app.Store", store)
+    url = "postgresql://aicost@db:5432/aicost"
+    config = validate({"storage": {"url": url, "password_env": PW_ENV}})
+    open_store(config, read_only=True, env={PW_ENV: SECRET})
+    assert calls == [((url,), {"read_only": True, "password": SECRET})]
+    sqlite = validate({"storage": {"path": str(tmp_path / "h.db")}})
+    open_store(sqlite)
+    assert calls[-1] == ((str(tmp_path / "h.db"),), {"read_only": False})
