@@ -201,3 +201,30 @@ def test_an_unreachable_database_runs_nothing_here() -> None:
 def test_sqlite_mode_is_always_leader() -> None:
     election = AlwaysLeader()
     assert election.holds(poll_job("openai", "main")) and election.leader(MAINTENANCE)
+
+
+def test_the_composition_roots_election_connects_with_the_configured_password(
+    postgres: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """open_election: a dedicated connection to storage.url, the password from its env."""
+    from exporter.app import open_election
+    from exporter.config import validate
+
+    url = postgres.url(postgres.database())
+    config = validate({"storage": {"url": url, "password_env": "AICOST_TEST_PG_PW"}})
+    env = {"AICOST_TEST_PG_PW": PASSWORD}
+    first, second = open_election(config, env), open_election(config, env)
+    try:
+        assert isinstance(first, AdvisoryLocks)
+        job = poll_job("openai", "main")
+        assert first.holds(job) and not second.holds(job)
+        first.close()
+        assert second.holds(job)
+    finally:
+        first.close()
+        second.close()
+    wrong = open_election(config, {"AICOST_TEST_PG_PW": "not-the-password"})
+    assert not wrong.holds(job)  # refused by the server: nothing runs in this replica
+    wrong.close()
+    assert "password authentication failed" in caplog.text
+    assert "not-the-password" not in caplog.text and PASSWORD not in caplog.text
