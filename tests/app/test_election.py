@@ -86,8 +86,8 @@ def test_closing_the_winner_frees_the_lock(pair: tuple[AdvisoryLocks, AdvisoryLo
     a, b = pair
     job = poll_job("openai", "main")
     assert a.holds(job) and not b.holds(job)
-    a.close()
-    assert b.holds(job)
+    a.close()  # the server ends the session (and frees its locks) just after
+    assert wait_until(lambda: b.holds(job))
     assert not a.holds(job)  # the old winner reconnects and now loses
     assert not a.leader(job)
 
@@ -103,7 +103,7 @@ def test_a_terminated_session_loses_its_locks_and_notices(
     conn: Any = a._conn  # the dedicated lock connection
     pid = conn.info.backend_pid
     postgres.execute(f"SELECT pg_terminate_backend({int(pid)})")
-    assert b.holds(job)
+    assert wait_until(lambda: b.holds(job))
     assert not a.holds(job)
     assert not a.leader(job)
 
@@ -219,7 +219,7 @@ def test_the_composition_roots_election_connects_with_the_configured_password(
         job = poll_job("openai", "main")
         assert first.holds(job) and not second.holds(job)
         first.close()
-        assert second.holds(job)
+        assert wait_until(lambda: second.holds(job))
     finally:
         first.close()
         second.close()
