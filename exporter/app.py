@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 import httpx
 
@@ -149,7 +148,7 @@ class App:
         self._snapshot: Snapshot | None = None
         # With a shared PostgreSQL history one replica polls each account (election).
         self.shared = config.storage.postgres
-        self.election = open_election(config, env)
+        self.election = open_election(config, self.store)
         for poller in self.pollers if self.shared else ():
             poller.health.leader = False  # until this replica wins the account's lock
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
@@ -281,9 +280,7 @@ def open_store(
     password = storage_password(config, env)
     if password is None:
         return Store(config.storage.path, read_only=read_only)
-    open_: Any = Store  # Store(target, *, read_only, password) of the PostgreSQL store
-    store: Store = open_(config.storage.target, read_only=read_only, password=password.value)
-    return store
+    return Store(config.storage.target, read_only=read_only, password=password.value)
 
 
 def storage_password(config: Config, env: Mapping[str, str] | None = None) -> Secret | None:
@@ -301,24 +298,14 @@ def storage_password(config: Config, env: Mapping[str, str] | None = None) -> Se
         raise StorageError(str(exc)) from None
 
 
-def open_election(config: Config, env: Mapping[str, str] | None = None) -> Election:
+def open_election(config: Config, store: Store) -> Election:
     """Who polls what: every job here with SQLite; with PostgreSQL, advisory locks on a
-    dedicated connection (opened at the first try, see exporter.election)."""
-    password = storage_password(config, env)
-    url = config.storage.url
-    if password is None or url is None:
+    dedicated connection the store opens (at the first try, see exporter.election)."""
+    if config.storage.url is None:
         return AlwaysLeader()
 
     def connect() -> LockConnection:
-        import psycopg
-
-        conn: LockConnection = psycopg.connect(
-            url,
-            password=password.value,
-            autocommit=True,
-            connect_timeout=10,
-            application_name="ai-cost-exporter election",
-        )
+        conn: LockConnection = store.connect().conn  # psycopg, autocommit
         return conn
 
     return AdvisoryLocks(connect)

@@ -1,4 +1,4 @@
-"""The history: the exporter's source of truth (SQLite).
+"""The history: the exporter's source of truth (a SQLite file, or PostgreSQL).
 
 ``Store`` is one connection with three parts: :class:`~exporter.store.history.History`
 (usage, cost, project, key and billing rows; poll state), :class:`~exporter.store.fx_cache.FxCache`
@@ -21,7 +21,10 @@ from exporter.store.rows import CostAnnotator
 
 
 class Store(History, FxCache, Ledger, RequestLog, PollStatusLog):
-    """The history file: open with ``Store(path)``, or ``read_only=True`` to inspect one."""
+    """The history: ``Store(target, *, read_only=False, password=None)`` where ``target`` is
+    a SQLite path or a ``postgresql://user@host:port/db`` URL (the password passed apart,
+    never inline); ``read_only=True`` to inspect one. ``store.dialect.name`` says which;
+    ``store.connect()`` opens a further connection (advisory locks)."""
 
 
 __all__ = [

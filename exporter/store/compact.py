@@ -176,14 +176,15 @@ COST_ROW_COLUMNS = (
 USAGE_ROW_COLUMNS = (*USAGE_PK, *USAGE_VALUES)
 
 
-def compact_ddl(bigint: str, without_rowid: str) -> list[str]:
-    """The compact tables; ``bigint`` and ``without_rowid`` are the dialect's spelling."""
+def compact_ddl(bigint: str, id_key: str, without_rowid: str) -> list[str]:
+    """The compact tables; ``bigint``, ``id_key`` and ``without_rowid`` are the dialect's
+    spellings (:class:`~exporter.store.dialect.Dialect`)."""
     ids = ", ".join(f"{c} INTEGER NOT NULL" for c in USAGE_LABELS)
     sums = ", ".join(f"{c} {bigint} NOT NULL" for c in USAGE_VALUES)
     key_ids = ", ".join(f"{c} INTEGER NOT NULL" for c in (*COST_KEY_LABELS, *COST_LABELS))
     return [
-        "CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
-        "CREATE TABLE fx_applied (id INTEGER PRIMARY KEY, currency TEXT NOT NULL, "
+        f"CREATE TABLE names (id {id_key}, name TEXT NOT NULL UNIQUE)",
+        f"CREATE TABLE fx_applied (id {id_key}, currency TEXT NOT NULL, "
         "rate TEXT NOT NULL, rate_date TEXT NOT NULL, source TEXT NOT NULL, "
         "error TEXT NOT NULL, UNIQUE (currency, rate, rate_date, source, error))",
         f"CREATE TABLE usage_rows (day INTEGER NOT NULL, stream INTEGER NOT NULL, {ids}, "
@@ -233,12 +234,3 @@ def view_ddl(day_text: str, money: str) -> list[str]:
         f"CREATE VIEW costs AS SELECT {costs} FROM cost_rows c JOIN streams s "
         "ON s.id = c.stream LEFT JOIN fx_applied f ON f.id = c.fx",
     ]
-
-
-# SQLite spellings: ISO day text; money text from units (sign, whole part, trimmed fraction)
-SQLITE_DAY = "date({0} * 86400, 'unixepoch')"
-SQLITE_MONEY = (
-    "CASE WHEN {0} IS NULL THEN {1} ELSE (CASE WHEN {0} < 0 THEN '-' ELSE '' END) || "
-    f"(abs({{0}}) / {UNITS}) || rtrim(rtrim('.' || printf('%012d', abs({{0}}) % {UNITS}), "
-    "'0'), '.') END"
-)

@@ -14,11 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import sqlite_utils
-
 from exporter.records import Stream
-from exporter.store.access import check_storage, read_only_connection, storage_error
+from exporter.store.access import (
+    check_storage,
+    connect_postgres,
+    is_postgres_url,
+    postgres_error,
+    read_only_connection,
+    storage_error,
+)
 from exporter.store.compact import FxRef
+from exporter.store.dialect import Connection, Dialect
 from exporter.store.migrations import COMPACT_MIGRATION, MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -39,22 +45,36 @@ class IdMap(dict[int, T]):
 
 
 class Database:
-    """The SQLite file of the history; the parts of :class:`~exporter.store.Store` share it."""
+    """The history (a SQLite file or a PostgreSQL database); the parts of
+    :class:`~exporter.store.Store` share its one connection."""
 
-    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
-        """``read_only``: open an existing history without creating, migrating or writing
-        it (``check-config``, ``recommendations`` and ``fx`` read the store of a running
-        exporter, or one on a read-only mount, this way). Raises
-        :class:`~exporter.store.access.StorageError` when the history cannot be used."""
-        self.path = str(path)
+    def __init__(
+        self, target: str | Path, *, read_only: bool = False, password: str | None = None
+    ) -> None:
+        """``target``: a SQLite path, or a ``postgresql://user@host:port/db`` URL (its
+        password passed as ``password``, never inside the URL). ``read_only``: open an
+        existing history without creating, migrating or writing it (``check-config``,
+        ``recommendations`` and ``fx`` read the store of a running exporter, or one on a
+        read-only mount, this way). Raises :class:`~exporter.store.access.StorageError`
+        when the history cannot be used."""
+        self.path = str(target)
         self._lock = threading.RLock()
         self._names: dict[str, int] = {}  # names.name -> id (append-only table)
         self._labels: IdMap[str] = IdMap(self._load_names)  # names.id -> name
         self._streams: IdMap[Stream] = IdMap(self._load_streams)  # streams.id -> stream
         self._fx_ids: dict[FxRef, int] = {}  # fx_applied row -> id (append-only table)
         self._fx_refs: dict[int, FxRef] = {}
+        self._password = password
+        if is_postgres_url(self.path):
+            self.db = connect_postgres(self.path, password=password, read_only=read_only)
+            if not read_only:
+                try:
+                    self.migrate()
+                except Exception as exc:  # psycopg.Error: the driver is optional
+                    raise postgres_error(self.path, exc) from None
+            return
         if read_only:
-            self.db = sqlite_utils.Database(read_only_connection(self.path))
+            self.db = Connection.sqlite(read_only_connection(self.path))
             return
         # An existing file is validated read-only first: a corrupted history is reported
         # (StorageError: one line with the path, the cause and the fix), never modified.
@@ -64,49 +84,70 @@ class Database:
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             new = self.path == ":memory:" or not Path(self.path).exists()
             conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
+            self.db = Connection.sqlite(conn)
             with self._lock:
                 if new:  # pages freed by retention go back to the file system (prune reclaims)
                     conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 applied = self.migrate()
-            if (COMPACT_MIGRATION in applied and not new) or self._meta(conn, "vacuum_pending"):
+            if (COMPACT_MIGRATION in applied and not new) or self._meta(self.db, "vacuum_pending"):
                 self._vacuum(conn)
         except (sqlite3.Error, OSError) as exc:
             raise storage_error(self.path, exc) from None
 
+    @property
+    def dialect(self) -> Dialect:
+        """SQLite or PostgreSQL (``dialect.name``)."""
+        return self.db.dialect
+
     def close(self) -> None:
         with self._lock:
-            self.db.conn.close()
+            self.db.close()
+
+    def connect(self) -> Connection:
+        """A further connection to the same history, for work that must not share the
+        store's (on PostgreSQL: a session advisory lock, ``pg_try_advisory_lock``, held for
+        as long as this connection lives). The caller closes it."""
+        if is_postgres_url(self.path):
+            return connect_postgres(self.path, password=self._password, read_only=False)
+        return Connection.sqlite(sqlite3.connect(self.path, check_same_thread=False, timeout=30))
 
     def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names applied (empty when up to date)."""
+        """Apply pending migrations; return the names applied (empty when up to date). Each
+        step is one transaction that re-checks ``_migrations`` under the write lock, so two
+        processes starting together apply each step once."""
         with self._lock:
-            table = self.db["_migrations"]
-            if not table.exists():
-                self.db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
-            done = {row["name"] for row in self.db["_migrations"].rows}
+            with self._transaction() as conn:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, "
+                    "applied_at TEXT)"
+                )
             applied = []
             for name, step in MIGRATIONS:
-                if name in done:
-                    continue
-                with self._transaction():
-                    step(self.db)
-                    self.db.conn.execute(
+                with self._transaction() as conn:
+                    if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                        continue
+                    step(conn)
+                    conn.execute(
                         "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                         (name, datetime.now(UTC).isoformat()),
                     )
                 applied.append(name)
             return applied
 
+    def migrations_applied(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute("SELECT name FROM _migrations ORDER BY name")]
+
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic write: all of it lands, or (on error or SIGKILL) none of it."""
+    def _transaction(self) -> Iterator[Connection]:
+        """One atomic write: all of it lands, or (on error or SIGKILL) none of it. On
+        PostgreSQL it holds the write lock, so the writes of two replicas never interleave."""
         with self._lock:
             try:
-                with self.db.atomic():
-                    yield self.db.conn
+                with self.db.transaction() as conn:
+                    yield conn
             except BaseException:
                 self._forget_ids()  # ids interned by the rolled-back write are gone
                 raise
@@ -118,7 +159,7 @@ class Database:
         self._fx_refs.clear()
         self._streams.clear()
 
-    def _name_ids(self, conn: sqlite3.Connection, values: Iterable[str]) -> dict[str, int]:
+    def _name_ids(self, conn: Connection, values: Iterable[str]) -> dict[str, int]:
         """Ids of ``names`` for ``values`` (inserted when new), inside a write."""
         missing = sorted(set(values) - self._names.keys())
         if missing:
@@ -146,7 +187,7 @@ class Database:
             rows = self.db.execute("SELECT id, provider, account, project, model FROM streams")
             return [(i, Stream(p, a, proj, m)) for i, p, a, proj, m in rows]
 
-    def _fx_id(self, conn: sqlite3.Connection, ref: FxRef) -> int:
+    def _fx_id(self, conn: Connection, ref: FxRef) -> int:
         """The ``fx_applied`` id of a conversion (inserted when new), inside a write."""
         found = self._fx_ids.get(ref)
         if found is None:
@@ -178,13 +219,13 @@ class Database:
             found = self._fx_refs[id_]
         return found
 
-    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'store_meta'").fetchone():
+    def _meta(self, conn: Connection, key: str) -> str | None:
+        if not conn.table_exists("store_meta"):  # a history not yet migrated (read-only)
             return None
         row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row else None
 
-    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+    def _set_meta(self, conn: Connection, key: str, value: str) -> None:
         conn.execute(
             "INSERT INTO store_meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

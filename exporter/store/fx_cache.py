@@ -64,8 +64,9 @@ class FxCache(StreamIndex):
                 if known.get((day.isoformat(), currency)) != rate
             ]
             conn.executemany(
-                "INSERT OR REPLACE INTO fx_rates (day, currency, rate, source, fetched_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO fx_rates (day, currency, rate, source, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, currency) DO UPDATE SET "
+                "rate = excluded.rate, source = excluded.source, fetched_at = excluded.fetched_at",
                 [(*row, source, fetched_at.isoformat()) for row in changed],
             )
         return min((date.fromisoformat(row[0]) for row in changed), default=None)
@@ -78,8 +79,9 @@ class FxCache(StreamIndex):
     def add_fx_coverage(self, first: date, last: date, source: str, fetched_at: datetime) -> None:
         with self._transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO fx_coverage (first_day, last_day, source, fetched_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO fx_coverage (first_day, last_day, source, fetched_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (first_day, last_day) DO UPDATE SET "
+                "source = excluded.source, fetched_at = excluded.fetched_at",
                 (first.isoformat(), last.isoformat(), source, fetched_at.isoformat()),
             )
 
@@ -142,9 +144,7 @@ class FxCache(StreamIndex):
             # Converted in full to ``currency`` last time: only rows of the partial index
             # can be unconverted (new rows are written converted, or pending).
             pending = (
-                f"AND {ROW_FX_PENDING} "
-                if self._meta(self.db.conn, "fx_currency") == currency
-                else ""
+                f"AND {ROW_FX_PENDING} " if self._meta(self.db, "fx_currency") == currency else ""
             )
             rows = self.db.execute(
                 "SELECT c.currency, f.currency, f.error, COUNT(*) FROM cost_rows c "

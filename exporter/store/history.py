@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -44,6 +43,7 @@ from exporter.store.compact import (
     encode_money,
     fx_columns,
 )
+from exporter.store.dialect import Connection
 from exporter.store.rows import (
     CostAnnotator,
     billing_row,
@@ -100,13 +100,13 @@ class History(StreamIndex):
                 conn,
                 "projects",
                 [plain_row(p) | {"updated_at": now} for p in result.projects],
-                replace=True,
+                key=("provider", "account", "project"),
             )
             insert_rows(
                 conn,
                 "api_keys",
                 [plain_row(k) | {"updated_at": now} for k in result.api_keys],
-                replace=True,
+                key=("provider", "account", "key_id"),
             )
             conn.execute(
                 "DELETE FROM billing_state WHERE provider = ? AND account = ?",
@@ -115,7 +115,7 @@ class History(StreamIndex):
             insert_rows(conn, "billing_state", [billing_row(b, now) for b in result.billing])
 
     def _usage_rows(
-        self, conn: sqlite3.Connection, ids: dict[tuple[str, str], int], rows: list[UsageRecord]
+        self, conn: Connection, ids: dict[tuple[str, str], int], rows: list[UsageRecord]
     ) -> list[tuple[Any, ...]]:
         names = self._name_ids(
             conn, {getattr(u, c) for u in rows for c in USAGE_LABELS}
@@ -129,7 +129,7 @@ class History(StreamIndex):
 
     def _cost_rows(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         ids: dict[tuple[str, str], int],
         rows: list[CostRecord],
         annotate: CostAnnotator | None,
@@ -177,8 +177,8 @@ class History(StreamIndex):
         """Retention: delete usage and cost rows of days before ``before``."""
         with self._transaction() as conn:
             cutoff = (day_number(before),)
-            n = conn.execute("DELETE FROM usage_rows WHERE day < ?", cutoff).rowcount
-            n += conn.execute("DELETE FROM cost_rows WHERE day < ?", cutoff).rowcount
+            n = int(conn.execute("DELETE FROM usage_rows WHERE day < ?", cutoff).rowcount)
+            n += int(conn.execute("DELETE FROM cost_rows WHERE day < ?", cutoff).rowcount)
             self._index_prune(conn, before)
         if n:
             self._reclaim()
@@ -334,17 +334,20 @@ class History(StreamIndex):
             where, params = _account_days(start, end, account)
         key = USAGE_PK if table == "usage_rows" else COST_PK
         with self._lock:
-            return self.db.execute(
-                f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY {', '.join(key)}",
-                params,
-            ).fetchall()
+            return list(
+                self.db.execute(
+                    f"SELECT {', '.join(columns)} FROM {table} WHERE {where} "
+                    f"ORDER BY {', '.join(key)}",
+                    params,
+                ).fetchall()
+            )
 
     def first_day(self) -> date | None:
         """The oldest day with a stored cost or usage row (None: an empty history)."""
         with self._lock:
             row = self.db.execute(
                 "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows "
-                "UNION ALL SELECT MIN(day) FROM usage_rows)"
+                "UNION ALL SELECT MIN(day) FROM usage_rows) AS firsts"
             ).fetchone()
         return None if not row or row[0] is None else day_of(row[0])
 

@@ -34,7 +34,7 @@ class PollStatusLog(Database):
 
     def poll_status(self, provider: str, account: str) -> PollStatus | None:
         with self._lock:
-            value = self._meta(self.db.conn, _key(provider, account))
+            value = self._meta(self.db, _key(provider, account))
         if value is None:
             return None
         data = json.loads(value)

@@ -4,7 +4,6 @@ text, money as exact decimal text. Usage and cost rows are compact
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import date, datetime
@@ -14,12 +13,13 @@ from exporter.records import (
     BillingRecord,
     CostRecord,
 )
+from exporter.store.dialect import Connection
 
 CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
 
 
 def insert_rows(
-    conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], *, replace: bool = False
+    conn: Connection, table: str, rows: list[dict[str, Any]], *, key: tuple[str, ...] = ()
 ) -> None:
     """Insert ``rows`` whose keys may differ (a cost row without a rate has no converted
     amount): the columns are every key of any row, in first-seen order; a row lacking a
@@ -27,8 +27,10 @@ def insert_rows(
     if not rows:
         return
     columns = list(dict.fromkeys(c for r in rows for c in r))
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
-    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    if key:  # replace the row of the same key
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
     conn.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows])
 
 

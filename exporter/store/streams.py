@@ -15,7 +15,6 @@ Kept by the writes in the same transaction (migration ``011_stream_index``):
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from decimal import Decimal
@@ -31,12 +30,14 @@ from exporter.store.compact import (
     status_code,
 )
 from exporter.store.db import Database
+from exporter.store.dialect import Connection, least
 
 DayKey = tuple[str, str, date]  # provider, account, day
 
-_FIRST_DAY_AFTER = (
-    "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows WHERE day >= ?1 "
-    "AND stream = ?2 UNION ALL SELECT MIN(day) FROM usage_rows WHERE day >= ?1 AND stream = ?2)"
+_FIRST_DAY_AFTER = (  # parameters: day, stream, day, stream
+    "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows WHERE day >= ? "
+    "AND stream = ? UNION ALL SELECT MIN(day) FROM usage_rows WHERE day >= ? AND stream = ?) "
+    "AS firsts"
 )
 ACCOUNT_STREAMS = "stream IN (SELECT id FROM streams WHERE provider = ? AND account = ?)"
 
@@ -54,7 +55,7 @@ class StreamIndex(Database):
 
     def _index_window(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         provider: str,
         account: str,
         start: date,
@@ -76,7 +77,7 @@ class StreamIndex(Database):
         conn.executemany(
             "INSERT INTO streams (provider, account, project, model, first_day) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, account, project, model) "
-            "DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            "DO UPDATE SET first_day = " + least("streams.first_day", "excluded.first_day"),
             [(provider, account, p, m, d) for (p, m), d in firsts.items()],
         )
         # A stream first seen inside the window starts where the window now says, or (no
@@ -89,7 +90,7 @@ class StreamIndex(Database):
             key = (provider, account, project, model)
             first = firsts.get((project, model))
             if first is None:
-                after = conn.execute(_FIRST_DAY_AFTER, (day_number(end), id_)).fetchone()[0]
+                after = conn.execute(_FIRST_DAY_AFTER, (day_number(end), id_) * 2).fetchone()[0]
                 first = None if after is None else day_of(after).isoformat()
             if first is None:
                 conn.execute(
@@ -109,7 +110,8 @@ class StreamIndex(Database):
                 currencies[c.currency] = c.day.isoformat()
         conn.executemany(
             "INSERT INTO cost_currencies (currency, first_day) VALUES (?, ?) "
-            "ON CONFLICT (currency) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            "ON CONFLICT (currency) DO UPDATE SET first_day = "
+            + least("cost_currencies.first_day", "excluded.first_day"),
             list(currencies.items()),
         )
         days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days)]
@@ -138,7 +140,7 @@ class StreamIndex(Database):
         )  # fmt: skip
 
     def _fx_values(
-        self, conn: sqlite3.Connection, columns: Mapping[str, Any]
+        self, conn: Connection, columns: Mapping[str, Any]
     ) -> tuple[int | None, int | None, int | None, str | None]:
         """(fx, fx_status, fx_amount, fx_amount_exact) of a row's FX columns."""
         ref = fx_ref(columns)
@@ -157,14 +159,14 @@ class StreamIndex(Database):
         return self._streams
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]) -> None:
+    def _bump(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> None:
         conn.executemany(
             "INSERT INTO day_versions (provider, account, day, version) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (provider, account, day) DO UPDATE SET version = version + 1",
+            "ON CONFLICT (provider, account, day) DO UPDATE SET version = day_versions.version + 1",
             list(keys),
         )
 
-    def _index_prune(self, conn: sqlite3.Connection, before: date) -> None:
+    def _index_prune(self, conn: Connection, before: date) -> None:
         """Retention removed the rows of days before ``before``: no first day lies earlier."""
         cutoff = before.isoformat()
         conn.execute("UPDATE streams SET first_day = ? WHERE first_day < ?", (cutoff, cutoff))
@@ -178,6 +180,8 @@ class StreamIndex(Database):
         file was created with ``auto_vacuum=INCREMENTAL``; an older file keeps its free
         pages for reuse (``VACUUM`` it once, offline, to shrink it)."""
         with self._lock:
+            if self.dialect.name != "sqlite":  # PostgreSQL: autovacuum reuses the space
+                return
             if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # incremental
                 # executescript steps the pragma to completion (execute frees one page)
                 self.db.conn.executescript("PRAGMA incremental_vacuum;")
@@ -202,7 +206,8 @@ class StreamIndex(Database):
         """(model streams, tool-cost streams with ``model=""``) in the store."""
         with self._lock:
             row = self.db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(model = ''), 0) FROM streams"
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN model = '' THEN 1 ELSE 0 END), 0) "
+                "FROM streams"
             ).fetchone()
         return int(row[0]) - int(row[1]), int(row[1])
 

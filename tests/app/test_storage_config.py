@@ -13,7 +13,7 @@ import yaml
 from exporter.app import StorageError, open_election, open_store, storage_password
 from exporter.cli import main
 from exporter.config import ConfigErrors, check, validate
-from exporter.election import AdvisoryLocks, AlwaysLeader
+from exporter.election import AlwaysLeader
 from tests.conftest import KEY_ENV
 from tests.postgres import PASSWORD, PostgresServer
 
@@ -75,7 +75,11 @@ def test_sqlite_stays_the_default_and_elects_nobody(tmp_path: Path) -> None:
     config = validate({"storage": {"path": str(tmp_path / "h.db")}})
     assert config.storage.target == str(tmp_path / "h.db") and not config.storage.postgres
     assert storage_password(config) is None
-    assert isinstance(open_election(config), AlwaysLeader)
+    store = open_store(config)
+    try:
+        assert isinstance(open_election(config, store), AlwaysLeader)
+    finally:
+        store.close()
     default = validate({})
     assert default.storage.url is None and default.storage.path.endswith("history.db")
 
@@ -85,7 +89,6 @@ def test_the_password_comes_from_env_or_file(tmp_path: Path) -> None:
     config = validate({"storage": {"url": url, "password_env": PW_ENV}})
     password = storage_password(config, {PW_ENV: SECRET})
     assert password is not None and password.value == SECRET and SECRET not in repr(password)
-    assert isinstance(open_election(config, {PW_ENV: SECRET}), AdvisoryLocks)
     with pytest.raises(StorageError, match=f"environment variable {PW_ENV} is not set"):
         storage_password(config, {})
     file = tmp_path / "pw"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlite_utils
 
 from exporter.analytics.build import SnapshotBuilder
 from exporter.app import open_history
@@ -23,8 +22,11 @@ from exporter.records import CostRecord, FetchResult, UsageRecord
 from exporter.snapshot import ProviderHealth
 from exporter.store import Store
 from exporter.store.compact import MAX_AMOUNT, from_units, text_units, to_units
+from exporter.store.dialect import Connection
 from exporter.store.migrations import FX_COLUMNS, MIGRATIONS
 from tests.conftest import NOW, TODAY
+from tests.store.conftest import Backend
+from tests.store.old_format import old_history
 
 ACCOUNTS = [("openai", "openai-main"), ("anthropic", "claude")]
 START = TODAY - timedelta(days=40)
@@ -68,8 +70,8 @@ def cost(account: tuple[str, str], day: date, amount: str, line: str = "", **kw:
     )
 
 
-def test_extreme_amounts_round_trip_exactly_through_the_store(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_extreme_amounts_round_trip_exactly_through_the_store(backend: Backend) -> None:
+    store = backend.open()
     account = ACCOUNTS[0]
     rows = [cost(account, TODAY, text, line=f"line {i}") for i, text in enumerate(EXTREMES)]
     converted = {r.line_item: Decimal(t).scaleb(-3) for r, t in zip(rows, EXTREMES, strict=True)}
@@ -144,13 +146,7 @@ def write_old_format(
     """The rows as the previous version stored them: text days, decimal text money, the FX
     columns NULL (converted by the FX step), text keys; 011's index is built on open (or
     here, with ``index``)."""
-    db = sqlite_utils.Database(sqlite3.connect(path))
-    db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
-    for name, step in MIGRATIONS:
-        if name == "011_stream_index":
-            break
-        step(db)
-        db["_migrations"].insert({"name": name, "applied_at": "2026-01-01"})
+    db = old_history(path, "011_stream_index")
     for result in results.values():
         db["usage"].insert_all(
             {**asdict(u), "day": u.day.isoformat()} for u in result.usage
@@ -160,7 +156,7 @@ def write_old_format(
             for c in result.costs
         )
     if index:
-        dict(MIGRATIONS)["011_stream_index"](db)
+        dict(MIGRATIONS)["011_stream_index"](Connection.sqlite(db.conn))
         db["_migrations"].insert({"name": "011_stream_index", "applied_at": "2026-01-01"})
     db.conn.commit()
     db.conn.close()
