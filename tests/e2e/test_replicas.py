@@ -10,7 +10,6 @@ against one fake OpenAI org and one database.
 
 from __future__ import annotations
 
-import inspect
 import signal
 from collections import Counter
 from collections.abc import Iterator
@@ -25,23 +24,11 @@ from exporter.app import open_store
 from exporter.clock import utc_now
 from exporter.config import load
 from exporter.demo.openai import FakeOpenAIServer, generate_org
-from exporter.store import Store
 from tests.e2e.process import ExporterProcess
 from tests.helpers import parse_exposition
 from tests.postgres import PASSWORD, PostgresServer
 
-
-def _store_takes_urls() -> bool:
-    """The PostgreSQL Store: ``Store(target, *, read_only=False, password=None)``."""
-    return "password" in inspect.signature(Store).parameters
-
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not _store_takes_urls(), reason="needs the PostgreSQL store (branch store, issue 18)"
-    ),
-]
+pytestmark = pytest.mark.e2e
 
 INTERVAL = 3.0  # seconds: poll.interval of both replicas
 PW_ENV = "AICOST_TEST_PG_PASSWORD"
