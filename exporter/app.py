@@ -42,6 +42,7 @@ from exporter.providers import REGISTRY
 from exporter.refresh import Refresher
 from exporter.snapshot import AppMetrics, ProviderHealth, Snapshot
 from exporter.store import StorageError, Store, check_storage, retention_cutoff
+from exporter.store.access import connect_postgres
 
 log = logging.getLogger(__name__)
 
@@ -343,14 +344,11 @@ def postgres_problems(config: Config, env: Mapping[str, str] | None = None) -> l
     except StorageError:  # psycopg or the password: exporter.config.check reports those
         return []
     assert password is not None and config.storage.url is not None
-    import psycopg
-
     try:
-        with psycopg.connect(config.storage.url, password=password.value, connect_timeout=10):
-            return []
-    except psycopg.Error as exc:
-        message = str(exc).replace(password.value, "****").strip().splitlines()[0]
-        return [f"storage.url: cannot connect to PostgreSQL: {message}"]
+        connect_postgres(config.storage.url, password=password.value, read_only=True).close()
+    except StorageError as exc:
+        return [str(exc)]
+    return []
 
 
 __all__ = [
