@@ -327,7 +327,7 @@ def usd_catalogue() -> Catalogue:
 def storage_problems(config: Config, *, write: bool = True) -> list[str]:
     """Why ``config.storage.path`` cannot be opened (read-write for ``run`` when ``write``);
     empty when it can. Creates, modifies and replaces nothing. A PostgreSQL url: psycopg,
-    the password and a connection (``SELECT 1``) are checked."""
+    the password and a read-only connection are checked."""
     if config.storage.url is not None:
         return postgres_problems(config)
     try:
