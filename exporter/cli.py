@@ -342,6 +342,8 @@ def series_line(config: Config) -> str:
         f"metrics.windows=[{', '.join(m.windows)}], token_types={str(m.token_types).lower()}, "
         f"stream_ratios={str(m.stream_ratios).lower()}"
     )
+    if config.storage.url is not None:  # not opened here: check-config reads no server data
+        return f"series: {per} per model stream ({options}); history on PostgreSQL (storage.url)"
     path = Path(config.storage.path)
     if not path.is_file():
         return f"series: {per} per model stream ({options}); no history at {path} yet"
@@ -433,7 +435,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).exists():
+    if config.storage.url is None and not Path(path).exists():  # PostgreSQL: open tells
         print(
             f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
@@ -479,7 +481,7 @@ def cmd_fx(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --currency/--base: {exc}", file=sys.stderr)
         return 2
-    if args.config and not Path(config.storage.path).exists():
+    if args.config and config.storage.url is None and not Path(config.storage.path).exists():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     if not args.config:  # no history: the bundled ECB rates only
@@ -559,7 +561,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from exporter.app import open_history, open_store
     from exporter.clock import utc_now
 
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     today = utc_now().date()
@@ -833,7 +835,7 @@ def _finops_config(args: argparse.Namespace) -> Config | None:
     if config is None:
         return None
     _setup_logging(args.log_level or config.log_level)
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path of {args.config}); "
               f"run `ai-cost-exporter poll --config {args.config} --once` first",
               file=sys.stderr)  # fmt: skip

@@ -142,6 +142,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         ("aicost_data_complete_through_timestamp_seconds", "data_complete_through"),
         ("aicost_poll_duration_seconds", "poll_duration"),
         ("aicost_data_expected_lag_seconds", "expected_lag"),
+        ("aicost_poller_leader", "leader"),
     ):
         fam = _gauge(name)
         for h in health:

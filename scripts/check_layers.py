@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("providers", ("exporter.providers",)),
     ("ingest", ("exporter.ingest",)),
     ("store", ("exporter.store",)),
+    ("election", ("exporter.election",)),
     ("fx", ("exporter.fx",)),
     ("analytics", ("exporter.analytics",)),
     ("poller", ("exporter.poller",)),
