@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -136,6 +136,8 @@ class App:
             max_delay=min(120.0, interval / 2),
         )
         self._snapshot: Snapshot | None = None
+        # Called with every new rendering (the serving process publishes it; exporter.serving).
+        self.on_render: Callable[[Rendered], object] | None = None
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -153,6 +155,7 @@ class App:
         with self._render_lock:
             self._snapshot = self.snapshot()
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
 
     def refresh_ingest(self) -> Rendered:
@@ -169,7 +172,12 @@ class App:
             app.rejected = intake.rejected_counts()
             self._snapshot = replace(self._snapshot, app=app)
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
+
+    def _rendered(self) -> None:
+        if self.on_render is not None:
+            self.on_render(self.rendered)
 
     def poll_once(self) -> bool:
         """Poll every provider once (backfilling where needed); True if all succeeded."""

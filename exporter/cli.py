@@ -42,10 +42,13 @@ log = logging.getLogger("exporter")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     # httpx logs every request URL at INFO; ours are enough.
@@ -605,10 +608,11 @@ def serve(
     web_config_file: str | None = None,
     on_ready: Callable[[int], object] | None = None,
 ) -> int:
-    """Start the HTTP server first (healthy, not ready), then load the store and poll."""
+    """Start the serving process first (healthy, not ready), then load the store and
+    poll; every rendering is published to it (exporter.serving)."""
     from exporter import schedule
     from exporter.app import StorageError, build
-    from exporter.server import MetricsServer
+    from exporter.serving import ServingProcess
 
     try:
         host, port = parse_listen_address(listen_address)
@@ -618,8 +622,9 @@ def serve(
     web = _load_web(web_config_file)
     if web is False:
         return 1
+    server = ServingProcess((host, port), web_config_file, log_format=LOG_FORMAT)
     try:
-        server = MetricsServer((host, port), web=web)
+        server.start()
     except OSError as exc:
         print(
             f"error: cannot listen on {listen_address}: {exc.strerror}; choose another "
@@ -627,7 +632,6 @@ def serve(
             file=sys.stderr,
         )
         return 1
-    server.start()
     for warning in web.warnings if web else ():
         log.warning("web config %s: %s", web_config_file, warning)
     if web is not None:
@@ -637,15 +641,18 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: server.reload_web())
+    # not in the handler itself: it may interrupt this thread while it holds the send lock
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=server.reload_web).start())
     try:
         app = build(config, env=env)
     except StorageError as exc:
         server.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    server.source = app
-    server.ingest = app.intake
+    if app.intake is not None:
+        server.attach_ingest(app.intake)
+    app.on_render = lambda rendered: server.publish(rendered, app.health())
+    server.publish(app.rendered, app.health())  # ready from here on
     if on_ready is not None:
         on_ready(server.port)
     scheduler = schedule.start(app)
@@ -654,8 +661,10 @@ def serve(
     finally:
         log.info("shutting down")
         scheduler.shutdown(wait=False)
-        app.stop()
-        server.stop()
+        try:
+            app.stop()
+        finally:
+            server.stop()
     return 0
 
 
