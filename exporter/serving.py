@@ -30,6 +30,7 @@ import signal
 import socket
 import sys
 import threading
+import weakref
 from collections.abc import Callable
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
@@ -71,7 +72,9 @@ class Published:
             body: bytes | mmap.mmap = (
                 mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else b""
             )  # the mapping and the file live as long as a scrape still holds them
-            variants.append(Variant.of(body, om, gz, file))
+            variant = Variant.of(body, om, gz, file)
+            weakref.finalize(variant, file.close)  # once no scrape holds it any more
+            variants.append(variant)
         return cls(tuple(variants))
 
     def variant(self, accept: str, accept_encoding: str) -> Variant:
