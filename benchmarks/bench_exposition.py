@@ -520,6 +520,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="only measure RSS at N sample lines in this process",
     )
+    parser.add_argument(
+        "--scrape-path",
+        action="store_true",
+        help="instead: our servers vs nginx under wrk at 1 and 8 connections (--series "
+        "default 1000,10000,100000), gzip levels, and with --refresh-db scrapes during a "
+        "refresh (benchmarks/scrape_path.py)",
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="per wrk cell (--scrape-path)")
+    parser.add_argument(
+        "--refresh-db",
+        help="a COPY of a bench_recompute history to refresh in a loop (--scrape-path)",
+    )
+    parser.add_argument("--refresh-streams", type=int, default=1000, help="streams of --refresh-db")
+    parser.add_argument(
+        "--baseline-src", help="an export of another revision, measured beside (--scrape-path)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -528,6 +544,20 @@ def main(argv: list[str] | None = None) -> int:
         rss = rss_only(args.rss_only)
         print(json.dumps(rss, indent=2) if args.json else "\n".join(rss_table(rss)))
         return 0
+
+    if args.scrape_path:
+        import scrape_path
+
+        targets = "1000,10000,100000" if args.series == "10000,100000" else args.series
+        return scrape_path.run(
+            [int(s) for s in targets.split(",") if s.strip()],
+            args.seconds,
+            args.refresh_db,
+            args.refresh_streams,
+            args.baseline_src,
+            args.json,
+            args.quiet,
+        )
 
     series = [int(s) for s in args.series.split(",") if s.strip()]
     if args.repeat is None:

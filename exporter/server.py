@@ -15,6 +15,7 @@ import html
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from contextlib import suppress
@@ -24,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from exporter import __version__
-from exporter.exposition import Variant
+from exporter.exposition import Body, Variant
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, WebConfigError
 from exporter.webconfig import load as load_web_config
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 65536  # a request header line (as http.client)
 MAX_HEADERS = 100  # header lines per request (as http.client)
-ONE_WRITE = 64 * 1024  # bodies up to this size go out with their headers in one write
+ONE_WRITE = 64 * 1024  # bodies up to this size go out from memory, above it with sendfile
 
 
 class Bodies(Protocol):
@@ -221,14 +222,17 @@ class _Handler(BaseHTTPRequestHandler):
         conn: socket.socket = self.connection
         if self.command == "HEAD":
             conn.sendall(head)
-        elif len(v.body) <= ONE_WRITE:  # one write, one segment for a small body
-            conn.sendall(head + v.body)
-        elif v.file is not None and not isinstance(conn, ssl.SSLSocket):
-            conn.sendall(head)
+        elif isinstance(conn, ssl.SSLSocket):  # no sendmsg or sendfile through TLS
+            if len(v.body) <= ONE_WRITE:
+                conn.sendall(head + v.body)
+            else:
+                conn.sendall(head)
+                conn.sendall(v.body)
+        elif v.file is not None and len(v.body) > ONE_WRITE:
+            conn.sendall(head, socket.MSG_MORE)  # goes out with the first body segment
             conn.sendfile(v.file, 0, len(v.body))  # page cache -> socket, no copy here
-        else:  # TLS (sendfile cannot encrypt) or a body held in memory only
-            conn.sendall(head)
-            conn.sendall(v.body)
+        else:
+            _send_both(conn, head, v.body)
 
     def _landing(self) -> str:
         rows = []
@@ -275,6 +279,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+
+def _send_both(conn: socket.socket, head: bytes, body: Body) -> None:
+    """``head`` and ``body`` in one ``sendmsg`` (no copy into one buffer), the rest of a
+    partial send after it."""
+    sent = conn.sendmsg([head, body])
+    if sent < len(head):
+        conn.sendall(head[sent:])
+        sent = len(head)
+    if sent - len(head) < len(body):
+        conn.sendall(memoryview(body)[sent - len(head) :])
 
 
 class _Headers(dict[str, str]):
@@ -337,6 +352,14 @@ class MetricsServer(ThreadingHTTPServer):
             with suppress(OSError):
                 conn.shutdown(socket.SHUT_WR)
             conn.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets or leaves mid-response is logged at debug, not as a
+        traceback on stderr (load generators and scrapers do it on shutdown)."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("connection from %s ended early: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
 
     def reload_web(self) -> bool:
         """Re-read the web config file (SIGHUP); on an error keep the current one."""

@@ -4,9 +4,12 @@ kept in files (never through TLS)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import ssl
+import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -182,3 +185,18 @@ def test_web_config_headers_follow_a_reload(tmp_path: Path) -> None:
     finally:
         s.stop()
     assert pki.ca.exists()
+
+
+def test_a_client_resetting_its_connection_is_a_debug_line_not_a_traceback(
+    server: MetricsServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="exporter.server")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+    deadline = time.monotonic() + 10
+    while "ended early" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert "ended early: [Errno 104]" in caplog.text
+    assert "Traceback" not in capfd.readouterr().err
