@@ -527,7 +527,10 @@ def main(argv: list[str] | None = None) -> int:
         "default 1000,10000,100000), gzip levels, and with --refresh-db scrapes during a "
         "refresh (benchmarks/scrape_path.py)",
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="per wrk cell (--scrape-path)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per wrk cell (--scrape-path)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="wrk rounds per cell, best kept (--scrape-path)"
+    )
     parser.add_argument(
         "--refresh-db",
         help="a COPY of a bench_recompute history to refresh in a loop (--scrape-path)",
@@ -555,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
             args.refresh_db,
             args.refresh_streams,
             args.baseline_src,
+            args.rounds,
             args.json,
             args.quiet,
         )

@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the exporter (poll on a schedule, serve /metrics)",
         description="Run the exporter: backfill on first start, poll every poll.interval, "
-        "serve /metrics.",
+        "serve /metrics (from a serving process of its own, so scrapes never wait on a "
+        "refresh; it stops with the exporter).",
     )
     run.add_argument(
         "--config",

@@ -7,6 +7,15 @@ the connection's thread) on every endpoint, basic auth on every GET endpoint but
 ``/-/healthy`` (ingest POSTs keep their bearer token: one ``Authorization`` header cannot
 carry both), and the configured response headers; :meth:`MetricsServer.reload_web` swaps
 it (on SIGHUP).
+
+The scrape path is lean: request headers are read into a dict (not through the ``email``
+parser; the limits and errors of ``http.server`` kept), a scrape of ``/metrics`` writes
+the variant's pre-built head (:class:`~exporter.exposition.Variant`) plus Server, Date and
+the web config's headers (rebuilt once per second) and the body: with the head in one
+``sendmsg`` (from memory or the serving process's mapped memfds), or by ``sendfile`` for
+a body kept in a file when :attr:`MetricsServer.sendfile_min` allows it (off by default:
+slower, measured); through TLS, from memory. ``run`` and ``demo`` run this server in a process
+of its own (:mod:`exporter.serving`); tests and benchmarks run it in-process.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE = 65536  # a request header line (as http.client)
 MAX_HEADERS = 100  # header lines per request (as http.client)
-ONE_WRITE = 64 * 1024  # bodies up to this size go out from memory, above it with sendfile
+ONE_WRITE = 64 * 1024  # through TLS, bodies up to this size go out with their head
 
 
 class Bodies(Protocol):
@@ -220,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.log_request(200)
         head = v.head + self.server.common_head() + b"\r\n"
         conn: socket.socket = self.connection
+        least = self.server.sendfile_min
+        sendfile = v.file is not None and least is not None and len(v.body) >= least
         if self.command == "HEAD":
             conn.sendall(head)
         elif isinstance(conn, ssl.SSLSocket):  # no sendmsg or sendfile through TLS
@@ -228,7 +239,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 conn.sendall(head)
                 conn.sendall(v.body)
-        elif v.file is not None and len(v.body) > ONE_WRITE:
+        elif sendfile and v.file is not None:
             conn.sendall(head, socket.MSG_MORE)  # goes out with the first body segment
             conn.sendfile(v.file, 0, len(v.body))  # page cache -> socket, no copy here
         else:
@@ -312,6 +323,10 @@ def _http_version(word: str) -> tuple[int, int] | None:
 class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a burst of concurrent scrapes is queued, not refused
+    # Bodies of at least this size that have a file go out with sendfile; None: never.
+    # Measured (benchmarks/README.md, "body path"): on loopback, sendfile from a memfd is
+    # ~1.5-3x slower than one sendmsg from its mapping, so the default is never.
+    sendfile_min: int | None = None
 
     def __init__(self, address: tuple[str, int], web: WebConfig | None = None) -> None:
         self.source: Source | None = None

@@ -135,10 +135,14 @@ def sendfiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
-def test_a_large_body_in_a_file_goes_out_with_sendfile_a_small_one_in_one_write(
+def test_sendfile_only_when_enabled_and_only_for_large_bodies(
     server: MetricsServer, sendfiles: list[int]
 ) -> None:
     server.source = _FileSource(BIG)
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    assert httpx.get(url, headers={"Accept-Encoding": "identity"}).content == BIG[0]
+    assert sendfiles == []  # the default: one sendmsg from the mapping
+    server.sendfile_min = ONE_WRITE
     base = f"http://127.0.0.1:{server.port}/metrics"
     with httpx.Client() as c:
         plain = c.get(base, headers={"Accept-Encoding": "identity"})
@@ -158,6 +162,7 @@ def test_over_tls_a_body_in_a_file_is_sent_from_memory(
         "tls_server_config: {cert_file: server.crt, key_file: server.key}\n"
     )
     s = MetricsServer(("127.0.0.1", 0), web=load(tmp_path / "web.yml"))
+    s.sendfile_min = 1
     s.source = _FileSource(BIG)
     s.start()
     try:
