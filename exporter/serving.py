@@ -6,10 +6,10 @@ lock for seconds).
 the listening socket and runs a :class:`~exporter.server.MetricsServer` (TLS, basic auth
 and the web config's headers included). After every render the main process
 :meth:`~ServingProcess.publish`\\ es the four bodies in memfds (passed over a Unix socket,
-no file system needed) with the provider health; the child maps them, serves small ones
-from memory and large ones with ``sendfile`` (not through TLS), and swaps to the new set
-at once. It is ready (``/-/ready`` 200) from the first publish on, as the in-process server
-is from the first render. Ingest POSTs are forwarded to the main process's
+no file system needed) with the provider health; the child reads them into bytes (closing
+them), serves them with one ``sendmsg`` each, and swaps to the new set at once. It is
+ready (``/-/ready`` 200) from the first publish on, as the in-process server is from the
+first render. Ingest POSTs are forwarded to the main process's
 :class:`~exporter.server.Ingest` over a second channel (:class:`ForwardingIngest`);
 ``/``, ``/-/healthy`` and ``/-/ready`` are answered by the child itself.
 
@@ -31,7 +31,7 @@ import socket
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recvfds, sendfds
@@ -58,20 +58,27 @@ PR_SET_PDEATHSIG = 1
 
 
 class Published:
-    """The child's copy of one :class:`~exporter.exposition.Rendered`: each body mapped
-    from its memfd (served from memory) with the file beside it (for ``sendfile``)."""
+    """The child's copy of one :class:`~exporter.exposition.Rendered`, read from the
+    memfds it was published in (then closed: one `sendmsg` from bytes measured fastest,
+    see benchmarks/README.md "body path"); ``mapped`` keeps each memfd instead, mapped
+    (served from memory) with its file beside it (for ``MetricsServer.sendfile_min``)."""
 
     def __init__(self, variants: tuple[Variant, ...]) -> None:
         self.variants = variants
 
     @classmethod
-    def from_fds(cls, fds: list[int], sizes: list[int]) -> Published:
+    def from_fds(cls, fds: list[int], sizes: list[int], *, mapped: bool = False) -> Published:
         variants = []
         for fd, size, (om, gz) in zip(fds, sizes, VARIANTS, strict=True):
+            if not mapped:  # the offset is shared with the writer's fd: read from 0
+                try:
+                    body_bytes = b"".join(_pread_all(fd, size))
+                finally:
+                    os.close(fd)
+                variants.append(Variant.of(body_bytes, om, gz))
+                continue
             file: BinaryIO = os.fdopen(fd, "rb", buffering=0)
-            body: bytes | mmap.mmap = (
-                mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else b""
-            )  # the mapping and the file live as long as a scrape still holds them
+            body: bytes | mmap.mmap = mmap.mmap(fd, size, prot=mmap.PROT_READ) if size else b""
             variant = Variant.of(body, om, gz, file)
             weakref.finalize(variant, file.close)  # once no scrape holds it any more
             variants.append(variant)
@@ -79,6 +86,16 @@ class Published:
 
     def variant(self, accept: str, accept_encoding: str) -> Variant:
         return self.variants[negotiate(accept, accept_encoding)]
+
+
+def _pread_all(fd: int, size: int) -> Iterator[bytes]:
+    offset = 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            raise OSError(f"published body ended at {offset} of {size} bytes")
+        offset += len(chunk)
+        yield chunk
 
 
 class _Published:

@@ -106,7 +106,7 @@ def _published(bodies: tuple[bytes, ...]) -> Published:
         fd = os.memfd_create("test-metrics")
         os.write(fd, body)
         fds.append(fd)
-    return Published.from_fds(fds, [len(b) for b in bodies])
+    return Published.from_fds(fds, [len(b) for b in bodies], mapped=True)
 
 
 class _FileSource:
