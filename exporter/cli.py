@@ -623,7 +623,8 @@ def serve(
     web = _load_web(web_config_file)
     if web is False:
         return 1
-    server = ServingProcess((host, port), web_config_file, log_format=LOG_FORMAT)
+    stop = threading.Event()
+    server = ServingProcess((host, port), web_config_file, log_format=LOG_FORMAT, on_exit=stop.set)
     try:
         server.start()
     except OSError as exc:
@@ -639,7 +640,6 @@ def serve(
         log.info("web config %s: %s", web_config_file, web.describe())
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on %s://%s:%d/metrics", server.scheme, shown, server.port)
-    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     # not in the handler itself: it may interrupt this thread while it holds the send lock
@@ -666,7 +666,7 @@ def serve(
             app.stop()
         finally:
             server.stop()
-    return 0
+    return 1 if server.failed else 0
 
 
 DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx --config\n"

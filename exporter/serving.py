@@ -179,8 +179,14 @@ class ServingProcess:
         web_config_file: str | None = None,
         *,
         log_format: str = logging.BASIC_FORMAT,
+        on_exit: Callable[[], object] | None = None,
     ) -> None:
+        """``on_exit``: called (from a watcher thread) if the child exits before
+        :meth:`stop`; :attr:`failed` is then True unless it exited cleanly (SIGTERM)."""
         self.address = address
+        self.on_exit = on_exit
+        self.failed = False
+        self._stopping = False
         self.web_config_file = web_config_file
         self.log_format = log_format
         self.port = 0
@@ -227,6 +233,21 @@ class ServingProcess:
             _, errno, text = message
             raise OSError(errno, text)
         _, self.port, self.scheme = message
+        threading.Thread(target=self._watch, name="serving-watch", daemon=True).start()
+
+    def _watch(self) -> None:
+        self._process.join()
+        if self._stopping:
+            return
+        code = self._process.exitcode
+        self.failed = code != 0  # 0: it was sent SIGTERM itself (a service manager's stop)
+        log.log(
+            logging.ERROR if self.failed else logging.INFO,
+            "the serving process exited (code %s): /metrics is down; stopping the exporter",
+            code,
+        )
+        if self.on_exit is not None:
+            self.on_exit()
 
     def _send(self, message: tuple[object, ...], fds: list[int] | None = None) -> None:
         with self._send_lock:
@@ -268,6 +289,7 @@ class ServingProcess:
 
     def stop(self) -> None:
         """Stop the child and wait for it (killed after :data:`STOP_TIMEOUT`)."""
+        self._stopping = True
         if self._process.pid is not None:
             self._send(("stop",))
             self._process.join(STOP_TIMEOUT)

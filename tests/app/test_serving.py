@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 
@@ -137,3 +138,28 @@ def test_the_child_dies_with_its_parent(sig: signal.Signals) -> None:
             _wait(lambda: _gone(pid), "the serving process to exit")
         finally:
             parent.kill()
+
+
+def test_a_serving_process_that_dies_is_reported_and_stops_the_exporter() -> None:
+    stopped = threading.Event()
+    s = ServingProcess(("127.0.0.1", 0), on_exit=stopped.set)
+    s.start()
+    try:
+        assert s.pid is not None
+        os.kill(s.pid, signal.SIGKILL)
+        assert stopped.wait(30) and s.failed
+    finally:
+        s.stop()
+    terminated = threading.Event()
+    t = ServingProcess(("127.0.0.1", 0), on_exit=terminated.set)
+    t.start()
+    try:
+        assert t.pid is not None
+        os.kill(t.pid, signal.SIGTERM)  # a service manager stopping the whole group
+        assert terminated.wait(30) and not t.failed
+    finally:
+        t.stop()
+    clean = ServingProcess(("127.0.0.1", 0), on_exit=stopped.clear)
+    clean.start()
+    clean.stop()
+    assert stopped.is_set() and not clean.failed  # a requested stop calls nothing
