@@ -47,7 +47,14 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.exposition import TEXT_CONTENT_TYPE, Rendered, families, render
+from exporter.exposition import (
+    GZIP_LEVEL,
+    TEXT_CONTENT_TYPE,
+    Rendered,
+    Variant,
+    families,
+    render,
+)
 from exporter.records import TOKEN_TYPES, Stream
 from exporter.server import MetricsServer
 from exporter.snapshot import (
@@ -212,7 +219,8 @@ class _Collector(Collector):
 
 
 class _RequestedFormatOnly:
-    """Has ``pick()`` like :class:`Rendered`, but renders only the requested body per call."""
+    """Has ``pick()`` and ``variant()`` like :class:`Rendered`, but renders only the
+    requested body per call."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._registry = CollectorRegistry(auto_describe=False)
@@ -225,8 +233,12 @@ class _RequestedFormatOnly:
             body, content_type = generate_latest(self._registry), TEXT_CONTENT_TYPE
         gz = "gzip" in (accept_encoding or "")
         if gz:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         return body, content_type, gz
+
+    def variant(self, accept: str, accept_encoding: str) -> Variant:
+        body, content_type, gz = self.pick(accept, accept_encoding)
+        return Variant.of(body, content_type == OPENMETRICS_CONTENT_TYPE, gz)
 
 
 class RenderRequestedFormat:
@@ -462,7 +474,7 @@ def markdown(report: dict[str, Any]) -> str:
             )
     out += [
         "",
-        "render() (text + OpenMetrics, each plain and gzip level 6) and body sizes:",
+        "render() (text + OpenMetrics, each plain and gzip at GZIP_LEVEL) and body sizes:",
         "",
         "| sample lines | streams | render() median ms | render() min ms | text KiB "
         "| text gzip KiB | OpenMetrics KiB | OpenMetrics gzip KiB |",
