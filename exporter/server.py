@@ -48,7 +48,7 @@ ONE_WRITE = 64 * 1024  # through TLS, bodies up to this size go out with their h
 
 class Bodies(Protocol):
     """Pre-rendered ``/metrics`` bodies (:class:`~exporter.exposition.Rendered`, or the
-    serving process's mapped copies of them)."""
+    serving process's copies of them)."""
 
     def variant(self, accept: str, accept_encoding: str) -> Variant: ...
 
