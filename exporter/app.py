@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -152,6 +152,8 @@ class App:
         self.election = open_election(config, self.store)
         for poller in self.pollers if self.shared else ():
             poller.health.leader = False  # until this replica wins the account's lock
+        # Called with every new rendering (the serving process publishes it; exporter.serving).
+        self.on_render: Callable[[Rendered], object] | None = None
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -169,6 +171,7 @@ class App:
         with self._render_lock:
             self._snapshot = self.snapshot()
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
 
     def refresh_ingest(self) -> Rendered:
@@ -185,7 +188,12 @@ class App:
             app.rejected = intake.rejected_counts()
             self._snapshot = replace(self._snapshot, app=app)
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
+
+    def _rendered(self) -> None:
+        if self.on_render is not None:
+            self.on_render(self.rendered)
 
     def poll_once(self) -> bool:
         """Poll every provider once (backfilling where needed); True if all succeeded."""
