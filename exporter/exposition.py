@@ -36,6 +36,8 @@ from exporter.snapshot import (
     AppMetrics,
     FxState,
     Governance,
+    LevelTotals,
+    Rollups,
     Snapshot,
 )
 
@@ -117,6 +119,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         for stream, n in sorted(t.requests.get(window, {}).items()):
             _add(fam, stream, value=n)
         yield fam
+    yield from _rollup_families(snapshot.rollups)
     recs, b = snapshot.recommendations, snapshot.billing
     keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
         ("aicost_cache_hit_ratio", t.cache_hit_ratio),
@@ -176,6 +179,43 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
     yield build
 
     yield from _app_families(snapshot.app)
+
+
+def _rollup_families(r: Rollups) -> Iterator[Metric]:
+    """aicost_{model,project,account}_{cost,tokens,requests}_<window>, the model ratios."""
+    levels: tuple[tuple[str, LevelTotals[Any]], ...] = (
+        ("model", r.model),
+        ("project", r.project),
+        ("account", r.account),
+    )
+    for level, totals in levels:
+        for window in WINDOW_NAMES:
+            fam = _gauge(f"aicost_{level}_cost_{window}")
+            for (key, cost_labels), amount in sorted(totals.cost.get(window, {}).items()):
+                _add(fam, key, cost_labels, value=_num(amount))
+            yield fam
+        for window in TOKEN_WINDOW_NAMES:
+            fam = _gauge(f"aicost_{level}_tokens_{window}")
+            if level == "project":
+                for project, n in sorted(r.project_tokens.get(window, {}).items()):
+                    _add(fam, project, value=n)
+            for (key, token_label), n in sorted(totals.tokens.get(window, {}).items()):
+                _add(fam, key, token_label, value=n)
+            yield fam
+        for window in WINDOW_NAMES:
+            fam = _gauge(f"aicost_{level}_requests_{window}")
+            for key, n in sorted(totals.requests.get(window, {}).items()):
+                _add(fam, key, value=n)
+            yield fam
+    yield from _keyed(_gauge, (("aicost_model_cache_hit_ratio", r.cache_hit_ratio),))
+    for name, values in (
+        ("aicost_model_cost_per_1k_tokens", r.cost_per_1k_tokens),
+        ("aicost_model_cost_per_request", r.cost_per_request),
+    ):
+        fam = _gauge(name)
+        for (key, currency), amount in sorted(values.items()):
+            _add(fam, key, currency, value=_num(amount))
+        yield fam
 
 
 def _keyed(

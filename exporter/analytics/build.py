@@ -28,6 +28,7 @@ from exporter.analytics.recommendations import (
     publish,
     recommendations_start,
 )
+from exporter.analytics.rollups import compute_rollups
 from exporter.analytics.unit_economics import Caps, compute_app_metrics
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.clock import Clock
@@ -144,16 +145,16 @@ class SnapshotBuilder:
         # configured account has had its first poll.
         if costs and all(h.last_success or any(h.errors.values()) for h in health):
             self._warn_unmatched(gov)
+        recent_withheld = [w for w in withheld if w.day >= start]
+        totals = compute_windows(
+            today,
+            [u for u in usage if u.day >= start],
+            [c for c in costs if c.day >= start],
+            recent_withheld,
+        )
         return Snapshot(
-            totals=cardinality.select(
-                compute_windows(
-                    today,
-                    [u for u in usage if u.day >= start],
-                    [c for c in costs if c.day >= start],
-                    [w for w in withheld if w.day >= start],
-                ),
-                self.config.metrics,
-            ),
+            totals=cardinality.select(totals, self.config.metrics),
+            rollups=compute_rollups(today, totals, recent_withheld),  # before select trims
             governance=gov,
             health=health,
             fx=self.fx.state(today),
