@@ -178,7 +178,9 @@ def test_values_trace_back_to_rows() -> None:
     assert value("aicost_model_cost_yesterday", **model, cost_type="tokens",
                  currency="USD") == 0.0145  # fmt: skip
     assert value("aicost_model_cache_hit_ratio", **model) == 500 / 1500
-    assert value("aicost_model_cost_per_request", **model, currency="USD") == 0.00145  # 0.0145 / 10 requests
+    assert (
+        value("aicost_model_cost_per_request", **model, currency="USD") == 0.00145
+    )  # 0.0145 / 10 requests
     # proj_a: 1000 + 200 + 500 tokens yesterday, 300 + 50 today; its tool cost has no model
     proj_a = {"provider": "openai", "account": "main", "project": "proj_a"}
     assert value("aicost_project_tokens_month_to_date", **proj_a) == 1700 + 350
@@ -224,7 +226,9 @@ def test_every_catalogue_metric_is_exposed_with_help_saying_it_is_polled() -> No
     for metric in CATALOGUE:
         assert f"# HELP {metric.name}" in text or f"# HELP {metric.name}_total" in text
     for line in text.splitlines():
-        if line.startswith(("# HELP aicost_cost_", "# HELP aicost_tokens_", "# HELP aicost_model_")):
+        if line.startswith(
+            ("# HELP aicost_cost_", "# HELP aicost_tokens_", "# HELP aicost_model_")
+        ):
             assert "not at scrape time" in line
 
 
