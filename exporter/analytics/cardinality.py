@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 from exporter.config import MetricsConfig
 from exporter.records import Stream
-from exporter.snapshot import WindowTotals
+from exporter.snapshot import TOKEN_WINDOW_NAMES, WINDOW_NAMES, WindowTotals
 
 GOVERNANCE_SERIES = 3  # baseline, anomaly score, forecast
 RATIO_SERIES = 3
@@ -59,6 +59,20 @@ def select(totals: WindowTotals, cfg: MetricsConfig) -> WindowTotals:
         cost_per_1k_tokens=totals.cost_per_1k_tokens if cfg.stream_ratios else {},
         cost_per_request=totals.cost_per_request if cfg.stream_ratios else {},
     )
+
+
+def left_out(cfg: MetricsConfig) -> set[str]:
+    """Names of the per-stream families ``cfg`` does not publish (their HELP and TYPE stay,
+    without samples); the roll-ups are never among them."""
+    windows = set(cfg.windows)
+    tokens = token_windows(cfg) if cfg.token_types else set()
+    out = {
+        f"aicost_{f}_{w}" for f in ("cost", "requests") for w in WINDOW_NAMES if w not in windows
+    }
+    out |= {f"aicost_tokens_{w}" for w in TOKEN_WINDOW_NAMES if w not in tokens}
+    if not cfg.stream_ratios:
+        out |= {"aicost_cache_hit_ratio", "aicost_cost_per_1k_tokens", "aicost_cost_per_request"}
+    return out
 
 
 def series_per_stream(cfg: MetricsConfig, cost_types: int = 1) -> int:
