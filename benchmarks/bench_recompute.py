@@ -18,6 +18,7 @@ asserts on time; figures are for comparison within one run.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import random
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.app import open_history
-from exporter.config import Config
+from exporter.config import Config, MetricsConfig
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
 
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -203,6 +204,7 @@ def measure(path: str, n_streams: int) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    every = all_families(builder, health)  # after the timed cycle and the RSS reading
     history.close()
     return {
         "seconds": seconds,
@@ -214,6 +216,25 @@ def measure(path: str, n_streams: int) -> dict[str, Any]:
         "series": series,
         "text_bytes": len(rendered.text),
         "gzip_bytes": len(rendered.text_gzip),
+        **every,
+    }
+
+
+def all_families(builder: Any, health: list[Any]) -> dict[str, int]:
+    """Series and scrape size of the same history with every per-stream family on (the
+    defaults before issue 17), for comparison with the defaults measured above."""
+    from exporter.exposition import render
+
+    every = {"windows": ["today", "yesterday", "7d", "30d", "month_to_date"],
+             "token_types": True, "stream_ratios": True}  # fmt: skip
+    builder.config = builder.config.model_copy(
+        update={"metrics": MetricsConfig.model_validate(every)}
+    )
+    text = render(builder.build(health)).text
+    return {
+        "all_series": sum(1 for line in text.split(b"\n") if line and not line.startswith(b"#")),
+        "all_text_bytes": len(text),
+        "all_gzip_bytes": len(gzip.compress(text, compresslevel=6, mtime=0)),
     }
 
 
@@ -260,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         f"text={figures['text_bytes'] / 2**20:.1f} MiB "
         f"gzip={figures['gzip_bytes'] / 2**20:.2f} MiB"
         + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
+    )
+    print(
+        f"scrape: defaults {figures['series']} series, text {figures['text_bytes']} B, gzip "
+        f"{figures['gzip_bytes']} B; all families {figures['all_series']} series, text "
+        f"{figures['all_text_bytes']} B, gzip {figures['all_gzip_bytes']} B"
     )
     print(
         f"recompute: {figures['seconds']:.2f} s, {figures['rss_mib']:.0f} MiB, "
