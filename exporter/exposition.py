@@ -104,21 +104,9 @@ def _add(
 def families(snapshot: Snapshot) -> Iterator[Metric]:
     """The metric families of a snapshot, in catalogue order."""
     t = snapshot.totals
-    for window in WINDOW_NAMES:
-        fam = _gauge(f"aicost_cost_{window}")
-        for key, amount in sorted(t.cost.get(window, {}).items()):
-            _add(fam, key, value=_num(amount))
-        yield fam
-    for window in TOKEN_WINDOW_NAMES:
-        fam = _gauge(f"aicost_tokens_{window}")
-        for token_key, n in sorted(t.tokens.get(window, {}).items()):
-            _add(fam, token_key, value=n)
-        yield fam
-    for window in WINDOW_NAMES:
-        fam = _gauge(f"aicost_requests_{window}")
-        for stream, n in sorted(t.requests.get(window, {}).items()):
-            _add(fam, stream, value=n)
-        yield fam
+    yield from _windowed("aicost_cost", WINDOW_NAMES, t.cost)
+    yield from _windowed("aicost_tokens", TOKEN_WINDOW_NAMES, t.tokens)
+    yield from _windowed("aicost_requests", WINDOW_NAMES, t.requests)
     yield from _rollup_families(snapshot.rollups)
     recs, b = snapshot.recommendations, snapshot.billing
     keyed: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
@@ -189,32 +177,31 @@ def _rollup_families(r: Rollups) -> Iterator[Metric]:
         ("account", r.account),
     )
     for level, totals in levels:
-        for window in WINDOW_NAMES:
-            fam = _gauge(f"aicost_{level}_cost_{window}")
-            for (key, cost_labels), amount in sorted(totals.cost.get(window, {}).items()):
-                _add(fam, key, cost_labels, value=_num(amount))
-            yield fam
-        for window in TOKEN_WINDOW_NAMES:
-            fam = _gauge(f"aicost_{level}_tokens_{window}")
-            if level == "project":
-                for project, n in sorted(r.project_tokens.get(window, {}).items()):
-                    _add(fam, project, value=n)
-            for (key, token_label), n in sorted(totals.tokens.get(window, {}).items()):
-                _add(fam, key, token_label, value=n)
-            yield fam
-        for window in WINDOW_NAMES:
-            fam = _gauge(f"aicost_{level}_requests_{window}")
-            for key, n in sorted(totals.requests.get(window, {}).items()):
-                _add(fam, key, value=n)
-            yield fam
-    yield from _keyed(_gauge, (("aicost_model_cache_hit_ratio", r.cache_hit_ratio),))
-    for name, values in (
+        yield from _windowed(f"aicost_{level}_cost", WINDOW_NAMES, totals.cost)
+        tokens = r.project_tokens if level == "project" else totals.tokens
+        yield from _windowed(f"aicost_{level}_tokens", TOKEN_WINDOW_NAMES, tokens)
+        yield from _windowed(f"aicost_{level}_requests", WINDOW_NAMES, totals.requests)
+    ratios: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
+        ("aicost_model_cache_hit_ratio", r.cache_hit_ratio),
         ("aicost_model_cost_per_1k_tokens", r.cost_per_1k_tokens),
         ("aicost_model_cost_per_request", r.cost_per_request),
-    ):
-        fam = _gauge(name)
-        for (key, currency), amount in sorted(values.items()):
-            _add(fam, key, currency, value=_num(amount))
+    )
+    yield from _keyed(_gauge, ratios)
+
+
+def _parts(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+    """The named tuples a sample's key is made of: itself, or the ones it pairs."""
+    return (key,) if hasattr(key, "_fields") else tuple(key)
+
+
+def _windowed(
+    prefix: str, windows: Iterable[str], by_window: Mapping[str, Mapping[Any, Decimal | int]]
+) -> Iterator[Metric]:
+    """One family ``<prefix>_<window>`` per window, also where the window has no values."""
+    for window in windows:
+        fam = _gauge(f"{prefix}_{window}")
+        for key, v in sorted(by_window.get(window, {}).items()):
+            _add(fam, *_parts(key), value=_num(v))
         yield fam
 
 
@@ -226,7 +213,7 @@ def _keyed(
     for name, values in metrics:
         fam = family(name)
         for key, v in sorted(values.items()):
-            _add(fam, key, value=_num(v))
+            _add(fam, *_parts(key), value=_num(v))
         yield fam
 
 
