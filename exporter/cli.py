@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a config file: report every error with its YAML path, and "
         "check that each provider's key can be read (the key itself is never printed), "
         "that a cloud provider's optional extra is installed (bedrock: [aws], vertex: [gcp]) "
-        "and that storage.path can be opened read-write (nothing is created or changed).",
+        "and that storage.path can be opened read-write (nothing is created or changed). "
+        "The last line estimates the /metrics series of the stored streams: per stream "
+        "(metrics.*) plus the always-on roll-ups per model, project and account.",
     )
     chk.add_argument("file", help="path of the YAML config file")
     chk.add_argument(
