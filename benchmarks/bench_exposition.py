@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -47,6 +47,9 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from exporter.analytics import cardinality
+from exporter.analytics.rollups import compute_rollups
+from exporter.config import MetricsConfig
 from exporter.exposition import (
     GZIP_LEVEL,
     TEXT_CONTENT_TYPE,
@@ -176,6 +179,50 @@ def build_snapshot(target_lines: int, seed: int = 42) -> Snapshot:
         for p, a in pairs
     ]
     return Snapshot(totals=totals, governance=Governance(project_info=projects), health=health)
+
+
+ALL_FAMILIES = {"windows": list(WINDOW_NAMES), "token_types": True, "stream_ratios": True}
+
+
+def cardinality_sizes(n_streams: int) -> list[dict[str, Any]]:
+    """Series and text / gzip scrape size of about ``n_streams`` synthetic streams with the
+    default ``metrics.*`` options and with every per-stream family on (the defaults before
+    issue 17); the always-on roll-ups are in both."""
+    snapshot = build_snapshot(n_streams // MODELS_PER_PROJECT * LINES_PER_PROJECT)
+    rollups = compute_rollups(datetime.now(UTC).date(), snapshot.totals)
+    out = []
+    for name, cfg in (
+        ("defaults", MetricsConfig()),
+        ("all families", MetricsConfig.model_validate(ALL_FAMILIES)),
+    ):
+        trimmed = replace(snapshot, totals=cardinality.select(snapshot.totals, cfg))
+        rendered = render(replace(trimmed, rollups=rollups))
+        out.append(
+            {
+                "metrics": name,
+                "streams": len(snapshot.totals.requests["30d"]),
+                "series": sample_lines(rendered.text),
+                "text_bytes": len(rendered.text),
+                "gzip_bytes": len(rendered.text_gzip),
+            }
+        )
+    return out
+
+
+def cardinality_table(rows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "Series and scrape size by metrics.* options (roll-ups always on):",
+        "",
+        "| metrics | streams | series | series per stream | text MiB | gzip MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['metrics']} | {r['streams']:,} | {r['series']:,} "
+            f"| {r['series'] / r['streams']:.1f} | {r['text_bytes'] / 2**20:.1f} "
+            f"| {r['gzip_bytes'] / 2**20:.2f} |"
+        )
+    return out
 
 
 def sample_lines(text: bytes) -> int:
@@ -490,6 +537,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     if report.get("rss"):
         out += ["", *rss_table(report["rss"])]
+    if report.get("cardinality"):
+        out += ["", *cardinality_table(report["cardinality"])]
     return "\n".join(out)
 
 
@@ -531,6 +580,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="only measure RSS at N sample lines in this process",
+    )
+    parser.add_argument(
+        "--cardinality-streams",
+        type=int,
+        default=10_000,
+        help="streams for the series / scrape size by metrics.* options (default 10000; 0 skips)",
     )
     parser.add_argument(
         "--scrape-path",
@@ -598,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     if rss_n > 0:
         log(f"RSS at {rss_n} in a fresh process")
         report["rss"] = rss_subprocess(rss_n)
+    if args.cardinality_streams > 0:
+        log(f"series and scrape size by metrics.* options at {args.cardinality_streams} streams")
+        report["cardinality"] = cardinality_sizes(args.cardinality_streams)
     report["elapsed_s"] = time.perf_counter() - t0
     log(f"done in {report['elapsed_s']:.1f}s")
 

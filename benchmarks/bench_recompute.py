@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.app import open_history
-from exporter.config import Config
+from exporter.config import Config, MetricsConfig
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
 
 TODAY = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
@@ -261,6 +261,7 @@ def measure(
     stages["of_which_gc"] = gc_seconds()
     series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    every = all_families(builder, health)  # after the timed cycle and the RSS reading
     history.close()
     return {
         "seconds": seconds,
@@ -274,6 +275,26 @@ def measure(
         "series": series,
         "text_bytes": len(rendered.text),
         "gzip_bytes": len(rendered.text_gzip),
+        **every,
+    }
+
+
+def all_families(builder: Any, health: list[Any]) -> dict[str, int]:
+    """Series and scrape size of the same history with every per-stream family on (the
+    defaults before issue 17), for comparison with the defaults measured above."""
+    from exporter.exposition import render
+
+    every = {"windows": ["today", "yesterday", "7d", "30d", "month_to_date"],
+             "token_types": True, "stream_ratios": True}  # fmt: skip
+    builder.config = builder.config.model_copy(
+        update={"metrics": MetricsConfig.model_validate(every)}
+    )
+    rendered = render(builder.build(health))
+    text = rendered.text
+    return {
+        "all_series": sum(1 for line in text.split(b"\n") if line and not line.startswith(b"#")),
+        "all_text_bytes": len(text),
+        "all_gzip_bytes": len(rendered.text_gzip),
     }
 
 
@@ -353,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
         + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
     )
     print("stages: " + ", ".join(f"{k}={v:.3f} s" for k, v in figures["stages"].items()))
+    print(
+        f"scrape: defaults {figures['series']} series, text {figures['text_bytes']} B, gzip "
+        f"{figures['gzip_bytes']} B; all families {figures['all_series']} series, text "
+        f"{figures['all_text_bytes']} B, gzip {figures['all_gzip_bytes']} B"
+    )
     print(
         f"recompute: {figures['seconds']:.2f} s, {figures['rss_mib']:.0f} MiB, "
         f"{figures['series']} series"

@@ -138,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate a config file: report every error with its YAML path, and "
         "check that each provider's key can be read (the key itself is never printed), "
         "that a cloud provider's optional extra is installed (bedrock: [aws], vertex: [gcp]) "
-        "and that storage.path can be opened read-write (nothing is created or changed).",
+        "and that storage.path can be opened read-write (nothing is created or changed). "
+        "The last line estimates the /metrics series of the stored streams: per stream "
+        "(metrics.*) plus the always-on roll-ups per model, project and account.",
     )
     chk.add_argument("file", help="path of the YAML config file")
     chk.add_argument(
@@ -334,10 +336,16 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def series_line(config: Config) -> str:
-    """The per-stream series ``/metrics`` will carry for the stored streams (read only)."""
+    """The series ``/metrics`` will carry for the stored streams (read only): per stream
+    (``metrics.*``) and the always-on roll-ups."""
     import sqlite3
 
-    from exporter.analytics.cardinality import expected_series, series_per_stream
+    from exporter.analytics.cardinality import (
+        Groups,
+        expected_series,
+        rollup_series,
+        series_per_stream,
+    )
     from exporter.app import open_store
 
     m = config.metrics
@@ -354,15 +362,20 @@ def series_line(config: Config) -> str:
     try:
         store = open_store(config, read_only=True)
         try:
-            model, tool = store.stream_kinds()
+            streams = list(store.streams_first_seen(date.min))
         finally:
             store.close()
     except sqlite3.Error as exc:
         return f"series: {per} per model stream ({options}); cannot count streams in {path} ({exc})"
-    total = expected_series(m, model, tool)
+    tool = sum(1 for s in streams if not s.model)
+    stream_series = expected_series(m, len(streams) - tool, tool)
+    groups = Groups.of(streams)
+    rollups = rollup_series(groups)
     return (
-        f"series: ~{total} per-stream series expected from {model + tool} stored stream(s) "
-        f"({per} per model stream; {options})"
+        f"series: ~{stream_series + rollups} expected from {len(streams)} stored stream(s): "
+        f"~{stream_series} per-stream ({per} per model stream; {options}) + ~{rollups} "
+        f"roll-up ({groups.models + groups.tool_models} model(s), {groups.projects} "
+        f"project(s), {groups.accounts} account(s))"
     )
 
 

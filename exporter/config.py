@@ -843,23 +843,27 @@ class IngestConfig(_Strict):
 
 WindowName = Literal["today", "yesterday", "7d", "30d", "month_to_date"]
 ALL_WINDOWS: tuple[WindowName, ...] = ("today", "yesterday", "7d", "30d", "month_to_date")
+DEFAULT_WINDOWS: tuple[WindowName, ...] = ("today", "yesterday", "month_to_date", "30d")
 
 
 class MetricsConfig(_Strict):
     """Which per-stream families ``/metrics`` carries (cardinality; see docs/scale.md).
 
-    The defaults keep every family, as the shipped dashboards and alerts read them; a large
-    organisation trims them here (e.g. ``windows: [today, yesterday, month_to_date, 30d]``,
-    ``token_types: false``, ``stream_ratios: false``: 11 series per stream instead of 40).
+    The defaults keep at most ~15 series per stream: per-stream cost and requests of four
+    windows, no per-stream tokens, no per-stream ratios (11 series per stream with one cost
+    type). The roll-ups per model, project and account (``aicost_model_*``,
+    ``aicost_project_*``, ``aicost_account_*``) carry every window, the tokens and the
+    ratios whatever is set here. ``windows: [today, yesterday, 7d, 30d, month_to_date]``,
+    ``token_types: true``, ``stream_ratios: true`` restore every per-stream family (40).
     """
 
     # windows of aicost_cost_*, aicost_requests_* and aicost_tokens_* (prev_7d goes with 7d)
     windows: list[WindowName] = Field(
-        default_factory=lambda: list(ALL_WINDOWS),
+        default_factory=lambda: list(DEFAULT_WINDOWS),
         min_length=1,
     )
-    token_types: bool = True  # aicost_tokens_<window> per token_type (4 series per window)
-    stream_ratios: bool = True  # aicost_cache_hit_ratio, _cost_per_1k_tokens, _cost_per_request
+    token_types: bool = False  # aicost_tokens_<window> per token_type (4 series per window)
+    stream_ratios: bool = False  # aicost_cache_hit_ratio, _cost_per_1k_tokens, _cost_per_request
 
     @field_validator("windows")
     @classmethod

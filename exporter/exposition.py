@@ -41,6 +41,8 @@ from exporter.snapshot import (
     AppMetrics,
     FxState,
     Governance,
+    LevelTotals,
+    Rollups,
     Snapshot,
 )
 
@@ -195,6 +197,7 @@ def _specs(snapshot: Snapshot) -> Iterator[Metric | _Keyed]:
         yield _keyed_gauge(f"aicost_tokens_{window}", t.tokens.get(window, {}), _int_value)
     for window in WINDOW_NAMES:
         yield _keyed_gauge(f"aicost_requests_{window}", t.requests.get(window, {}), _int_value)
+    yield from _rollup_families(snapshot.rollups)
     recs, b = snapshot.recommendations, snapshot.billing
     yield _keyed_gauge("aicost_cache_hit_ratio", t.cache_hit_ratio, _num)
     yield _keyed_gauge("aicost_cost_per_1k_tokens", t.cost_per_1k_tokens, _num)
@@ -257,6 +260,42 @@ def _specs(snapshot: Snapshot) -> Iterator[Metric | _Keyed]:
     yield from _app_families(snapshot.app)
 
 
+def _rollup_families(r: Rollups) -> Iterator[Metric]:
+    """aicost_{model,project,account}_{cost,tokens,requests}_<window>, the model ratios."""
+    levels: tuple[tuple[str, LevelTotals[Any]], ...] = (
+        ("model", r.model),
+        ("project", r.project),
+        ("account", r.account),
+    )
+    for level, totals in levels:
+        yield from _windowed(f"aicost_{level}_cost", WINDOW_NAMES, totals.cost)
+        tokens = r.project_tokens if level == "project" else totals.tokens
+        yield from _windowed(f"aicost_{level}_tokens", TOKEN_WINDOW_NAMES, tokens)
+        yield from _windowed(f"aicost_{level}_requests", WINDOW_NAMES, totals.requests)
+    ratios: tuple[tuple[str, Mapping[Any, Decimal | float]], ...] = (
+        ("aicost_model_cache_hit_ratio", r.cache_hit_ratio),
+        ("aicost_model_cost_per_1k_tokens", r.cost_per_1k_tokens),
+        ("aicost_model_cost_per_request", r.cost_per_request),
+    )
+    yield from _keyed(_gauge, ratios)
+
+
+def _parts(key: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
+    """The named tuples a sample's key is made of: itself, or the ones it pairs."""
+    return (key,) if hasattr(key, "_fields") else tuple(key)
+
+
+def _windowed(
+    prefix: str, windows: Iterable[str], by_window: Mapping[str, Mapping[Any, Decimal | int]]
+) -> Iterator[Metric]:
+    """One family ``<prefix>_<window>`` per window, also where the window has no values."""
+    for window in windows:
+        fam = _gauge(f"{prefix}_{window}")
+        for key, v in sorted(by_window.get(window, {}).items()):
+            _add(fam, *_parts(key), value=_num(v))
+        yield fam
+
+
 def _keyed(
     family: Callable[[str], GaugeMetricFamily | CounterMetricFamily],
     metrics: Iterable[tuple[str, Mapping[Any, Decimal | float]]],
@@ -265,7 +304,7 @@ def _keyed(
     for name, values in metrics:
         fam = family(name)
         for key, v in sorted(values.items()):
-            _add(fam, key, value=_num(v))
+            _add(fam, *_parts(key), value=_num(v))
         yield fam
 
 

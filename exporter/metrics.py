@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.snapshot import WINDOW_NAMES
+from exporter.snapshot import TOKEN_WINDOW_NAMES, WINDOW_NAMES
 
 STREAM = ("provider", "account", "project", "model")
 PROVIDER = ("provider", "account")
@@ -18,6 +18,7 @@ BUDGET = ("budget", "period", "currency")
 APP = ("provider", "model", "endpoint")
 INGESTED = "From SQLite, refreshed every ingest.refresh_interval; never reset by a restart."
 POLLED = "Refreshed after each poll from the SQLite history, not at scrape time."
+ROLLED = "Always published (not trimmed by metrics.*)."
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,75 @@ def _windows() -> list[MetricDef]:
     return out
 
 
+# Roll-up levels: label set, and the phrase of the HELP texts. They sum the streams exactly.
+ROLLUP_LEVELS: dict[str, tuple[tuple[str, ...], str]] = {
+    "model": (("provider", "account", "model"), "per provider, account and model (all projects)"),
+    "project": (
+        ("provider", "account", "project"),
+        "per provider, account and project (all models)",
+    ),
+    "account": (("provider", "account"), "per provider account"),
+}
+PREV_7D = "of the 7 complete UTC days before the last 7 (days 8-14 ago)"
+
+
+def _rollups() -> list[MetricDef]:
+    """aicost_<level>_{cost,tokens,requests}_<window> and the model's 30-day ratios."""
+    out = []
+    phrases = {**WINDOWS, "prev_7d": PREV_7D}
+    for level, (keys, per) in ROLLUP_LEVELS.items():
+        for window in WINDOW_NAMES:
+            out.append(
+                MetricDef(
+                    f"aicost_{level}_cost_{window}",
+                    "gauge",
+                    (*keys, "cost_type", "currency"),
+                    f"Billed cost {phrases[window]} {per}. {ROLLED} {POLLED}",
+                )
+            )
+        for window in TOKEN_WINDOW_NAMES:
+            if level == "project":
+                what, labels = "Tokens (all token types)", keys
+            else:
+                what, labels = "Tokens", (*keys, "token_type")
+            out.append(
+                MetricDef(
+                    f"aicost_{level}_tokens_{window}",
+                    "gauge",
+                    labels,
+                    f"{what} {phrases[window]} {per}. {ROLLED} {POLLED}",
+                )
+            )
+        for window in WINDOW_NAMES:
+            out.append(
+                MetricDef(
+                    f"aicost_{level}_requests_{window}",
+                    "gauge",
+                    keys,
+                    f"API requests {phrases[window]} {per}. {ROLLED} {POLLED}",
+                )
+            )
+    model = ROLLUP_LEVELS["model"][0]
+    for name, labels, what in (
+        ("cache_hit_ratio", model, "cache_read / (input + cache_read + cache_write) tokens"),
+        ("cost_per_1k_tokens", (*model, "currency"), "billed token cost / tokens x 1000"),
+        ("cost_per_request", (*model, "currency"), "billed cost / requests"),
+    ):
+        out.append(
+            MetricDef(
+                f"aicost_model_{name}",
+                "gauge",
+                labels,
+                f"Last 30 complete days per provider, account and model: {what}. {ROLLED} "
+                + POLLED,
+            )
+        )
+    return out
+
+
 CATALOGUE: list[MetricDef] = [
     *_windows(),
+    *_rollups(),
     MetricDef(
         "aicost_cache_hit_ratio",
         "gauge",

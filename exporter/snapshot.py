@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from exporter.records import Stream
 
@@ -120,6 +120,70 @@ class WindowTotals:
     cache_hit_ratio: dict[Stream, float] = field(default_factory=dict)
     cost_per_1k_tokens: dict[StreamMoney, Decimal] = field(default_factory=dict)
     cost_per_request: dict[StreamMoney, Decimal] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- roll-ups
+# Totals above the stream (always published; their series do not grow with streams x
+# models). A roll-up sample's key is (level key, labels of the family), e.g.
+# (ModelKey, CostLabels) for aicost_model_cost_<window>.
+
+
+class ModelKey(NamedTuple):
+    provider: str
+    account: str
+    model: str
+
+
+class ProjectKey(NamedTuple):
+    provider: str
+    account: str
+    project: str
+
+
+class AccountKey(NamedTuple):
+    provider: str
+    account: str
+
+
+class CostLabels(NamedTuple):
+    cost_type: str
+    currency: str
+
+
+class TokenLabel(NamedTuple):
+    token_type: str
+
+
+class Currency(NamedTuple):
+    currency: str
+
+
+L = TypeVar("L", ModelKey, ProjectKey, AccountKey)
+
+
+@dataclass
+class LevelTotals(Generic[L]):
+    """Window name -> (level key, labels) -> sum of the level's streams."""
+
+    cost: dict[str, dict[tuple[L, CostLabels], Decimal]] = field(default_factory=dict)
+    tokens: dict[str, dict[tuple[L, TokenLabel], int]] = field(default_factory=dict)
+    requests: dict[str, dict[L, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Rollups:
+    """Per model, per project and per account totals, and the model's 30-day ratios
+    (``project.tokens`` stays empty: see ``project_tokens``)."""
+
+    model: LevelTotals[ModelKey] = field(default_factory=LevelTotals)
+    project: LevelTotals[ProjectKey] = field(default_factory=LevelTotals)
+    account: LevelTotals[AccountKey] = field(default_factory=LevelTotals)
+    # all token types together per project (a project has many models; token_type stays
+    # on the model and account levels)
+    project_tokens: dict[str, dict[ProjectKey, int]] = field(default_factory=dict)
+    cache_hit_ratio: dict[ModelKey, float] = field(default_factory=dict)
+    cost_per_1k_tokens: dict[tuple[ModelKey, Currency], Decimal] = field(default_factory=dict)
+    cost_per_request: dict[tuple[ModelKey, Currency], Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -326,6 +390,7 @@ class AppMetrics:
 @dataclass
 class Snapshot:
     totals: WindowTotals = field(default_factory=WindowTotals)
+    rollups: Rollups = field(default_factory=Rollups)
     governance: Governance = field(default_factory=Governance)
     health: list[ProviderHealth] = field(default_factory=list)
     fx: FxState = field(default_factory=FxState)

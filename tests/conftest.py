@@ -87,6 +87,15 @@ def fake(org: FakeOpenAIOrg) -> Iterator[FakeOpenAIServer]:
         yield server
 
 
+# metrics.* with every per-stream family on (the defaults before issue 17), for tests that
+# check each per-stream window, token type or ratio against an oracle.
+ALL_FAMILIES: dict[str, Any] = {
+    "windows": ["today", "yesterday", "7d", "30d", "month_to_date"],
+    "token_types": True,
+    "stream_ratios": True,
+}
+
+
 def make_config(tmp_path: Path, base_url: str, **overrides: Any) -> Config:
     poll = {
         "backfill_days": 45,

@@ -30,6 +30,7 @@ from exporter.analytics.attribution import project_infos
 from exporter.analytics.budgets import budget_status, evaluate_budgets, in_scope
 from exporter.analytics.cube import ZERO, Block, Cube, to_decimal
 from exporter.analytics.forecast import forecast_period, month_end
+from exporter.analytics.rollups import compute_rollups, merge_rollups
 from exporter.analytics.windows import history_start, prev_7d_window, windows_for
 from exporter.config import Config
 from exporter.records import ProjectRecord, Stream
@@ -38,6 +39,7 @@ from exporter.snapshot import (
     Baseline,
     CostKey,
     Governance,
+    Rollups,
     StreamMoney,
     TokenKey,
     WindowTotals,
@@ -57,6 +59,7 @@ class _Part:
     forecasts: dict[Stream, Decimal] = field(default_factory=dict)
     series: list[Stream] = field(default_factory=list)  # streams with converted cost
     projects: set[tuple[str, str, str]] = field(default_factory=set)
+    rollups: Rollups = field(default_factory=Rollups)  # the account's roll-up families
 
 
 def _cumulative(a: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
@@ -146,7 +149,8 @@ class CubeAnalytics:
     # -- per account -------------------------------------------------------------------
 
     def _compute(self, block: Block, today: date, basis: tuple[object, ...]) -> _Part:
-        part = _Part(basis, self._windows(block, today))
+        totals, blocked = self._windows(block, today)
+        part = _Part(basis, totals, rollups=compute_rollups(today, totals, blocked=blocked))
         cube = self.cube
         assert cube.start is not None
         n = len(block.streams)
@@ -177,7 +181,16 @@ class CubeAnalytics:
                 part.projects.add(stream[:3])
         return part
 
-    def _windows(self, block: Block, today: date) -> WindowTotals:
+    def rollups(self, today: date) -> Rollups:
+        """:func:`~exporter.analytics.rollups.compute_rollups` of the cube's days, from the
+        per-account parts (an account's roll-ups are kept while its part is)."""
+        return merge_rollups(part.rollups for _, part in self.parts(today))
+
+    def _windows(
+        self, block: Block, today: date
+    ) -> tuple[WindowTotals, dict[str, set[tuple[Stream, str]]]]:
+        """The account's windows, and per window the (stream, cost_type) pairs that
+        withheld rows keep out of it."""
         cube = self.cube
         days = cube.days
 
@@ -198,10 +211,14 @@ class CubeAnalytics:
         streams = [s for s in sorted(range(n), key=block.streams.__getitem__) if usage_of[s]]
         usage_cum = _cumulative(block.usage[:n])
         out = WindowTotals()
+        out_blocked: dict[str, set[tuple[Stream, str]]] = {}
         u30: list[list[int]] = []
         for w in [*windows_for(today), prev_7d_window(today)]:
             a, b = col(w.start), col(w.end)
             blocked = (held[:, b] - held[:, a] > 0).tolist()
+            out_blocked[w.name] = {
+                (keys[i].stream, keys[i].cost_type) for i, held_ in enumerate(blocked) if held_
+            }
             cost: dict[CostKey, Decimal] = {}
             if cost_cum is not None:
                 sums = (cost_cum[:, b] - cost_cum[:, a]).tolist()
@@ -230,7 +247,7 @@ class CubeAnalytics:
             if denominator := cache_read + input_ + cache_write:
                 out.cache_hit_ratio[block.streams[s]] = cache_read / denominator
         self._rates(block, out, u30, usage_of, ws)
-        return out
+        return out, out_blocked
 
     def _rates(
         self,

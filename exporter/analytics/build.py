@@ -171,6 +171,7 @@ class SnapshotBuilder:
         ):
             self._warn_unmatched(gov)
         totals = cardinality.select(self.analytics.windows(today), self.config.metrics)
+        rollups = self.analytics.rollups(today)  # of every window, before select trims
         lap("windows")
         recommendations = self._recommendations(today)
         lap("recommendations")
@@ -180,6 +181,7 @@ class SnapshotBuilder:
         lap("fx_app")
         return Snapshot(
             totals=totals,
+            rollups=rollups,
             governance=gov,
             health=health,
             fx=fx,

@@ -98,7 +98,7 @@ def build(currency: str) -> dict[str, Any]:
                     ),
                     stat(
                         title="Credit runway (days)",
-                        expr=f"aicost_prepaid_balance{{{ACC}}} / on (job, provider, account, currency) (sum by (job, provider, account, currency) (aicost_cost_7d{{{ACC}}}) / 7)",
+                        expr=f"aicost_prepaid_balance{{{ACC}}} / on (job, provider, account, currency) (sum by (job, provider, account, currency) (aicost_account_cost_7d{{{ACC}}}) / 7)",
                         legend="{{provider}}/{{account}}",
                         unit="d",
                         description="Days the prepaid credit lasts at the average daily spend of the last 7 complete days.",

@@ -24,6 +24,9 @@ SEL = (
     'job=~"$job", provider=~"$provider", account=~"$account", project=~"$project", model=~"$model"'
 )
 ACC = 'job=~"$job", provider=~"$provider", account=~"$account"'
+# The always-on roll-ups per model (aicost_model_*) have no project label.
+MODEL = 'job=~"$job", provider=~"$provider", account=~"$account", model=~"$model"'
+MODEL_VARIABLES = ("job", "provider", "account", "model")  # dashboards on aicost_model_*
 JOB = 'job=~"$job"'
 BUD = 'job=~"$job", budget=~"$budget"'  # with the budget variable
 
@@ -241,7 +244,7 @@ def dashboard(
                     "current": {},
                     "hide": 0,
                 },
-                *(_variable(v) for v in variables),
+                *(_variable(v, "project" in variables) for v in variables),
                 *([_currency_variable()] if _has_money(rows) else []),
             ]
         },
@@ -331,7 +334,9 @@ def _sorted_table(hide: tuple[str, ...]) -> list[dict[str, Any]]:
     ]
 
 
-def _variable(name: str) -> dict[str, Any]:
+def _variable(name: str, by_project: bool = True) -> dict[str, Any]:
+    """A template variable; ``by_project=False``: the dashboard has no project variable
+    (it reads the per-model roll-ups), so the model list does not depend on one."""
     queries = {
         "job": "label_values(aicost_build_info, job)",
         "provider": 'label_values(aicost_up{job=~"$job"}, provider)',
@@ -343,6 +348,9 @@ def _variable(name: str) -> dict[str, Any]:
         "model": (
             'label_values(aicost_cost_30d{job=~"$job", provider=~"$provider", '
             'account=~"$account", project=~"$project"}, model)'
+            if by_project
+            else 'label_values(aicost_model_cost_30d{job=~"$job", provider=~"$provider", '
+            'account=~"$account"}, model)'
         ),
         "budget": 'label_values(aicost_budget_limit{job=~"$job"}, budget)',
         "endpoint": (

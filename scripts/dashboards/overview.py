@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .lib import ACC, JOB, SEL, bargauge, dashboard, money, piechart, row, stat, table, timeseries
+from .lib import (
+    ACC,
+    JOB,
+    MODEL,
+    SEL,
+    bargauge,
+    dashboard,
+    money,
+    piechart,
+    row,
+    stat,
+    table,
+    timeseries,
+)
 
 
 def build(currency: str) -> dict[str, Any]:
@@ -137,10 +150,10 @@ def build(currency: str) -> dict[str, Any]:
                     ),
                     bargauge(
                         title="Effective token rate by provider route",
-                        expr=f'sum by (provider) (aicost_cost_30d{{{SEL}, cost_type="tokens"}}) / sum by (provider) (aicost_tokens_30d{{{SEL}}}) * 1000',
+                        expr=f'sum by (provider) (aicost_model_cost_30d{{{MODEL}, cost_type="tokens"}}) / sum by (provider) (aicost_model_tokens_30d{{{MODEL}}}) * 1000',
                         legend="{{provider}}",
                         unit=m,
-                        description="30-day billed token cost per 1K tokens of each route; the same model is cheaper where this is lower (see the cross_provider recommendation).",
+                        description="30-day billed token cost per 1K tokens of each route, over all projects (the per-model roll-ups: the project filter does not apply); the same model is cheaper where this is lower (see the cross_provider recommendation).",
                         w=6,
                         gradient=False,
                     ),

@@ -17,11 +17,17 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 def test_exposition_benchmark_runs_on_a_small_snapshot() -> None:
     proc = subprocess.run(
         [sys.executable, str(BENCH / "bench_exposition.py"), "--series", "1000",
-         "--repeat", "1", "--rss-series", "0", "--json", "--quiet"],
+         "--repeat", "1", "--rss-series", "0", "--cardinality-streams", "50", "--json",
+         "--quiet"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout)
+    report = json.loads(proc.stdout)
+    defaults, every = report["cardinality"]
+    assert (defaults["metrics"], every["metrics"]) == ("defaults", "all families")
+    assert defaults["streams"] == every["streams"] == 50
+    assert 0 < defaults["series"] < every["series"]
+    assert 0 < defaults["gzip_bytes"] < defaults["text_bytes"] < every["text_bytes"]
 
 
 def test_forecast_backtest_runs_on_one_synthetic_year() -> None:
@@ -54,6 +60,16 @@ def test_recompute_benchmark_fills_a_small_history_and_reports_one_line() -> Non
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"recompute: [0-9.]+ s, [0-9]+ MiB, [0-9]+ series", last), last
     assert int(last.split(", ")[2].split()[0]) > 12 * 5  # every stream has its windows
+    scrape = proc.stdout.strip().splitlines()[-2]
+    m = re.fullmatch(
+        r"scrape: defaults (\d+) series, text (\d+) B, gzip (\d+) B; "
+        r"all families (\d+) series, text (\d+) B, gzip (\d+) B",
+        scrape,
+    )
+    assert m, scrape
+    series, text, gz, all_series, all_text, all_gz = map(int, m.groups())
+    assert series == int(last.split(", ")[2].split()[0]) < all_series
+    assert gz < text < all_text and gz < all_gz
 
 
 def test_ingest_benchmark_runs_on_a_few_spans() -> None:

@@ -18,10 +18,12 @@ from typing import Any
 
 import yaml
 
+from exporter.analytics import cardinality
 from exporter.analytics.governance import compute_governance
+from exporter.analytics.rollups import compute_rollups
 from exporter.analytics.windows import compute_windows
 from exporter.clock import day_range
-from exporter.config import validate
+from exporter.config import MetricsConfig, validate
 from exporter.exposition import render
 from exporter.records import CostRecord, ProjectRecord, Stream, UsageRecord
 from exporter.snapshot import Snapshot
@@ -92,8 +94,10 @@ def scenario() -> str:
         usage.append(UsageRecord("openai", "main", day, "p_stg", "gpt-4o-mini", "completions",
                                  input_tokens=1000, requests=10))  # fmt: skip
     first_seen = {Stream("openai", "main", "p_prod", "gpt-4o-mini"): TODAY - timedelta(days=2)}
-    snapshot = Snapshot(
-        totals=compute_windows(TODAY, usage, costs),
+    totals = compute_windows(TODAY, usage, costs)
+    snapshot = Snapshot(  # what the app publishes with the default metrics.* options
+        totals=cardinality.select(totals, MetricsConfig()),
+        rollups=compute_rollups(TODAY, totals),
         governance=compute_governance(config, TODAY, costs, usage, projects, first_seen),
     )
     return render(snapshot).text.decode()

@@ -36,6 +36,7 @@ KEY_ENV = "TEST_OPENAI_KEY"
 ACCOUNT = '{account="main",provider="openai"}'
 SHARED = (
     "aicost_cost_", "aicost_tokens_", "aicost_requests_", "aicost_cache_hit_ratio",
+    "aicost_model_", "aicost_project_cost_", "aicost_project_tokens_", "aicost_account_",
     "aicost_project_info", "aicost_budget_", "aicost_savings_", "aicost_up",
     "aicost_last_success_timestamp_seconds", "aicost_data_complete_through",
     "aicost_poll_duration_seconds", "aicost_fx_rate",
@@ -129,7 +130,8 @@ def test_two_replicas_one_poller_identical_metrics_and_takeover(
         standby.wait_for(lambda: shared(standby) == shared(leader), "identical /metrics", 60)
         values = shared(leader)
         assert any(k[0] == "aicost_cost_month_to_date" and v > 0 for k, v in values.items())
-        assert any(k[0].startswith("aicost_tokens_") and v > 0 for k, v in values.items())
+        # tokens per stream are opt-in (metrics.token_types); the roll-ups are always on
+        assert any(k[0].startswith("aicost_model_tokens_") and v > 0 for k, v in values.items())
         before = history_totals(config)
         assert before[0] > 0 and before[1] > 0
 
@@ -148,7 +150,7 @@ def test_two_replicas_one_poller_identical_metrics_and_takeover(
         # new data after the takeover arrives: the provider revises yesterday (in the
         # lookback window and in the last 7 complete days)
         yesterday = utc_now().date() - timedelta(days=1)
-        week = {k: v for k, v in shared(standby).items() if k[0] == "aicost_cost_7d"}
+        week = {k: v for k, v in shared(standby).items() if k[0] == "aicost_account_cost_7d"}
         assert sum(week.values()) > 0
         fake.org.scale_day(yesterday, 2)
         standby.wait_for(

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
+from exporter.analytics import cardinality
 from exporter.analytics.billing import compute_billing
 from exporter.analytics.governance import compute_governance
+from exporter.analytics.rollups import compute_rollups
 from exporter.analytics.windows import compute_windows
-from exporter.config import validate
+from exporter.config import ALL_WINDOWS, MetricsConfig, validate
 from exporter.exposition import render
 from exporter.metrics import CATALOGUE
 from exporter.records import BillingRecord, CostRecord, ProjectRecord, Stream, UsageRecord
@@ -30,10 +32,22 @@ from exporter.snapshot import (
 from tests.helpers import parse_exposition, promtool
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.prom"
+# The golden file of every per-stream family as it was before the roll-ups came (issue 17).
+GOLDEN_ALL = Path(__file__).parent / "golden" / "metrics-all-families.prom"
+ROLLUP_PREFIXES = ("aicost_model_", "aicost_project_cost_", "aicost_project_tokens_",
+                   "aicost_project_requests_", "aicost_account_")  # fmt: skip
 TODAY = date(2026, 3, 2)
 
 
-def seeded_snapshot() -> Snapshot:
+# Every per-stream family on: what the defaults published before issue 17.
+ALL_FAMILIES = MetricsConfig.model_validate(
+    {"windows": list(ALL_WINDOWS), "token_types": True, "stream_ratios": True}
+)
+
+
+def seeded_snapshot(metrics: MetricsConfig | None = None) -> Snapshot:
+    """The golden snapshot, its per-stream families chosen by ``metrics`` (the defaults
+    without one); the roll-ups are always there."""
     usage = [
         UsageRecord("openai", "main", date(2026, 3, 1), "proj_a", "gpt-4o-2024-08-06",
                     "completions", api_key="key_1", batch="false", input_tokens=1000,
@@ -96,8 +110,10 @@ def seeded_snapshot() -> Snapshot:
     governance.baselines[Stream("openai", "main", "proj_a", "gpt-4o-2024-08-06")] = Baseline(
         Decimal("0.005"), 4.5
     )
+    totals = compute_windows(TODAY, usage, costs)
     return Snapshot(
-        totals=compute_windows(TODAY, usage, costs),
+        totals=cardinality.select(totals, metrics or MetricsConfig()),
+        rollups=compute_rollups(TODAY, totals),
         governance=governance,
         health=[health],
         fx=FxState(
@@ -123,6 +139,27 @@ def test_golden_exposition() -> None:
     assert text == GOLDEN.read_text(), "exposition changed; rerun with UPDATE_GOLDEN=1 and review"
 
 
+def without_rollups(text: str) -> str:
+    """``text`` without the roll-up families' HELP, TYPE and sample lines."""
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith(ROLLUP_PREFIXES)
+    )
+
+
+def test_every_per_stream_family_is_still_there_unchanged_when_opted_in() -> None:
+    text = normalise(render(seeded_snapshot(ALL_FAMILIES)).text.decode())
+    assert without_rollups(text) == GOLDEN_ALL.read_text()
+    assert without_rollups(text) != text  # the roll-ups come on top
+    default = normalise(render(seeded_snapshot()).text.decode())
+    assert without_rollups(default) != GOLDEN_ALL.read_text()  # the defaults trim
+    # the roll-ups do not depend on what metrics.* trims from the streams
+    assert set(text.splitlines()) - set(without_rollups(text).splitlines()) == set(
+        default.splitlines()
+    ) - set(without_rollups(default).splitlines())
+
+
 def test_values_trace_back_to_rows() -> None:
     samples = parse_exposition(render(seeded_snapshot()).text.decode())
 
@@ -135,7 +172,31 @@ def test_values_trace_back_to_rows() -> None:
     assert (
         value("aicost_cost_month_to_date", **stream, cost_type="tokens", currency="USD") == 0.0145
     )
-    assert value("aicost_tokens_today", **stream, token_type="input") == 300
+    assert value("aicost_requests_month_to_date", **stream) == 12
+    model = {"provider": "openai", "account": "main", "model": "gpt-4o-2024-08-06"}
+    assert value("aicost_model_tokens_today", **model, token_type="input") == 300
+    assert value("aicost_model_cost_yesterday", **model, cost_type="tokens",
+                 currency="USD") == 0.0145  # fmt: skip
+    assert value("aicost_model_cache_hit_ratio", **model) == 500 / 1500
+    assert (
+        value("aicost_model_cost_per_request", **model, currency="USD") == 0.00145
+    )  # 0.0145 / 10 requests
+    # proj_a: 1000 + 200 + 500 tokens yesterday, 300 + 50 today; its tool cost has no model
+    proj_a = {"provider": "openai", "account": "main", "project": "proj_a"}
+    assert value("aicost_project_tokens_month_to_date", **proj_a) == 1700 + 350
+    assert value("aicost_project_cost_today", **proj_a, cost_type="web_search",
+                 currency="USD") == 0.03  # fmt: skip
+    assert value("aicost_model_cost_today", provider="openai", account="main", model="",
+                 cost_type="web_search", currency="USD") == 0.03  # fmt: skip
+    main = {"provider": "openai", "account": "main"}
+    # the 30d window: proj_a's 0.0145 (Mar 1) + proj_b's 0.00018 (Feb 27)
+    assert value("aicost_account_cost_30d", **main, cost_type="tokens",
+                 currency="USD") == 0.0145 + 0.00018  # fmt: skip
+    assert value("aicost_account_requests_30d", **main) == 10 + 3
+    assert value("aicost_account_tokens_prev_7d", **main, token_type="input") == 0
+    assert ("aicost_tokens_today", frozenset({**stream, "token_type": "input"}.items())) not in (
+        samples
+    )  # per-stream tokens are opt-in
     assert value("aicost_requests_month_to_date", **stream) == 12
     assert value("aicost_project_info", provider="openai", account="main", project="proj_b",
                  project_name='Data "pipeline"', team="", pool="unassigned", cost_owner="",
@@ -165,13 +226,15 @@ def test_every_catalogue_metric_is_exposed_with_help_saying_it_is_polled() -> No
     for metric in CATALOGUE:
         assert f"# HELP {metric.name}" in text or f"# HELP {metric.name}_total" in text
     for line in text.splitlines():
-        if line.startswith(("# HELP aicost_cost_", "# HELP aicost_tokens_")):
+        if line.startswith(
+            ("# HELP aicost_cost_", "# HELP aicost_tokens_", "# HELP aicost_model_")
+        ):
             assert "not at scrape time" in line
 
 
 def test_promtool_check_metrics_accepts_the_exposition(tmp_path: Path) -> None:
     tool = promtool()
-    body = render(seeded_snapshot()).text
+    body = render(seeded_snapshot(ALL_FAMILIES)).text
     proc = subprocess.run([tool, "check", "metrics"], input=body, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()
 

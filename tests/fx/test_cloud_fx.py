@@ -21,6 +21,7 @@ from exporter.config import Config
 from exporter.demo.bedrock import FakeBedrockAccount, FakeBedrockServer, generate_account
 from exporter.demo.ecb import FakeEcbServer
 from exporter.demo.vertex import FakeBigQueryServer, FakeBillingExport, generate_export
+from tests.conftest import ALL_FAMILIES
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.helpers import cloud_extra, parse_exposition
 from tests.oracles.bedrock import truth_bedrock_other, truth_token_costs
@@ -65,6 +66,7 @@ def app_in(
             "poll": {"backfill_days": 40, "max_attempts": 1},
             "fx": {"base_url": fakes[2].base_url},
             "providers": providers,
+            "metrics": ALL_FAMILIES,  # every per-stream window is checked
         }
     )
     app = build(config, clock=MutableClock(AFTER_PUBLICATION))

@@ -21,7 +21,7 @@ from exporter.app import App, build
 from exporter.clock import midnight_ts
 from exporter.demo.ecb import FakeEcbServer
 from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, Fault, generate_org
-from tests.conftest import KEY_ENV, make_config
+from tests.conftest import ALL_FAMILIES, KEY_ENV, make_config
 from tests.fx_scenario import (
     AFTER_PUBLICATION,
     BEFORE_PUBLICATION,
@@ -78,6 +78,7 @@ def service_for(
 ) -> App:
     config = make_config(
         tmp_path, openai.base_url, currency=currency, fx={"base_url": ecb_server.base_url},
+        metrics=ALL_FAMILIES,  # every per-stream window is checked
         storage={"path": storage},
     )  # fmt: skip
     return build(config, clock=clock, env={KEY_ENV: openai.org.admin_key})

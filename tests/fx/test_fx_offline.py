@@ -22,7 +22,7 @@ from exporter.fx import ecb
 from exporter.fx.service import FxService
 from exporter.records import CostRecord, FetchResult
 from exporter.store import Store
-from tests.conftest import TODAY, fixed_clock, make_config
+from tests.conftest import ALL_FAMILIES, TODAY, fixed_clock, make_config
 from tests.fx_scenario import FX_TODAY, MutableClock
 from tests.helpers import parse_exposition
 
@@ -44,7 +44,7 @@ def test_bundled_history_converts_past_days_without_network(
     tmp_path: Path, fake: FakeOpenAIServer, env: dict[str, str]
 ) -> None:
     assert TODAY < ecb.bundled().last  # the shared test org lies inside the bundled history
-    config = make_config(tmp_path, fake.base_url, currency="EUR")
+    config = make_config(tmp_path, fake.base_url, currency="EUR", metrics=ALL_FAMILIES)
     transport = httpx.MockTransport(no_network)
     service = build(config, clock=fixed_clock, env=env, fx_transport=transport)
     assert service.poll_once()

@@ -27,7 +27,7 @@ from exporter.demo.http import Fault
 from exporter.providers.anthropic import AnthropicProvider, token_type_of
 from exporter.providers.errors import AuthError, ParseError, UpstreamError
 from exporter.providers.http import RetryPolicy
-from tests.conftest import NOW, TODAY, fixed_clock, make_config
+from tests.conftest import ALL_FAMILIES, NOW, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
 from tests.oracles.anthropic import (
     truth_cache_hit_ratio,
@@ -60,7 +60,7 @@ def anthropic(generated_org: FakeAnthropicOrg) -> Iterator[FakeAnthropicServer]:
 def service_config(tmp_path: Path, fake: FakeAnthropicServer, storage: str | None = None) -> Config:
     block = {"type": "anthropic", "name": "main", "base_url": fake.base_url, "api_key_env": KEY_ENV}
     extra = {"storage": {"path": storage}} if storage else {}
-    return make_config(tmp_path, fake.base_url, providers=[block], **extra)
+    return make_config(tmp_path, fake.base_url, providers=[block], metrics=ALL_FAMILIES, **extra)
 
 
 def service(tmp_path: Path, fake: FakeAnthropicServer, storage: str | None = None) -> App:

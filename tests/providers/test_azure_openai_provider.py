@@ -47,7 +47,7 @@ from exporter.providers.errors import (
 )
 from exporter.providers.http import RetryPolicy
 from exporter.records import FetchResult
-from tests.conftest import TODAY, fixed_clock
+from tests.conftest import ALL_FAMILIES, TODAY, fixed_clock
 from tests.fx_scenario import AFTER_PUBLICATION, ECB_RATES, FX_TODAY, MutableClock, truth_rate
 from tests.helpers import opened, parse_exposition
 from tests.oracles.azure_openai import truth_costs, truth_tokens
@@ -96,6 +96,7 @@ def azure_config(tmp_path: Path, fake: FakeAzureServer, **top: Any) -> Config:
             "poll": {"backfill_days": 45, "timeout": "1s", "max_attempts": 3,
                      "backoff_initial": "10ms", "backoff_max": "50ms"},
             "providers": [block(fake, **provider)],
+            "metrics": ALL_FAMILIES,  # every per-stream window is checked
             **top,
         }
     )  # fmt: skip

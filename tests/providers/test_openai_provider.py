@@ -18,7 +18,7 @@ from exporter.demo.openai import CostRow, FakeOpenAIServer, Fault
 from exporter.providers.errors import AuthError, ParseError
 from exporter.providers.http import RetryPolicy
 from exporter.providers.openai import OpenAIProvider, parse_line_item
-from tests.conftest import TODAY, fixed_clock, make_config
+from tests.conftest import ALL_FAMILIES, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
 from tests.oracles.openai import truth_costs, truth_tokens
 
@@ -64,8 +64,9 @@ def test_line_items(text: str, expected: tuple[str, str, str, str]) -> None:
 
 
 def test_every_window_equals_the_fake_orgs_truth_to_the_cent(
-    fake: FakeOpenAIServer, config, env
+    fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str]
 ) -> None:
+    config = make_config(tmp_path, fake.base_url, metrics=ALL_FAMILIES)
     service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     samples = parse_exposition(service.rendered.text.decode())

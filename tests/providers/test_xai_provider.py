@@ -24,7 +24,7 @@ from exporter.providers.errors import AuthError, ParseError
 from exporter.providers.http import RetryPolicy
 from exporter.providers.xai import UnitType, XAIProvider, classify_unit, split_description
 from exporter.records import FetchResult
-from tests.conftest import NOW, TODAY, fixed_clock
+from tests.conftest import ALL_FAMILIES, NOW, TODAY, fixed_clock
 from tests.helpers import opened, parse_exposition
 from tests.oracles.xai import (
     truth_costs,
@@ -72,6 +72,7 @@ def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
             "poll": {"backfill_days": 45, "timeout": "1s", "max_attempts": 3,
                      "backoff_initial": "10ms", "backoff_max": "50ms"},
             "providers": [block],
+            "metrics": ALL_FAMILIES,  # every per-stream window is checked
         }
     )  # fmt: skip
 
