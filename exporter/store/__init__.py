@@ -14,11 +14,12 @@ from exporter.store.fx_cache import FxCache
 from exporter.store.history import History, retention_cutoff
 from exporter.store.ledger import RECOMMENDATION_FIELDS, Ledger
 from exporter.store.migrations import FX_COLUMNS
+from exporter.store.rec_inputs import RecommendationInputs
 from exporter.store.requests import DailyRow, RequestLog
 from exporter.store.rows import CostAnnotator
 
 
-class Store(History, FxCache, Ledger, RequestLog):
+class Store(History, FxCache, Ledger, RequestLog, RecommendationInputs):
     """The history file: open with ``Store(path)``, or ``read_only=True`` to inspect one."""
 
 

@@ -1,0 +1,573 @@
+"""The recommendation rules over maintained aggregates, recomputed only for changed accounts.
+
+:mod:`exporter.analytics.recommendations` states every rule over usage and cost records;
+this module gives the same :class:`Findings` without holding a single record:
+
+* per account, compact arrays of the aggregates the rules read
+  (:meth:`Store.recommendation_usage` / ``recommendation_billed``, SQL ``GROUP BY``): token
+  counts per (project, model, batch flag, service tier) x day of the last 30 days, per
+  (API key, project, model, batch flag, service tier) x day of the 61 days the key rule
+  reads, the days with any usage, and billed token cost per stream x day (exact: an integer
+  coefficient and exponent per cell);
+* on each refresh the store's ``day_versions`` say which (account, day)s were written since;
+  only those days are re-read (a poll: one account's lookback days), and the per-account
+  rules (batch, downgrade, inactive keys, cache savings) rerun only for an account whose
+  days, API keys or date changed;
+* the cross-provider rule compares accounts: each account keeps its routes' 30-day tokens
+  and billed cost, so the rule reads a few numbers per stream, never the history.
+
+Prices come from :meth:`Catalogue.prices` once per (model, service tier, day) and each group's
+days are summed per *price epoch* (the days sharing one price), then priced: Σ tokens x price
+is exact, so the figures equal the record-based rules' (tests/analytics/test_rec_state.py
+checks that on random histories). A new UTC day rebuilds an account from its 61 days.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from exporter.analytics.recommendations import (
+    MONTH_DAYS,
+    STANDARD_TIERS,
+    Findings,
+    KeySpend,
+    Recommendation,
+    Route,
+    batch_finding,
+    cross_provider_findings,
+    downgrade_finding,
+    inactive_key_findings,
+    last_30,
+    recommendations_start,
+)
+from exporter.config import RecommendationsConfig
+from exporter.pricing import BATCH_DISCOUNT, MTOK, Catalogue, ModelMaps, UnitPrices
+from exporter.records import TOKEN_TYPES, ApiKeyRecord, Stream
+from exporter.store import Store
+from exporter.store.rec_inputs import ACTIVE, CACHE_READ, HAS_TOKENS, POSITIVE, UsageGroup
+
+PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
+WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
+_BIG = 1 << 57  # billed coefficients below this add up in int64 over 30 days
+
+Account = tuple[str, str]  # provider, account
+_BilledDay = tuple[date, str, str, Decimal]  # day, project, model, billed token cost
+Ints = npt.NDArray[np.int64]
+
+
+class _Volume(NamedTuple):
+    """Summed token counts of a group over some days (what ``UnitPrices`` prices)."""
+
+    input: int
+    output: int
+    cache_read: int
+    cache_write: int
+
+    def tokens(self, token_type: str) -> int:
+        return int(getattr(self, token_type))
+
+
+class _ColKey(NamedTuple):
+    """What decides a day's cost of a group: its price, the alternative model's, a flag."""
+
+    price: UnitPrices | None
+    alternative: UnitPrices | None
+    extra: bool
+
+
+def _cost(price: UnitPrices, volume: _Volume, batch: str) -> Decimal:
+    """List-price cost of ``volume`` (batch at the batch discount), as ``UnitPrices.cost``."""
+    cost = price.tokens_cost(volume)
+    return cost * BATCH_DISCOUNT if batch == "true" else cost
+
+
+class _Table:
+    """Token counts (4 x groups x days, int64) and flags (groups x days) of usage groups."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self.index: dict[tuple[str, ...], int] = {}
+        self.dims: list[tuple[str, ...]] = []
+        self.tokens: Ints = np.zeros((4, 0, days), np.int64)
+        self.flags: npt.NDArray[np.uint8] = np.zeros((0, days), np.uint8)
+
+    def nbytes(self) -> int:
+        return int(self.tokens.nbytes + self.flags.nbytes)
+
+    def clear(self, cols: slice) -> None:
+        self.tokens[:, :, cols] = 0
+        self.flags[:, cols] = 0
+
+    def add(self, entries: Sequence[tuple[tuple[str, ...], int, UsageGroup]]) -> None:
+        """Add ``(dims, column, group)`` entries (several may fall in one cell)."""
+        if not entries:
+            return
+        gids = [self._gid(dims) for dims, _, _ in entries]
+        self._grow()
+        cols = [c for _, c, _ in entries]
+        for t, name in enumerate(TOKEN_TYPES):
+            values = [getattr(g, name) for _, _, g in entries]
+            np.add.at(self.tokens[t], (gids, cols), values)
+        flags = [g.flags | PRESENT for _, _, g in entries]
+        np.bitwise_or.at(self.flags, (gids, cols), np.array(flags, np.uint8))
+
+    def _gid(self, dims: tuple[str, ...]) -> int:
+        gid = self.index.get(dims)
+        if gid is None:
+            gid = self.index[dims] = len(self.dims)
+            self.dims.append(dims)
+        return gid
+
+    def _grow(self) -> None:
+        have, need = self.flags.shape[0], len(self.dims)
+        if need <= have:
+            return
+        size = need if have == 0 else max(need, have + have // 4 + 16)
+        tokens = np.zeros((4, size, self.days), np.int64)
+        tokens[:, :have] = self.tokens
+        flags = np.zeros((size, self.days), np.uint8)
+        flags[:have] = self.flags
+        self.tokens, self.flags = tokens, flags
+
+    def epochs(
+        self, gids: Sequence[int], ids: npt.NDArray[np.intp], n: int
+    ) -> list[tuple[int, list[_Volume], list[int]]]:
+        """Per column key id ``k < n`` (``ids``: the key id of each column): (k, each
+        group's summed volume, each group's OR of flags) over the columns with that id."""
+        out = []
+        tokens, flags = self.tokens[:, list(gids)], self.flags[list(gids)]
+        for k in range(n):
+            mask = ids == k
+            sums = tokens[:, :, mask].sum(axis=2).T.tolist()
+            ors = np.bitwise_or.reduce(flags[:, mask], axis=1).tolist()
+            out.append((k, [_Volume(*v) for v in sums], ors))
+        return out
+
+
+class _Billed:
+    """Billed token cost per stream x day: exact Decimals as int64 coefficient + exponent
+    (coefficients too large for that are kept aside as Decimals)."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self.index: dict[tuple[str, str], int] = {}
+        self.coef: Ints = np.zeros((0, days), np.int64)
+        self.exp: npt.NDArray[np.int16] = np.zeros((0, days), np.int16)
+        self.big: dict[tuple[int, int], Decimal] = {}
+
+    def nbytes(self) -> int:
+        return int(self.coef.nbytes + self.exp.nbytes)
+
+    def clear(self, cols: slice) -> None:
+        self.coef[:, cols] = 0
+        self.exp[:, cols] = 0
+        wanted = range(self.days)[cols]
+        self.big = {k: v for k, v in self.big.items() if k[1] not in wanted}
+
+    def set(self, stream: tuple[str, str], col: int, amount: Decimal) -> None:
+        sid = self.index.setdefault(stream, len(self.index))
+        if sid >= self.coef.shape[0]:
+            size = max(sid + 1, self.coef.shape[0] * 5 // 4 + 16)
+            coef, exp = np.zeros((size, self.days), np.int64), np.zeros((size, self.days), np.int16)
+            coef[: self.coef.shape[0]], exp[: self.exp.shape[0]] = self.coef, self.exp
+            self.coef, self.exp = coef, exp
+        sign, digits, exponent = amount.as_tuple()
+        coefficient = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+        if isinstance(exponent, int) and abs(coefficient) < _BIG and -30000 < exponent < 30000:
+            self.coef[sid, col], self.exp[sid, col] = coefficient, exponent
+        else:
+            self.big[(sid, col)] = amount
+
+    def totals(self) -> dict[tuple[str, str], Decimal]:
+        """Each stream's sum over all columns."""
+        n = len(self.index)
+        coef, exp = self.coef[:n], self.exp[:n]
+        sums = [Decimal(0)] * n
+        for e in np.unique(exp[coef != 0]).tolist():
+            column = np.where(exp == e, coef, 0).sum(axis=1).tolist()
+            for sid, value in enumerate(column):
+                if value:
+                    sums[sid] += Decimal(value).scaleb(e)
+        for (sid, _), amount in self.big.items():
+            sums[sid] += amount
+        return {stream: sums[sid] for stream, sid in self.index.items()}
+
+
+@dataclass
+class _AccountState:
+    """The aggregates of one account for the rules of ``today``."""
+
+    today: date
+    versions: dict[date, int] = field(default_factory=dict)
+    # (project, model, batch, service_tier) x the last 30 days, model != "" only
+    streams: _Table = field(default_factory=lambda: _Table(MONTH_DAYS))
+    # (api_key, project, model, batch, service_tier) x [today - 60, today], api_key != ""
+    keys: _Table = field(default_factory=lambda: _Table(WINDOW))
+    billed: _Billed = field(default_factory=lambda: _Billed(MONTH_DAYS))
+    has_usage: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(WINDOW, np.bool_))
+    basis: object = None  # what ``findings`` and ``routes`` were computed from
+    findings: Findings = field(default_factory=Findings)
+    routes: dict[str, dict[Stream, Route]] = field(default_factory=dict)
+
+    @property
+    def first(self) -> date:
+        return self.today - timedelta(days=WINDOW - 1)
+
+    def load(
+        self, usage: Iterable[UsageGroup], billed: Iterable[tuple[date, str, str, Decimal]]
+    ) -> None:
+        """Add the groups and billed days of re-read (already cleared) days."""
+        first, recent = self.first, self.today - timedelta(days=MONTH_DAYS)
+        stream_rows, key_rows = [], []
+        for g in usage:
+            col = (g.day - first).days
+            self.has_usage[col] = True
+            if g.day >= recent and g.day < self.today and g.model:
+                dims = (g.project, g.model, g.batch, g.service_tier)
+                stream_rows.append((dims, (g.day - recent).days, g))
+            if g.api_key:
+                key_rows.append(((g.api_key, g.project, g.model, g.batch, g.service_tier), col, g))
+        self.streams.add(stream_rows)
+        self.keys.add(key_rows)
+        for day, project, model, amount in billed:
+            if recent <= day < self.today:
+                self.billed.set((project, model), (day - recent).days, amount)
+
+    def clear(self, start: date, end: date) -> None:
+        """Forget the days ``[start, end)`` (before they are re-read)."""
+        first, recent = self.first, self.today - timedelta(days=MONTH_DAYS)
+        a, b = max((start - first).days, 0), max((end - first).days, 0)
+        self.has_usage[a:b] = False
+        self.keys.clear(slice(a, b))
+        s, e = max((start - recent).days, 0), max((end - recent).days, 0)
+        self.streams.clear(slice(s, e))
+        self.billed.clear(slice(s, e))
+
+    def nbytes(self) -> int:
+        return self.streams.nbytes() + self.keys.nbytes() + self.billed.nbytes()
+
+
+class RecommendationState:
+    """Every recommendation of one store, kept between refreshes (see the module doc)."""
+
+    def __init__(
+        self,
+        store: Store,
+        currency: str,
+        catalogue: Catalogue,
+        maps: ModelMaps,
+        cfg: RecommendationsConfig,
+    ) -> None:
+        self.store = store
+        self.currency = currency
+        self.catalogue = catalogue
+        self.maps = maps
+        self.cfg = cfg
+        self._accounts: dict[Account, _AccountState] = {}
+        self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
+        self.reloaded_days = 0  # (account, day)s re-read from the store by the last refresh
+        self._memo: dict[tuple[object, ...], tuple[list[_ColKey], npt.NDArray[np.intp]]] = {}
+
+    def nbytes(self) -> int:
+        """Bytes held in the arrays (for the benchmark)."""
+        return sum(s.nbytes() for s in self._accounts.values())
+
+    def findings(self, today: date, api_keys: Sequence[ApiKeyRecord]) -> Findings:
+        """What :func:`~exporter.analytics.recommendations.compute_recommendations` finds
+        in the stored history of ``today``: per account (in account order) its batch,
+        downgrade and inactive-key recommendations, then the cross-provider ones."""
+        if not self.cfg.enabled:
+            return Findings()
+        start, end = recommendations_start(today), today + timedelta(days=1)
+        versions: dict[Account, dict[date, int]] = defaultdict(dict)
+        for (provider, name, day), version in self.store.day_versions(start, end).items():
+            versions[(provider, name)][day] = version
+        self._refresh(today, versions)
+        recs: list[Recommendation] = []
+        cache_savings: dict[Stream, Decimal] = {}
+        routes: dict[str, dict[Stream, Route]] = defaultdict(dict)
+        for account, state in sorted(self._accounts.items()):
+            keys = tuple(k for k in api_keys if (k.provider, k.account) == account)
+            basis = (today, tuple(sorted(state.versions.items())), keys)
+            if state.basis != basis:
+                state.findings, state.routes = self._account_findings(account, state, keys)
+                state.basis = basis
+                self.account_rule_runs += 1
+            recs.extend(state.findings.recommendations)
+            cache_savings.update(state.findings.cache_savings)
+            for group, members in state.routes.items():
+                routes[group].update(members)
+        recs.extend(cross_provider_findings(last_30(today), routes, self.cfg))
+        return Findings(recs, cache_savings)
+
+    # ----------------------------------------------------------------------- loading
+
+    def _refresh(self, today: date, versions: dict[Account, dict[date, int]]) -> None:
+        """Bring every account's aggregates up to ``versions`` (re-reading changed days)."""
+        self._accounts = {a: s for a, s in self._accounts.items() if a in versions}
+        self.reloaded_days = 0
+        rebuild = []
+        for account, held in versions.items():
+            state = self._accounts.get(account)
+            if state is None or state.today != today:
+                self._accounts[account] = _AccountState(today, dict(held))
+                rebuild.append(account)
+                continue
+            changed = [d for d, v in held.items() if state.versions.get(d) != v]
+            changed += [d for d in state.versions if d not in held]
+            if changed:
+                first, last = min(changed), max(changed) + timedelta(days=1)
+                state.clear(first, last)
+                self._read(first, last, {account: state}, account)
+                state.versions = dict(held)
+        if rebuild:
+            states = {a: self._accounts[a] for a in rebuild}
+            only = rebuild[0] if len(rebuild) == 1 else None
+            self._read(recommendations_start(today), today + timedelta(days=1), states, only)
+
+    def _read(
+        self,
+        start: date,
+        end: date,
+        states: dict[Account, _AccountState],
+        account: Account | None,
+    ) -> None:
+        """Read the days ``[start, end)`` (of one account, or of all) into ``states``."""
+        usage: dict[Account, list[UsageGroup]] = defaultdict(list)
+        for g in self.store.recommendation_usage(start, end, account):
+            usage[(g.provider, g.account)].append(g)
+        billed: dict[Account, list[_BilledDay]] = defaultdict(list)
+        for b in self.store.recommendation_billed(start, end, self.currency, account):
+            billed[(b.provider, b.account)].append((b.day, b.project, b.model, b.amount))
+        for key, state in states.items():
+            state.load(usage.get(key, ()), billed.get(key, ()))
+            self.reloaded_days += (end - start).days
+
+    # ----------------------------------------------------------------------- rules
+
+    def _prices(
+        self, provider: str, model: str, tier: str, days: Sequence[date]
+    ) -> list[UnitPrices | None]:
+        return [self.catalogue.prices(provider, model, d, tier) for d in days]
+
+    def _account_findings(
+        self, account: Account, state: _AccountState, api_keys: Sequence[ApiKeyRecord]
+    ) -> tuple[Findings, dict[str, dict[Stream, Route]]]:
+        """Batch, downgrade, inactive keys and cache savings of one account, and its
+        cross-provider routes."""
+        self._memo = {}
+        today, cfg, maps, provider = state.today, self.cfg, self.maps, account[0]
+        period = last_30(today)
+        days = [period.start + timedelta(days=i) for i in range(MONTH_DAYS)]
+        table = state.streams
+        bills = state.billed.totals()
+        batch, downgrade, cache = [], [], {}
+        routes: dict[str, dict[Stream, Route]] = defaultdict(dict)
+        for (project, model), gids in sorted(_present_streams(table).items()):
+            stream = Stream(provider, account[1], project, model)
+            bill = bills.get((project, model), Decimal(0))
+            flags = table.flags[gids]
+            tokens = table.tokens[:, gids]  # token type x group x day
+            totals = {t: int(tokens[i].sum()) for i, t in enumerate(TOKEN_TYPES)}
+            group = maps.group(provider, model)
+            if group is not None:
+                routes[group][stream] = Route(sum(totals.values()), bill)
+            sync = [
+                i
+                for i, g in enumerate(gids)
+                if table.dims[g][2] == "false" and table.dims[g][3] in STANDARD_TIERS
+            ]
+            if sync and maps.batch_capable(provider, model):
+                sync_days = np.bitwise_or.reduce(flags[sync], axis=0) & PRESENT != 0
+                daily = tokens[:, sync].sum(axis=(0, 1))[sync_days].tolist()
+                sync_tokens = {t: int(tokens[i, sync].sum()) for i, t in enumerate(TOKEN_TYPES)}
+                synced = {gids[i] for i in sync}
+                volume = partial(self._priced_volume, provider, table, gids, synced, days)
+                found = batch_finding(stream, period, daily, volume, bill, sync_tokens, cfg)
+                if found is not None:
+                    batch.append(found)
+            alternative = maps.alternative(provider, model)
+            if alternative:
+                positive = np.bitwise_or.reduce(flags, axis=0) & POSITIVE
+                with_data = {days[c] for c in np.nonzero(positive)[0].tolist()}
+                difference = partial(
+                    self._price_difference, provider, table, gids, alternative, days
+                )
+                found = downgrade_finding(
+                    stream, alternative, period, with_data, difference, totals,
+                    self.catalogue, cfg,
+                )  # fmt: skip
+                if found is not None:
+                    downgrade.append(found)
+            if (flags & CACHE_READ).any():
+                saved = self._cache_savings(provider, table, gids, days)
+                if saved is not None:
+                    cache[stream] = saved
+        keys = self._inactive_keys(account, state, api_keys)
+        return Findings([*batch, *downgrade, *keys], cache), dict(routes)
+
+    def _col_keys(
+        self,
+        provider: str,
+        model: str,
+        tier: str,
+        days: Sequence[date],
+        alternative: str | None,
+        extra: Sequence[bool] | None,
+        priced: bool,
+    ) -> tuple[list[_ColKey], npt.NDArray[np.intp]]:
+        """The distinct (price, alternative's price, extra) of the days, and each day's id."""
+        memo = (provider, model, tier, days[0], len(days), alternative, extra is None, priced)
+        held = self._memo.get(memo)
+        if held is None:
+            prices = self._prices(provider, model, tier, days) if priced else [None] * len(days)
+            alt = self._prices(provider, alternative, tier, days) if alternative else None
+            ids: dict[_ColKey, int] = {}
+            per_day = [
+                ids.setdefault(
+                    _ColKey(p, alt[c] if alt else None, extra[c] if extra else False), len(ids)
+                )
+                for c, p in enumerate(prices)
+            ]
+            held = self._memo[memo] = (list(ids), np.array(per_day, np.intp))
+        return held
+
+    def _group_epochs(
+        self,
+        provider: str,
+        table: _Table,
+        gids: Sequence[int],
+        days: Sequence[date],
+        alternative: str | None = None,
+        extra: Sequence[bool] | None = None,
+        priced: bool = True,
+    ) -> list[tuple[_ColKey, int, _Volume, int]]:
+        """(column key, group, volume, flags) per group and price epoch with rows, where a
+        column key is a day's (price, alternative's price, ``extra[day]``); ``priced=False``
+        looks no price up (rows without tokens cost nothing and are never priced)."""
+        by_tier: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for g in gids:
+            dims = table.dims[g]
+            by_tier[(dims[-3], dims[-1])].append(g)  # (model, service_tier)
+        out = []
+        for (model, tier), members in by_tier.items():
+            keys, ids = self._col_keys(provider, model, tier, days, alternative, extra, priced)
+            for k, volumes, ors in table.epochs(members, ids, len(keys)):
+                for g, volume, flags in zip(members, volumes, ors, strict=True):
+                    if flags & PRESENT:
+                        out.append((keys[k], g, volume, flags))
+        return out
+
+    def _priced_volume(
+        self,
+        provider: str,
+        table: _Table,
+        gids: Sequence[int],
+        sync: set[int],
+        days: Sequence[date],
+    ) -> tuple[Decimal, Decimal] | None:
+        """(priced volume of all rows, of the synchronous groups ``sync``); None when a row
+        with tokens has no price (as ``Catalogue.row_cost``)."""
+        total = sync_total = Decimal(0)
+        for key, g, volume, flags in self._group_epochs(provider, table, gids, days):
+            if not flags & HAS_TOKENS:
+                continue
+            if key.price is None:
+                return None
+            cost = _cost(key.price, volume, table.dims[g][-2])
+            total += cost
+            if g in sync:
+                sync_total += cost
+        return total, sync_total
+
+    def _price_difference(
+        self,
+        provider: str,
+        table: _Table,
+        gids: Sequence[int],
+        alternative: str,
+        days: Sequence[date],
+    ) -> dict[str, Decimal] | None:
+        out = dict.fromkeys(TOKEN_TYPES, Decimal(0))
+        for key, g, volume, _ in self._group_epochs(provider, table, gids, days, alternative):
+            current, cheaper = key.price, key.alternative
+            if current is None or cheaper is None:
+                return None
+            factor = BATCH_DISCOUNT if table.dims[g][-2] == "true" else Decimal(1)
+            for t in TOKEN_TYPES:
+                out[t] += volume.tokens(t) * (current.of(t) - cheaper.of(t)) * factor / MTOK
+        return out
+
+    def _cache_savings(
+        self, provider: str, table: _Table, gids: Sequence[int], days: Sequence[date]
+    ) -> Decimal | None:
+        total = Decimal(0)
+        for key, g, volume, _ in self._group_epochs(provider, table, gids, days):
+            if key.price is None:
+                return None
+            saved = volume.cache_read * (key.price.input - key.price.cache_read) / MTOK
+            total += saved * BATCH_DISCOUNT if table.dims[g][-2] == "true" else saved
+        return total
+
+    def _inactive_keys(
+        self, account: Account, state: _AccountState, api_keys: Sequence[ApiKeyRecord]
+    ) -> list[Recommendation]:
+        table, first = state.keys, state.first
+        days = [first + timedelta(days=i) for i in range(WINDOW)]
+        prior = [c < MONTH_DAYS for c in range(WINDOW)]
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for g in _present(table):
+            by_key[table.dims[g][0]].append(g)
+        spend: dict[KeySpend, list[Decimal]] = {}
+        projects: dict[KeySpend, dict[str, Decimal]] = {}
+        last_day: dict[KeySpend, date] = {}
+        for api_key, gids in by_key.items():
+            key = (*account, api_key)
+            totals = spend[key] = [Decimal(0), Decimal(0)]
+            weights: dict[str, Decimal] = defaultdict(Decimal)
+            projects[key] = weights
+            priced = [g for g in gids if (table.flags[g] & HAS_TOKENS).any()]
+            unpriced = [g for g in gids if g not in set(priced)]
+            epochs = [
+                *self._group_epochs(account[0], table, priced, days, extra=prior),
+                *self._group_epochs(account[0], table, unpriced, days, extra=prior, priced=False),
+            ]
+            for col_key, g, volume, flags in epochs:
+                cost = Decimal(0)
+                if flags & HAS_TOKENS and col_key.price is not None:
+                    cost = _cost(col_key.price, volume, table.dims[g][-2])
+                if col_key.extra:
+                    totals[0] += cost
+                    weights[table.dims[g][1]] += cost
+                else:
+                    totals[1] += cost
+            active = np.bitwise_or.reduce(table.flags[gids], axis=0) & ACTIVE
+            if active.any():
+                last_day[key] = days[int(np.nonzero(active)[0][-1])]
+        covered = {account: int(state.has_usage[:MONTH_DAYS].sum())}
+        return inactive_key_findings(
+            state.today, spend, projects, last_day, covered, api_keys, self.cfg
+        )
+
+
+def _present_streams(table: _Table) -> dict[tuple[str, str], list[int]]:
+    """{(project, model): its group ids} of the streams with rows in the table's days."""
+    out: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for g in _present(table):
+        out[(table.dims[g][0], table.dims[g][1])].append(g)
+    return dict(out)
+
+
+def _present(table: _Table) -> list[int]:
+    """The groups with rows on any of the table's days."""
+    rows = table.flags[: len(table.dims)] & PRESENT
+    return [int(g) for g in np.nonzero(rows.any(axis=1))[0]]
