@@ -99,6 +99,17 @@ class _Table:
         self.dims: list[tuple[str, ...]] = []
         self.tokens: Ints = np.zeros((4, 0, days), np.int64)
         self.flags: npt.NDArray[np.uint8] = np.zeros((0, days), np.uint8)
+        self._summary: tuple[list[_Volume], list[int]] | None = None
+
+    def summary(self) -> tuple[list[_Volume], list[int]]:
+        """Per group: its volume over all the days, and the OR of its flags (cached until
+        the table changes)."""
+        if self._summary is None:
+            n = len(self.dims)
+            sums = self.tokens[:, :n].sum(axis=2).T.tolist()
+            ors = np.bitwise_or.reduce(self.flags[:n], axis=1).tolist()
+            self._summary = ([_Volume(*v) for v in sums], ors)
+        return self._summary
 
     def nbytes(self) -> int:
         return int(self.tokens.nbytes + self.flags.nbytes)
@@ -106,11 +117,13 @@ class _Table:
     def clear(self, cols: slice) -> None:
         self.tokens[:, :, cols] = 0
         self.flags[:, cols] = 0
+        self._summary = None
 
     def add(self, entries: Sequence[tuple[tuple[str, ...], int, UsageGroup]]) -> None:
         """Add ``(dims, column, group)`` entries (several may fall in one cell)."""
         if not entries:
             return
+        self._summary = None
         gids = [self._gid(dims) for dims, _, _ in entries]
         self._grow()
         cols = [c for _, c, _ in entries]
@@ -276,6 +289,7 @@ class RecommendationState:
         self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
         self.reloaded_days = 0  # (account, day)s re-read from the store by the last refresh
         self._memo: dict[tuple[object, ...], tuple[list[_ColKey], npt.NDArray[np.intp]]] = {}
+        self._maps_memo: dict[tuple[str, str], tuple[bool, str | None, str | None]] = {}
 
     def nbytes(self) -> int:
         """Bytes held in the arrays (for the benchmark)."""
@@ -365,39 +379,33 @@ class RecommendationState:
         """Batch, downgrade, inactive keys and cache savings of one account, and its
         cross-provider routes."""
         self._memo = {}
-        today, cfg, maps, provider = state.today, self.cfg, self.maps, account[0]
+        today, cfg, provider = state.today, self.cfg, account[0]
         period = last_30(today)
         days = [period.start + timedelta(days=i) for i in range(MONTH_DAYS)]
         table = state.streams
+        volumes, ors = table.summary()
+        day_tokens = table.tokens[:, : len(table.dims)].sum(axis=0)  # group x day
         bills = state.billed.totals()
         batch, downgrade, cache = [], [], {}
         routes: dict[str, dict[Stream, Route]] = defaultdict(dict)
         for (project, model), gids in sorted(_present_streams(table).items()):
             stream = Stream(provider, account[1], project, model)
             bill = bills.get((project, model), Decimal(0))
-            flags = table.flags[gids]
-            tokens = table.tokens[:, gids]  # token type x group x day
-            totals = {t: int(tokens[i].sum()) for i, t in enumerate(TOKEN_TYPES)}
-            group = maps.group(provider, model)
+            totals = {t: sum(volumes[g].tokens(t) for g in gids) for t in TOKEN_TYPES}
+            capable, alternative, group = self._model_maps(provider, model)
             if group is not None:
                 routes[group][stream] = Route(sum(totals.values()), bill)
-            sync = [
-                i
-                for i, g in enumerate(gids)
-                if table.dims[g][2] == "false" and table.dims[g][3] in STANDARD_TIERS
-            ]
-            if sync and maps.batch_capable(provider, model):
-                sync_days = np.bitwise_or.reduce(flags[sync], axis=0) & PRESENT != 0
-                daily = tokens[:, sync].sum(axis=(0, 1))[sync_days].tolist()
-                sync_tokens = {t: int(tokens[i, sync].sum()) for i, t in enumerate(TOKEN_TYPES)}
-                synced = {gids[i] for i in sync}
-                volume = partial(self._priced_volume, provider, table, gids, synced, days)
+            sync = [g for g in gids if _is_sync(table.dims[g])]
+            if sync and capable:
+                sync_days = np.bitwise_or.reduce(table.flags[sync], axis=0) & PRESENT != 0
+                daily = day_tokens[sync].sum(axis=0)[sync_days].tolist()
+                sync_tokens = {t: sum(volumes[g].tokens(t) for g in sync) for t in TOKEN_TYPES}
+                volume = partial(self._priced_volume, provider, table, gids, set(sync), days)
                 found = batch_finding(stream, period, daily, volume, bill, sync_tokens, cfg)
                 if found is not None:
                     batch.append(found)
-            alternative = maps.alternative(provider, model)
             if alternative:
-                positive = np.bitwise_or.reduce(flags, axis=0) & POSITIVE
+                positive = np.bitwise_or.reduce(table.flags[gids], axis=0) & POSITIVE
                 with_data = {days[c] for c in np.nonzero(positive)[0].tolist()}
                 difference = partial(
                     self._price_difference, provider, table, gids, alternative, days
@@ -408,12 +416,25 @@ class RecommendationState:
                 )  # fmt: skip
                 if found is not None:
                     downgrade.append(found)
-            if (flags & CACHE_READ).any():
+            if any(ors[g] & CACHE_READ for g in gids):
                 saved = self._cache_savings(provider, table, gids, days)
                 if saved is not None:
                     cache[stream] = saved
         keys = self._inactive_keys(account, state, api_keys)
         return Findings([*batch, *downgrade, *keys], cache), dict(routes)
+
+    def _model_maps(self, provider: str, model: str) -> tuple[bool, str | None, str | None]:
+        """(batch-capable, alternative, equivalence group) of a model, memoised."""
+        key = (provider, model)
+        held = self._maps_memo.get(key)
+        if held is None:
+            maps = self.maps
+            held = self._maps_memo[key] = (
+                maps.batch_capable(provider, model),
+                maps.alternative(provider, model),
+                maps.group(provider, model),
+            )
+        return held
 
     def _col_keys(
         self,
@@ -461,6 +482,12 @@ class RecommendationState:
         out = []
         for (model, tier), members in by_tier.items():
             keys, ids = self._col_keys(provider, model, tier, days, alternative, extra, priced)
+            if len(keys) == 1:  # one price over all the days: the groups' totals
+                volumes, ors = table.summary()
+                for g in members:
+                    if ors[g] & PRESENT:
+                        out.append((keys[0], g, volumes[g], ors[g]))
+                continue
             for k, volumes, ors in table.epochs(members, ids, len(keys)):
                 for g, volume, flags in zip(members, volumes, ors, strict=True):
                     if flags & PRESENT:
@@ -525,6 +552,7 @@ class RecommendationState:
         days = [first + timedelta(days=i) for i in range(WINDOW)]
         prior = [c < MONTH_DAYS for c in range(WINDOW)]
         by_key: dict[str, list[int]] = defaultdict(list)
+        ors = table.summary()[1]
         for g in _present(table):
             by_key[table.dims[g][0]].append(g)
         spend: dict[KeySpend, list[Decimal]] = {}
@@ -535,8 +563,8 @@ class RecommendationState:
             totals = spend[key] = [Decimal(0), Decimal(0)]
             weights: dict[str, Decimal] = defaultdict(Decimal)
             projects[key] = weights
-            priced = [g for g in gids if (table.flags[g] & HAS_TOKENS).any()]
-            unpriced = [g for g in gids if g not in set(priced)]
+            priced = [g for g in gids if ors[g] & HAS_TOKENS]
+            unpriced = [g for g in gids if not ors[g] & HAS_TOKENS]
             epochs = [
                 *self._group_epochs(account[0], table, priced, days, extra=prior),
                 *self._group_epochs(account[0], table, unpriced, days, extra=prior, priced=False),
@@ -557,6 +585,11 @@ class RecommendationState:
         return inactive_key_findings(
             state.today, spend, projects, last_day, covered, api_keys, self.cfg
         )
+
+
+def _is_sync(dims: tuple[str, ...]) -> bool:
+    """A (..., batch, service_tier) group of synchronous standard-tier traffic."""
+    return dims[-2] == "false" and dims[-1] in STANDARD_TIERS
 
 
 def _present_streams(table: _Table) -> dict[tuple[str, str], list[int]]:
