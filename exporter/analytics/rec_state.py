@@ -57,7 +57,7 @@ from exporter.store.rec_inputs import ACTIVE, CACHE_READ, HAS_TOKENS, POSITIVE, 
 
 PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
 WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
-_BIG = 1 << 57  # billed coefficients below this add up in int64 over 30 days
+_BIG = 1 << 57  # billed units below this add up in int64 over 30 days
 
 Account = tuple[str, str]  # provider, account
 _BilledDay = tuple[date, str, str, Decimal]  # day, project, model, billed token cost
@@ -167,49 +167,43 @@ class _Table:
 
 
 class _Billed:
-    """Billed token cost per stream x day: exact Decimals as int64 coefficient + exponent
-    (coefficients too large for that are kept aside as Decimals)."""
+    """Billed token cost per stream x day, exact: int64 units of 10**-SCALE (an amount with
+    more decimals, or too large for that, is kept aside as a Decimal)."""
+
+    SCALE = 12
 
     def __init__(self, days: int) -> None:
         self.days = days
         self.index: dict[tuple[str, str], int] = {}
         self.coef: Ints = np.zeros((0, days), np.int64)
-        self.exp: npt.NDArray[np.int16] = np.zeros((0, days), np.int16)
         self.big: dict[tuple[int, int], Decimal] = {}
 
     def nbytes(self) -> int:
-        return int(self.coef.nbytes + self.exp.nbytes)
+        return int(self.coef.nbytes)
 
     def clear(self, cols: slice) -> None:
         self.coef[:, cols] = 0
-        self.exp[:, cols] = 0
         wanted = range(self.days)[cols]
         self.big = {k: v for k, v in self.big.items() if k[1] not in wanted}
 
     def set(self, stream: tuple[str, str], col: int, amount: Decimal) -> None:
         sid = self.index.setdefault(stream, len(self.index))
         if sid >= self.coef.shape[0]:
-            size = max(sid + 1, self.coef.shape[0] * 5 // 4 + 16)
-            coef, exp = np.zeros((size, self.days), np.int64), np.zeros((size, self.days), np.int16)
-            coef[: self.coef.shape[0]], exp[: self.exp.shape[0]] = self.coef, self.exp
-            self.coef, self.exp = coef, exp
-        sign, digits, exponent = amount.as_tuple()
-        coefficient = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
-        if isinstance(exponent, int) and abs(coefficient) < _BIG and -30000 < exponent < 30000:
-            self.coef[sid, col], self.exp[sid, col] = coefficient, exponent
+            coef = np.zeros((max(sid + 1, self.coef.shape[0] * 5 // 4 + 16), self.days), np.int64)
+            coef[: self.coef.shape[0]] = self.coef
+            self.coef = coef
+        scaled = amount.scaleb(self.SCALE)
+        units = int(scaled)
+        if units == scaled and abs(units) < _BIG:
+            self.coef[sid, col] = units
         else:
+            self.coef[sid, col] = 0
             self.big[(sid, col)] = amount
 
     def totals(self) -> dict[tuple[str, str], Decimal]:
         """Each stream's sum over all columns."""
-        n = len(self.index)
-        coef, exp = self.coef[:n], self.exp[:n]
-        sums = [Decimal(0)] * n
-        for e in np.unique(exp[coef != 0]).tolist():
-            column = np.where(exp == e, coef, 0).sum(axis=1).tolist()
-            for sid, value in enumerate(column):
-                if value:
-                    sums[sid] += Decimal(value).scaleb(e)
+        units = self.coef[: len(self.index)].sum(axis=1).tolist()
+        sums = [Decimal(u).scaleb(-self.SCALE) if u else Decimal(0) for u in units]
         for (sid, _), amount in self.big.items():
             sums[sid] += amount
         return {stream: sums[sid] for stream, sid in self.index.items()}
@@ -383,30 +377,28 @@ class RecommendationState:
         period = last_30(today)
         days = [period.start + timedelta(days=i) for i in range(MONTH_DAYS)]
         table = state.streams
-        volumes, ors = table.summary()
-        day_tokens = table.tokens[:, : len(table.dims)].sum(axis=0)  # group x day
+        streams = sorted(_present_streams(table).items())
+        per = _StreamSums(table, [gids for _, gids in streams])
         bills = state.billed.totals()
         batch, downgrade, cache = [], [], {}
         routes: dict[str, dict[Stream, Route]] = defaultdict(dict)
-        for (project, model), gids in sorted(_present_streams(table).items()):
+        for i, ((project, model), gids) in enumerate(streams):
             stream = Stream(provider, account[1], project, model)
             bill = bills.get((project, model), Decimal(0))
-            totals = {t: sum(volumes[g].tokens(t) for g in gids) for t in TOKEN_TYPES}
+            totals = dict(zip(TOKEN_TYPES, per.tokens[i], strict=True))
             capable, alternative, group = self._model_maps(provider, model)
             if group is not None:
                 routes[group][stream] = Route(sum(totals.values()), bill)
-            sync = [g for g in gids if _is_sync(table.dims[g])]
-            if sync and capable:
-                sync_days = np.bitwise_or.reduce(table.flags[sync], axis=0) & PRESENT != 0
-                daily = day_tokens[sync].sum(axis=0)[sync_days].tolist()
-                sync_tokens = {t: sum(volumes[g].tokens(t) for g in sync) for t in TOKEN_TYPES}
-                volume = partial(self._priced_volume, provider, table, gids, set(sync), days)
+            if per.has_sync[i] and capable:
+                daily = [n for n, on in zip(per.sync_daily[i], per.sync_days[i], strict=True) if on]
+                sync_tokens = dict(zip(TOKEN_TYPES, per.sync_tokens[i], strict=True))
+                sync = {g for g in gids if _is_sync(table.dims[g])}
+                volume = partial(self._priced_volume, provider, table, gids, sync, days)
                 found = batch_finding(stream, period, daily, volume, bill, sync_tokens, cfg)
                 if found is not None:
                     batch.append(found)
             if alternative:
-                positive = np.bitwise_or.reduce(table.flags[gids], axis=0) & POSITIVE
-                with_data = {days[c] for c in np.nonzero(positive)[0].tolist()}
+                with_data = {days[c] for c, on in enumerate(per.positive[i]) if on}
                 difference = partial(
                     self._price_difference, provider, table, gids, alternative, days
                 )
@@ -416,7 +408,7 @@ class RecommendationState:
                 )  # fmt: skip
                 if found is not None:
                     downgrade.append(found)
-            if any(ors[g] & CACHE_READ for g in gids):
+            if per.cache_read[i]:
                 saved = self._cache_savings(provider, table, gids, days)
                 if saved is not None:
                     cache[stream] = saved
@@ -585,6 +577,39 @@ class RecommendationState:
         return inactive_key_findings(
             state.today, spend, projects, last_day, covered, api_keys, self.cfg
         )
+
+
+class _StreamSums:
+    """Per stream (a list of its groups) of a table, computed for all streams at once:
+    tokens per type, synchronous tokens per type and per day (with the days that have
+    synchronous rows), the days with positive tokens, and whether it read cache."""
+
+    def __init__(self, table: _Table, streams: Sequence[Sequence[int]]) -> None:
+        n = len(streams)
+        groups = np.array([g for gids in streams for g in gids], np.intp)
+        owner = np.repeat(np.arange(n), [len(gids) for gids in streams])
+        sync = np.array([_is_sync(table.dims[g]) for g in groups.tolist()], np.bool_)
+        tokens = table.tokens[:, groups]  # type x group x day
+        flags = table.flags[groups]
+        volume = tokens.sum(axis=2)  # type x group
+        totals = np.zeros((4, n), np.int64)
+        sync_totals = np.zeros((4, n), np.int64)
+        for t in range(4):
+            np.add.at(totals[t], owner, volume[t])
+            np.add.at(sync_totals[t], owner[sync], volume[t, sync])
+        daily = np.zeros((n, table.days), np.int64)
+        np.add.at(daily, owner[sync], tokens[:, sync].sum(axis=0))
+        sync_flags = np.zeros((n, table.days), np.uint8)
+        np.bitwise_or.at(sync_flags, owner[sync], flags[sync])
+        any_flags = np.zeros((n, table.days), np.uint8)
+        np.bitwise_or.at(any_flags, owner, flags)
+        self.tokens: list[list[int]] = totals.T.tolist()
+        self.sync_tokens: list[list[int]] = sync_totals.T.tolist()
+        self.sync_daily: list[list[int]] = daily.tolist()
+        self.sync_days: list[list[bool]] = ((sync_flags & PRESENT) != 0).tolist()
+        self.has_sync: list[bool] = np.asarray((sync_flags & PRESENT).any(axis=1)).tolist()
+        self.positive: list[list[bool]] = ((any_flags & POSITIVE) != 0).tolist()
+        self.cache_read: list[bool] = np.asarray((any_flags & CACHE_READ).any(axis=1)).tolist()
 
 
 def _is_sync(dims: tuple[str, ...]) -> bool:

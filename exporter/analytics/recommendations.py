@@ -14,12 +14,15 @@ catalogue prices are converted by the :class:`~exporter.pricing.Catalogue`.
 
 from __future__ import annotations
 
+import math
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from functools import partial
 
 from exporter.clock import midnight
@@ -130,6 +133,31 @@ def _billed_tokens(costs: Iterable[CostRecord], period: Period) -> dict[Stream, 
     return out
 
 
+def population_stdev(values: Sequence[int]) -> float:
+    """``statistics.pstdev`` of integers, bit for bit, without its per-value fractions: the
+    exact variance (n·Σx² - (Σx)²) / n², then its square root correctly rounded the way
+    ``statistics`` does it (round-to-odd integer square root)."""
+    n = len(values)
+    if n < 1:
+        raise statistics.StatisticsError("pstdev requires at least one data point")
+    total, squares = sum(values), sum(x * x for x in values)
+    variance = Fraction(n * squares - total * total, n * n)
+    num, den = variance.numerator, variance.denominator
+    q = (num.bit_length() - den.bit_length() - _SQRT_BIT_WIDTH) // 2
+    if q >= 0:
+        return (_isqrt_rto(num, den << 2 * q) << q) / 1
+    return _isqrt_rto(num << -2 * q, den) / (1 << -q)
+
+
+_SQRT_BIT_WIDTH = 2 * sys.float_info.mant_dig + 3
+
+
+def _isqrt_rto(n: int, m: int) -> int:
+    """Square root of n/m rounded to an integer, round-to-odd."""
+    a = math.isqrt(n // m)
+    return a | (a * a * m != n)
+
+
 def cents(value: Decimal) -> str:
     """Money as a decimal string rounded to the cent (for evidence and formulas)."""
     return f"{value.quantize(Decimal('0.01'))}"
@@ -214,7 +242,7 @@ def batch_finding(
     if len(active) < cfg.batch.min_active_days:
         return None
     mean = statistics.fmean(active)
-    variation = statistics.pstdev(active) / mean
+    variation = population_stdev(active) / mean
     if variation > cfg.batch.max_variation:
         return None
     priced = priced_volume()

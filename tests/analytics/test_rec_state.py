@@ -148,8 +148,9 @@ cost_rows = st.lists(
         st.sampled_from(["p1", "p2"]),
         st.integers(0, 4),
         st.sampled_from(["tokens", "tokens", "web_search"]),
-        st.integers(0, 90_000_000),  # micro-units
+        st.integers(0, 90_000_000),  # units of 10**-6, or of 10**-14 (beyond int64 units)
         st.sampled_from(["USD", "USD", "USD-withheld", "EUR"]),
+        st.sampled_from([-6, -6, -14]),
     ),
     max_size=80,
 )
@@ -174,14 +175,14 @@ def records(
         if row.key() not in seen:
             seen.add(row.key())
             out[(provider, account)][0].append(row)
-    for n, (acc, age, project, m, cost_type, micros, currency) in enumerate(costs):
+    for n, (acc, age, project, m, cost_type, units, currency, exp) in enumerate(costs):
         provider, account = ACCOUNTS[acc]
         model = MODELS[provider][m % len(MODELS[provider])] if cost_type == "tokens" else ""
         suffix = "-withheld" if currency.endswith("-withheld") else ""
         out[(provider, account)][1].append(
             CostRecord(
                 provider, account, today - timedelta(days=age), project, model, cost_type,
-                Decimal(micros).scaleb(-6), currency.removesuffix("-withheld"),
+                Decimal(units).scaleb(exp), currency.removesuffix("-withheld"),
                 line_item=f"line-{n}{suffix}",
             )
         )  # fmt: skip
@@ -293,7 +294,7 @@ def test_a_rich_history_has_every_kind_of_finding(tmp_path: Path) -> None:
                 usage.append((acc, age, "p1", m, "", "true", "priority", (1_000, 500, 0, 0, 1)))
             if age > 30:
                 usage.append((acc, age, "p2", 0, "k-old", "false", "", (900_000, 100_000, 0, 0, 3)))
-    costs = [(acc, age, "p1", m, "tokens", 3_000_000 + acc * 1_700_000, cur)
+    costs = [(acc, age, "p1", m, "tokens", 3_000_000 + acc * 1_700_000, cur, -6)
              for acc in range(len(ACCOUNTS)) for age in range(1, 31) for m in (0, 2)
              for cur in ("USD", "EUR", "USD-withheld")]  # fmt: skip
     store = Store(tmp_path / "history.db")
