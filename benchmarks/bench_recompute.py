@@ -229,18 +229,20 @@ def _rss_mib() -> float:
 
 def _time_recommendations(builder: Any) -> dict[str, float]:
     """Times the savings recommendations (``SnapshotBuilder._findings``) in the cold and in
-    the timed cycle: seconds and the RSS growth across the stage (MiB), and what the
-    builder's recommendation state holds in arrays (``recommendations_held_mib``)."""
+    the timed cycle: wall and CPU seconds (CPU: what the stage costs on a busy machine) and
+    the RSS growth across the stage (MiB), and what the builder's recommendation state
+    holds in arrays (``recommendations_held_mib``)."""
     figures: dict[str, float] = {}
     findings = builder._findings
 
     def timed(*args: Any) -> Any:
-        rss, started = _rss_mib(), time.perf_counter()
+        rss, started, cpu = _rss_mib(), time.perf_counter(), time.process_time()
         try:
             return findings(*args)
         finally:
             stage = "recommendations" if figures else "recommendations_cold"
             figures[f"{stage}_seconds"] = time.perf_counter() - started
+            figures[f"{stage}_cpu_seconds"] = time.process_time() - cpu
             figures[f"{stage}_rss_mib"] = _rss_mib() - rss
             state = getattr(builder, "rec_state", None)  # absent before the aggregates
             if state is not None:

@@ -19,7 +19,9 @@ this module gives the same :class:`Findings` without holding a single record:
 Prices come from :meth:`Catalogue.prices` once per (model, service tier, day) and each group's
 days are summed per *price epoch* (the days sharing one price), then priced: Σ tokens x price
 is exact, so the figures equal the record-based rules' (tests/analytics/test_rec_state.py
-checks that on random histories). A new UTC day rebuilds an account from its 61 days.
+checks that on random histories). A new UTC day shifts the arrays and re-reads the days
+from the old today on; only the first refresh (or one after a gap of 30 days or more)
+reads the 61 days.
 """
 
 from __future__ import annotations
@@ -119,6 +121,12 @@ class _Table:
         self.flags[:, cols] = 0
         self._summary = None
 
+    def shift(self, days: int) -> None:
+        """Move every column ``days`` to the left (the window moved on); new ones are 0."""
+        self.tokens[:, :, :-days] = self.tokens[:, :, days:].copy()
+        self.flags[:, :-days] = self.flags[:, days:].copy()
+        self.clear(slice(self.days - days, self.days))
+
     def add(self, entries: Sequence[tuple[tuple[str, ...], int, UsageGroup]]) -> None:
         """Add ``(dims, column, group)`` entries (several may fall in one cell)."""
         if not entries:
@@ -185,6 +193,12 @@ class _Billed:
         self.coef[:, cols] = 0
         wanted = range(self.days)[cols]
         self.big = {k: v for k, v in self.big.items() if k[1] not in wanted}
+
+    def shift(self, days: int) -> None:
+        """Move every column ``days`` to the left (the window moved on); new ones are 0."""
+        self.coef[:, :-days] = self.coef[:, days:].copy()
+        self.coef[:, -days:] = 0
+        self.big = {(sid, col - days): v for (sid, col), v in self.big.items() if col >= days}
 
     def set(self, stream: tuple[str, str], col: int, amount: Decimal) -> None:
         sid = self.index.setdefault(stream, len(self.index))
@@ -262,6 +276,17 @@ class _AccountState:
     def nbytes(self) -> int:
         return self.streams.nbytes() + self.keys.nbytes() + self.billed.nbytes()
 
+    def move_to(self, today: date) -> None:
+        """Move the window to a later ``today`` (by fewer than 30 days): the days that left
+        it are dropped; the caller re-reads the days from the old today on."""
+        days = (today - self.today).days
+        self.streams.shift(days)
+        self.keys.shift(days)
+        self.billed.shift(days)
+        self.has_usage[:-days] = self.has_usage[days:].copy()
+        self.has_usage[-days:] = False
+        self.today = today
+
 
 class RecommendationState:
     """Every recommendation of one store, kept between refreshes (see the module doc)."""
@@ -326,17 +351,24 @@ class RecommendationState:
         rebuild = []
         for account, held in versions.items():
             state = self._accounts.get(account)
-            if state is None or state.today != today:
+            moved: list[date] = []
+            if state is not None and 0 < (today - state.today).days < MONTH_DAYS:
+                # a new UTC day: the last 30 days now end with the old today, which (as
+                # any day from it on) is read in full again
+                moved = [state.today, today]
+                state.move_to(today)
+            elif state is None or state.today != today:
                 self._accounts[account] = _AccountState(today, dict(held))
                 rebuild.append(account)
                 continue
             changed = [d for d, v in held.items() if state.versions.get(d) != v]
-            changed += [d for d in state.versions if d not in held]
+            changed += [d for d in state.versions if d not in held and d >= state.first]
+            changed += moved
             if changed:
                 first, last = min(changed), max(changed) + timedelta(days=1)
                 state.clear(first, last)
                 self._read(first, last, {account: state}, account)
-                state.versions = dict(held)
+            state.versions = dict(held)
         if rebuild:
             states = {a: self._accounts[a] for a in rebuild}
             only = rebuild[0] if len(rebuild) == 1 else None

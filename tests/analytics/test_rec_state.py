@@ -13,6 +13,7 @@ one account's days and a new UTC day, which the state must follow incrementally.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -28,6 +29,7 @@ from exporter.analytics.recommendations import (
     Findings,
     account_findings,
     cross_provider_recommendations,
+    population_stdev,
     recommendations_start,
 )
 from exporter.config import RecommendationsConfig
@@ -275,10 +277,13 @@ def test_the_aggregates_find_what_the_record_rules_find(
         assert state.account_rule_runs == runs + 1
         assert state.reloaded_days == 4
 
-        # the next UTC day: every window moves by one day
+        # the next UTC day: every window moves by one day (the arrays shift; the old
+        # today and the new one are read again)
         tomorrow = TODAY + timedelta(days=1)
         write(store, records(revised, [], tomorrow), tomorrow, tomorrow + timedelta(days=1))
         check(state, store, tomorrow, cat)
+        assert state.reloaded_days == 2 * len(ACCOUNTS)
+        check(state, store, tomorrow + timedelta(days=6), cat)  # a week without polls
     finally:
         store.close()
 
@@ -294,9 +299,13 @@ def test_a_rich_history_has_every_kind_of_finding(tmp_path: Path) -> None:
                 usage.append((acc, age, "p1", m, "", "true", "priority", (1_000, 500, 0, 0, 1)))
             if age > 30:
                 usage.append((acc, age, "p2", 0, "k-old", "false", "", (900_000, 100_000, 0, 0, 3)))
+            if age in (30, 45):  # a key used on the first of the last 30 days, and before
+                usage.append((acc, age, "p2", 0, "k-live", "false", "", (80_000, 9_000, 0, 0, 2)))
     costs = [(acc, age, "p1", m, "tokens", 3_000_000 + acc * 1_700_000, cur, -6)
              for acc in range(len(ACCOUNTS)) for age in range(1, 31) for m in (0, 2)
              for cur in ("USD", "EUR", "USD-withheld")]  # fmt: skip
+    costs += [(acc, age, "p1", 0, "tokens", 123_456_789, "USD", -14)  # beyond int64 units
+              for acc in range(len(ACCOUNTS)) for age in (3, 9)]  # fmt: skip
     store = Store(tmp_path / "history.db")
     cat = catalogue()
     rows = records(usage, costs, TODAY)
@@ -308,3 +317,8 @@ def test_a_rich_history_has_every_kind_of_finding(tmp_path: Path) -> None:
     }  # fmt: skip
     assert found.cache_savings
     store.close()
+
+
+@given(st.lists(st.integers(0, 10**13), min_size=1, max_size=31))
+def test_population_stdev_is_statistics_pstdev_bit_for_bit(values: list[int]) -> None:
+    assert population_stdev(values) == statistics.pstdev(values)
