@@ -59,6 +59,7 @@ from exporter.store.rec_inputs import ACTIVE, CACHE_READ, HAS_TOKENS, POSITIVE, 
 
 PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
 WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
+_READ_DAYS = 8  # days read per query when an account is read from scratch
 _BIG = 1 << 57  # billed units below this add up in int64 over 30 days
 
 Account = tuple[str, str]  # provider, account
@@ -367,30 +368,21 @@ class RecommendationState:
             if changed:
                 first, last = min(changed), max(changed) + timedelta(days=1)
                 state.clear(first, last)
-                self._read(first, last, {account: state}, account)
+                self._read(first, last, state, account)
             state.versions = dict(held)
-        if rebuild:
-            states = {a: self._accounts[a] for a in rebuild}
-            only = rebuild[0] if len(rebuild) == 1 else None
-            self._read(recommendations_start(today), today + timedelta(days=1), states, only)
+        for account in rebuild:  # in slices of days, so what is read at once stays small
+            state = self._accounts[account]
+            for offset in range(0, WINDOW, _READ_DAYS):
+                start = state.first + timedelta(days=offset)
+                end = min(start + timedelta(days=_READ_DAYS), today + timedelta(days=1))
+                self._read(start, end, state, account)
 
-    def _read(
-        self,
-        start: date,
-        end: date,
-        states: dict[Account, _AccountState],
-        account: Account | None,
-    ) -> None:
-        """Read the days ``[start, end)`` (of one account, or of all) into ``states``."""
-        usage: dict[Account, list[UsageGroup]] = defaultdict(list)
-        for g in self.store.recommendation_usage(start, end, account):
-            usage[(g.provider, g.account)].append(g)
-        billed: dict[Account, list[_BilledDay]] = defaultdict(list)
-        for b in self.store.recommendation_billed(start, end, self.currency, account):
-            billed[(b.provider, b.account)].append((b.day, b.project, b.model, b.amount))
-        for key, state in states.items():
-            state.load(usage.get(key, ()), billed.get(key, ()))
-            self.reloaded_days += (end - start).days
+    def _read(self, start: date, end: date, state: _AccountState, account: Account) -> None:
+        """Read the days ``[start, end)`` of one account into its (cleared) state."""
+        usage = self.store.recommendation_usage(start, end, account)
+        billed = self.store.recommendation_billed(start, end, self.currency, account)
+        state.load(usage, [(b.day, b.project, b.model, b.amount) for b in billed])
+        self.reloaded_days += (end - start).days
 
     # ----------------------------------------------------------------------- rules
 
