@@ -7,8 +7,8 @@ this module gives the same :class:`Findings` without holding a single record:
   (:meth:`Store.recommendation_usage` / ``recommendation_billed``, SQL ``GROUP BY``): token
   counts per (project, model, batch flag, service tier) x day of the last 30 days, per
   (API key, project, model, batch flag, service tier) x day of the 61 days the key rule
-  reads, the days with any usage, and billed token cost per stream x day (exact: an integer
-  coefficient and exponent per cell);
+  reads, the days with any usage, and billed token cost per stream x day (exact: int64
+  units of 10**-12, an amount with more decimals kept aside as a Decimal);
 * on each refresh the store's ``day_versions`` say which (account, day)s were written since;
   only those days are re-read (a poll: one account's lookback days), and the per-account
   rules (batch, downgrade, inactive keys, cache savings) rerun only for an account whose
@@ -244,9 +244,7 @@ class _AccountState:
     def first(self) -> date:
         return self.today - timedelta(days=WINDOW - 1)
 
-    def load(
-        self, usage: Iterable[UsageGroup], billed: Iterable[tuple[date, str, str, Decimal]]
-    ) -> None:
+    def load(self, usage: Iterable[UsageGroup], billed: Iterable[_BilledDay]) -> None:
         """Add the groups and billed days of re-read (already cleared) days."""
         first, recent = self.first, self.today - timedelta(days=MONTH_DAYS)
         stream_rows, key_rows = [], []
