@@ -12,6 +12,7 @@ import pytest
 from exporter.config import Config, validate
 from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, generate_org
 from tests.helpers import close_opened
+from tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
 TODAY = date(2026, 3, 18)  # a Wednesday in mid-month
 NOW = datetime(2026, 3, 18, 13, 30, tzinfo=UTC)
@@ -24,6 +25,24 @@ def _close_opened() -> Iterator[None]:
     so no socket is left for a later test's ResourceWarning."""
     yield
     close_opened()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server for the session (tests/postgres.py). Skipped where
+    PostgreSQL or psycopg is missing, unless AICOST_REQUIRE_POSTGRES=1 (scripts/test)."""
+    import os
+
+    required = os.environ.get("AICOST_REQUIRE_POSTGRES") == "1"
+    try:
+        import psycopg  # noqa: F401
+
+        with postgres_server() as server:
+            yield server
+    except (PostgresUnavailable, ImportError) as exc:
+        if required:
+            pytest.fail(f"PostgreSQL tests required (AICOST_REQUIRE_POSTGRES=1): {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
 
 
 def fixed_clock() -> datetime:
