@@ -47,7 +47,14 @@ from prometheus_client.openmetrics.exposition import (
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.exposition import TEXT_CONTENT_TYPE, Rendered, families, render
+from exporter.exposition import (
+    GZIP_LEVEL,
+    TEXT_CONTENT_TYPE,
+    Rendered,
+    Variant,
+    families,
+    render,
+)
 from exporter.records import TOKEN_TYPES, Stream
 from exporter.server import MetricsServer
 from exporter.snapshot import (
@@ -212,7 +219,8 @@ class _Collector(Collector):
 
 
 class _RequestedFormatOnly:
-    """Has ``pick()`` like :class:`Rendered`, but renders only the requested body per call."""
+    """Has ``pick()`` and ``variant()`` like :class:`Rendered`, but renders only the
+    requested body per call."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self._registry = CollectorRegistry(auto_describe=False)
@@ -225,8 +233,12 @@ class _RequestedFormatOnly:
             body, content_type = generate_latest(self._registry), TEXT_CONTENT_TYPE
         gz = "gzip" in (accept_encoding or "")
         if gz:
-            body = gzip.compress(body, compresslevel=6, mtime=0)
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
         return body, content_type, gz
+
+    def variant(self, accept: str, accept_encoding: str) -> Variant:
+        body, content_type, gz = self.pick(accept, accept_encoding)
+        return Variant.of(body, content_type == OPENMETRICS_CONTENT_TYPE, gz)
 
 
 class RenderRequestedFormat:
@@ -462,7 +474,7 @@ def markdown(report: dict[str, Any]) -> str:
             )
     out += [
         "",
-        "render() (text + OpenMetrics, each plain and gzip level 6) and body sizes:",
+        "render() (text + OpenMetrics, each plain and gzip at GZIP_LEVEL) and body sizes:",
         "",
         "| sample lines | streams | render() median ms | render() min ms | text KiB "
         "| text gzip KiB | OpenMetrics KiB | OpenMetrics gzip KiB |",
@@ -520,6 +532,25 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="only measure RSS at N sample lines in this process",
     )
+    parser.add_argument(
+        "--scrape-path",
+        action="store_true",
+        help="instead: our servers vs nginx under wrk at 1 and 8 connections (--series "
+        "default 1000,10000,100000), gzip levels, and with --refresh-db scrapes during a "
+        "refresh (benchmarks/scrape_path.py)",
+    )
+    parser.add_argument("--seconds", type=float, default=2.0, help="per wrk cell (--scrape-path)")
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="wrk rounds per cell, best kept (--scrape-path)"
+    )
+    parser.add_argument(
+        "--refresh-db",
+        help="a COPY of a bench_recompute history to refresh in a loop (--scrape-path)",
+    )
+    parser.add_argument("--refresh-streams", type=int, default=1000, help="streams of --refresh-db")
+    parser.add_argument(
+        "--baseline-src", help="an export of another revision, measured beside (--scrape-path)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
@@ -528,6 +559,21 @@ def main(argv: list[str] | None = None) -> int:
         rss = rss_only(args.rss_only)
         print(json.dumps(rss, indent=2) if args.json else "\n".join(rss_table(rss)))
         return 0
+
+    if args.scrape_path:
+        import scrape_path
+
+        targets = "1000,10000,100000" if args.series == "10000,100000" else args.series
+        return scrape_path.run(
+            [int(s) for s in targets.split(",") if s.strip()],
+            args.seconds,
+            args.refresh_db,
+            args.refresh_streams,
+            args.baseline_src,
+            args.rounds,
+            args.json,
+            args.quiet,
+        )
 
     series = [int(s) for s in args.series.split(",") if s.strip()]
     if args.repeat is None:

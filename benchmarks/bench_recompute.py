@@ -9,6 +9,8 @@ provider/account/project/model; each stream-day has ~5 rows (2 usage rows, 3 cos
 
     python benchmarks/bench_recompute.py --streams 1000 --days 400
     python benchmarks/bench_recompute.py --streams 1000 --days 400 --db /tmp/h.db  # keep/reuse
+    AICOST_BENCH_PG_PASSWORD=... python benchmarks/bench_recompute.py \
+        --db postgresql://user@127.0.0.1:5432/bench   # PostgreSQL (filled when it is empty)
 
 The last line is ``recompute: S s, R MiB, N series`` (S: seconds of the timed cycle, R:
 peak RSS of the measuring process, N: sample lines of the text exposition). Nothing here
@@ -58,8 +60,36 @@ MODELS = {
 WINDOW_DAYS = 30
 
 
+PG_PASSWORD_ENV = "AICOST_BENCH_PG_PASSWORD"  # the password of a --db postgresql:// URL
+
+
 def config(path: str) -> Config:
+    if path.startswith("postgresql://"):
+        return Config.model_validate({"storage": {"url": path, "password_env": PG_PASSWORD_ENV}})
     return Config.model_validate({"storage": {"path": path}})
+
+
+def is_filled(path: str) -> bool:
+    if not path.startswith("postgresql://"):
+        return Path(path).exists()
+    history = open_history(config(path), clock=lambda: TODAY)
+    try:
+        return history.store.stream_count() > 0
+    finally:
+        history.close()
+
+
+def size_mib(path: str) -> float:
+    """The history's size: the SQLite file and its WAL, or the PostgreSQL database."""
+    if not path.startswith("postgresql://"):
+        files = (path, f"{path}-wal")
+        return sum(Path(p).stat().st_size for p in files if Path(p).exists()) / 2**20
+    import psycopg
+
+    with psycopg.connect(path, password=os.environ[PG_PASSWORD_ENV]) as conn:
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return float(row[0]) / 2**20
 
 
 def streams_of(n: int) -> list[tuple[str, str, str, str]]:
@@ -257,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1000, help="streams (default 1000)")
     parser.add_argument("--days", type=int, default=400, help="days of history (default 400)")
     parser.add_argument(
-        "--db", help="history file: filled when missing, reused when present (default: temp)"
+        "--db",
+        help="history file (filled when missing, reused when present; default: temp), or a "
+        f"postgresql:// URL (password in ${PG_PASSWORD_ENV}; filled when empty)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -269,11 +301,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-recompute-") as tmp:
         path = args.db or str(Path(tmp) / "history.db")
         fill_s = None
-        if not Path(path).exists():
+        if not is_filled(path):
             fill_s = fill(path, args.streams, args.days, args.quiet)
-        size_mib = (
-            sum(Path(p).stat().st_size for p in (path, f"{path}-wal") if Path(p).exists()) / 2**20
-        )
+        db_mib = size_mib(path)
         out = subprocess.run(
             [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)],
             check=True,
@@ -282,14 +312,14 @@ def main(argv: list[str] | None = None) -> int:
             env={**os.environ, "PYTHONHASHSEED": "0"},
         )
         figures = json.loads(out.stdout.strip().splitlines()[-1])
-    figures |= {"streams": args.streams, "days": args.days, "db_mib": size_mib}
+    figures |= {"streams": args.streams, "days": args.days, "db_mib": db_mib}
     if fill_s is not None:
         rows = args.streams * args.days * 5
         figures |= {"fill_seconds": fill_s, "write_us_per_row": fill_s / rows * 1e6}
     if args.json:
         print(json.dumps(figures))
     print(
-        f"streams={args.streams} days={args.days} db={size_mib:.0f} MiB "
+        f"streams={args.streams} days={args.days} db={db_mib:.0f} MiB "
         f"open={figures['open_seconds']:.2f} s cold={figures['cold_seconds']:.2f} s "
         f"poll-write={figures['poll_write_seconds']:.2f} s "
         f"text={figures['text_bytes'] / 2**20:.1f} MiB "

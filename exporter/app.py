@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -24,7 +24,15 @@ import httpx
 from exporter.analytics.build import SnapshotBuilder, usd_rate
 from exporter.analytics.unit_economics import RowConverter
 from exporter.clock import Clock, utc_now
-from exporter.config import Config
+from exporter.config import POSTGRES_EXTRA, Config, Secret, resolve_storage_password
+from exporter.election import (
+    MAINTENANCE,
+    AdvisoryLocks,
+    AlwaysLeader,
+    Election,
+    LockConnection,
+    poll_job,
+)
 from exporter.exposition import Rendered, render
 from exporter.fx.service import FxService
 from exporter.intake import Intake
@@ -34,6 +42,7 @@ from exporter.providers import REGISTRY
 from exporter.refresh import Refresher
 from exporter.snapshot import AppMetrics, ProviderHealth, Snapshot
 from exporter.store import StorageError, Store, check_storage, retention_cutoff
+from exporter.store.access import connect_postgres
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +80,12 @@ def open_history(
     clock: Clock = utc_now,
     fx_transport: httpx.BaseTransport | None = None,
     store: Store | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> History:
-    """Open (creating and migrating) ``config.storage.path`` with its FX service and the
-    catalogue in the accounting currency. ``store``: one opened already (read-only)."""
-    store = store if store is not None else Store(config.storage.path)
+    """Open (creating and migrating) ``config.storage`` (path or url) with its FX service
+    and the catalogue in the accounting currency. ``store``: one opened already
+    (read-only); ``env``: where ``storage.password_env`` is read (default os.environ)."""
+    store = store if store is not None else open_store(config, env=env)
     fx = FxService(config, store, clock=clock, transport=fx_transport)
     catalogue = Catalogue(currency=config.currency, convert=usd_converter(fx, config.currency))
     return History(config, store, fx, catalogue)
@@ -94,7 +105,7 @@ class App:
     ) -> None:
         self.config = config
         self.clock = clock
-        history = open_history(config, clock=clock, fx_transport=fx_transport)
+        history = open_history(config, clock=clock, fx_transport=fx_transport, env=env)
         self.store, self.fx, self.catalogue = history.store, history.fx, history.catalogue
         self.maps = config.recommendations.maps()
         self.pollers = [
@@ -136,6 +147,13 @@ class App:
             max_delay=min(120.0, interval / 2),
         )
         self._snapshot: Snapshot | None = None
+        # With a shared PostgreSQL history one replica polls each account (election).
+        self.shared = config.storage.postgres
+        self.election = open_election(config, self.store)
+        for poller in self.pollers if self.shared else ():
+            poller.health.leader = False  # until this replica wins the account's lock
+        # Called with every new rendering (the serving process publishes it; exporter.serving).
+        self.on_render: Callable[[Rendered], object] | None = None
         # A changed `currency` (or newly bundled rates) re-converts from the source amounts.
         self.fx.convert_stored()
         self.rendered: Rendered = self.refresh()  # ready: the store is loaded and rendered
@@ -153,6 +171,7 @@ class App:
         with self._render_lock:
             self._snapshot = self.snapshot()
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
 
     def refresh_ingest(self) -> Rendered:
@@ -169,7 +188,12 @@ class App:
             app.rejected = intake.rejected_counts()
             self._snapshot = replace(self._snapshot, app=app)
             self.rendered = render(self._snapshot)
+            self._rendered()
             return self.rendered
+
+    def _rendered(self) -> None:
+        if self.on_render is not None:
+            self.on_render(self.rendered)
 
     def poll_once(self) -> bool:
         """Poll every provider once (backfilling where needed); True if all succeeded."""
@@ -185,7 +209,15 @@ class App:
         after a burst of polls, on the refresher's thread (scrapes keep the old bytes).
 
         A backfill may store costs of days the FX refresh at start did not know it needed
-        (the two race at start), so it is followed by a refresh of its own."""
+        (the two race at start), so it is followed by a refresh of its own.
+
+        On a shared history a replica that does not hold the account's lock makes no
+        provider call: it takes the shared poll state and refreshes when it moved."""
+        if not self.election.holds(poll_job(poller.type, poller.account)):
+            if poller.follow():
+                self.refresher.request()
+            return
+        poller.lead()
         with self._polls_lock:
             self._polls_running += 1
         try:
@@ -193,6 +225,8 @@ class App:
         finally:
             with self._polls_lock:
                 self._polls_running -= 1
+        if self.shared:
+            poller.share_status()
         if ok and poller.last_backfill:
             self.fx_refresh()
             return
@@ -209,6 +243,9 @@ class App:
         self.refresh()
 
     def prune(self) -> None:
+        """Retention; on a shared history only the replica holding the maintenance lock."""
+        if not self.election.holds(MAINTENANCE):
+            return
         cutoff = retention_cutoff(self.clock().date(), self.config.storage.retention_days)
         removed = self.store.prune(cutoff)
         if removed:
@@ -222,6 +259,7 @@ class App:
 
     def stop(self) -> None:
         self.refresher.stop()
+        self.election.close()  # frees this replica's locks for the others
         for poller in self.pollers:
             poller.close()
         self.fx.close()
@@ -243,9 +281,43 @@ def build(
     return App(config, clock=clock, transport=transport, env=env, fx_transport=fx_transport)
 
 
-def open_store(config: Config, *, read_only: bool = False) -> Store:
-    """The history of ``config`` alone; ``read_only`` never creates, migrates or writes it."""
-    return Store(config.storage.path, read_only=read_only)
+def open_store(
+    config: Config, *, read_only: bool = False, env: Mapping[str, str] | None = None
+) -> Store:
+    """The history of ``config`` alone; ``read_only`` never creates, migrates or writes it.
+    A PostgreSQL ``storage.url`` gets its password from ``password_env``/``password_file``."""
+    password = storage_password(config, env)
+    if password is None:
+        return Store(config.storage.path, read_only=read_only)
+    return Store(config.storage.target, read_only=read_only, password=password.value)
+
+
+def storage_password(config: Config, env: Mapping[str, str] | None = None) -> Secret | None:
+    """The PostgreSQL password (None with SQLite); StorageError when it cannot be read or
+    psycopg is missing (one line naming the extra)."""
+    if config.storage.url is None:
+        return None
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise StorageError(POSTGRES_EXTRA) from None
+    try:
+        return resolve_storage_password(config.storage, dict(env) if env is not None else None)
+    except ValueError as exc:
+        raise StorageError(str(exc)) from None
+
+
+def open_election(config: Config, store: Store) -> Election:
+    """Who polls what: every job here with SQLite; with PostgreSQL, advisory locks on a
+    dedicated connection the store opens (at the first try, see exporter.election)."""
+    if config.storage.url is None:
+        return AlwaysLeader()
+
+    def connect() -> LockConnection:
+        conn: LockConnection = store.connect().conn  # psycopg, autocommit
+        return conn
+
+    return AdvisoryLocks(connect)
 
 
 def open_history_read_only(config: Config) -> History:
@@ -262,9 +334,26 @@ def usd_catalogue() -> Catalogue:
 
 def storage_problems(config: Config, *, write: bool = True) -> list[str]:
     """Why ``config.storage.path`` cannot be opened (read-write for ``run`` when ``write``);
-    empty when it can. Creates, modifies and replaces nothing."""
+    empty when it can. Creates, modifies and replaces nothing. A PostgreSQL url: psycopg,
+    the password and a read-only connection are checked."""
+    if config.storage.url is not None:
+        return postgres_problems(config)
     try:
         check_storage(config.storage.path, write=write)
+    except StorageError as exc:
+        return [str(exc)]
+    return []
+
+
+def postgres_problems(config: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """Why the PostgreSQL ``storage.url`` cannot be reached (never quoting the password)."""
+    try:
+        password = storage_password(config, env)
+    except StorageError:  # psycopg or the password: exporter.config.check reports those
+        return []
+    assert password is not None and config.storage.url is not None
+    try:
+        connect_postgres(config.storage.url, password=password.value, read_only=True).close()
     except StorageError as exc:
         return [str(exc)]
     return []
@@ -275,6 +364,7 @@ __all__ = [
     "History",
     "StorageError",
     "build",
+    "open_election",
     "open_history",
     "open_history_read_only",
     "open_store",

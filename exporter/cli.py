@@ -42,10 +42,13 @@ log = logging.getLogger("exporter")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s",
+        format=LOG_FORMAT,
         stream=sys.stderr,
     )
     # httpx logs every request URL at INFO; ours are enough.
@@ -93,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run the exporter (poll on a schedule, serve /metrics)",
         description="Run the exporter: backfill on first start, poll every poll.interval, "
-        "serve /metrics.",
+        "serve /metrics (from a serving process of its own, so scrapes never wait on a "
+        "refresh; it stops with the exporter).",
     )
     run.add_argument(
         "--config",
@@ -342,6 +346,8 @@ def series_line(config: Config) -> str:
         f"metrics.windows=[{', '.join(m.windows)}], token_types={str(m.token_types).lower()}, "
         f"stream_ratios={str(m.stream_ratios).lower()}"
     )
+    if config.storage.url is not None:  # not opened here: check-config reads no server data
+        return f"series: {per} per model stream ({options}); history on PostgreSQL (storage.url)"
     path = Path(config.storage.path)
     if not path.is_file():
         return f"series: {per} per model stream ({options}); no history at {path} yet"
@@ -433,7 +439,7 @@ def cmd_recommendations(args: argparse.Namespace) -> int:
     from exporter.report import as_dicts, to_json, to_table
 
     path = config.storage.path
-    if not Path(path).exists():
+    if config.storage.url is None and not Path(path).exists():  # PostgreSQL: open tells
         print(
             f"error: no history at {path} (storage.path); run `ai-cost-exporter poll --config "
             f"{args.config} --once` (or the exporter) first",
@@ -479,7 +485,7 @@ def cmd_fx(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: --currency/--base: {exc}", file=sys.stderr)
         return 2
-    if args.config and not Path(config.storage.path).exists():
+    if args.config and config.storage.url is None and not Path(config.storage.path).exists():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     if not args.config:  # no history: the bundled ECB rates only
@@ -559,7 +565,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     from exporter.app import open_history, open_store
     from exporter.clock import utc_now
 
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path)", file=sys.stderr)
         return 1
     today = utc_now().date()
@@ -605,10 +611,11 @@ def serve(
     web_config_file: str | None = None,
     on_ready: Callable[[int], object] | None = None,
 ) -> int:
-    """Start the HTTP server first (healthy, not ready), then load the store and poll."""
+    """Start the serving process first (healthy, not ready), then load the store and
+    poll; every rendering is published to it (exporter.serving)."""
     from exporter import schedule
     from exporter.app import StorageError, build
-    from exporter.server import MetricsServer
+    from exporter.serving import ServingProcess
 
     try:
         host, port = parse_listen_address(listen_address)
@@ -618,8 +625,10 @@ def serve(
     web = _load_web(web_config_file)
     if web is False:
         return 1
+    stop = threading.Event()
+    server = ServingProcess((host, port), web_config_file, log_format=LOG_FORMAT, on_exit=stop.set)
     try:
-        server = MetricsServer((host, port), web=web)
+        server.start()
     except OSError as exc:
         print(
             f"error: cannot listen on {listen_address}: {exc.strerror}; choose another "
@@ -627,25 +636,26 @@ def serve(
             file=sys.stderr,
         )
         return 1
-    server.start()
     for warning in web.warnings if web else ():
         log.warning("web config %s: %s", web_config_file, warning)
     if web is not None:
         log.info("web config %s: %s", web_config_file, web.describe())
     shown = f"[{host}]" if ":" in host else host
     log.info("listening on %s://%s:%d/metrics", server.scheme, shown, server.port)
-    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: server.reload_web())
+    # not in the handler itself: it may interrupt this thread while it holds the send lock
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=server.reload_web).start())
     try:
         app = build(config, env=env)
     except StorageError as exc:
         server.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    server.source = app
-    server.ingest = app.intake
+    if app.intake is not None:
+        server.attach_ingest(app.intake)
+    app.on_render = lambda rendered: server.publish(rendered, app.health())
+    server.publish(app.rendered, app.health())  # ready from here on
     if on_ready is not None:
         on_ready(server.port)
     scheduler = schedule.start(app)
@@ -654,9 +664,11 @@ def serve(
     finally:
         log.info("shutting down")
         scheduler.shutdown(wait=False)
-        app.stop()
-        server.stop()
-    return 0
+        try:
+            app.stop()
+        finally:
+            server.stop()
+    return 1 if server.failed else 0
 
 
 DEMO_CONFIG_MARK = "# written by `ai-cost-exporter demo` for recommendations/fx --config\n"
@@ -833,7 +845,7 @@ def _finops_config(args: argparse.Namespace) -> Config | None:
     if config is None:
         return None
     _setup_logging(args.log_level or config.log_level)
-    if not Path(config.storage.path).is_file():
+    if config.storage.url is None and not Path(config.storage.path).is_file():
         print(f"error: no history at {config.storage.path} (storage.path of {args.config}); "
               f"run `ai-cost-exporter poll --config {args.config} --once` first",
               file=sys.stderr)  # fmt: skip

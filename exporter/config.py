@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
+from urllib.parse import parse_qs, urlsplit
 
 import yaml
 from pydantic import (
@@ -77,9 +78,86 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def postgres_url(value: str) -> str:
+    """``postgresql://user@host[:port]/db`` (query options allowed); a password in it is
+    refused. Errors never repeat the URL (it may carry a password)."""
+    parts = urlsplit(value)
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        raise ValueError("must be a postgresql://user@host[:port]/database URL")
+    try:
+        parts.port  # noqa: B018  # raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("the port must be a number from 0 to 65535") from None
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        raise ValueError(
+            "a password may not be written in the URL; remove it and set "
+            "storage.password_env (name of an environment variable) or storage.password_file"
+        )
+    missing = [
+        what
+        for what, present in (
+            ("a user (user@)", parts.username),
+            ("a host", parts.hostname),
+            ("a database (/name)", parts.path.strip("/")),
+        )
+        if not present
+    ]
+    if missing:
+        raise ValueError(
+            f"must be postgresql://user@host[:port]/database; missing {', '.join(missing)}"
+        )
+    return value
+
+
 class StorageConfig(_Strict):
+    """SQLite ``path`` (the default) or a PostgreSQL ``url`` shared by replicas
+    (docs/deployment.md), its password from ``password_env`` or ``password_file``."""
+
     path: str = DEFAULT_STORAGE_PATH
+    url: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
     retention_days: int = Field(400, ge=35, le=3650)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else postgres_url(value)
+
+    @field_validator("password_env")
+    @classmethod
+    def _password_env(cls, value: str | None) -> str | None:
+        return env_var_name(value, "password")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> StorageConfig:
+        sources = [k for k in ("password_env", "password_file") if getattr(self, k) is not None]
+        if self.url is None:
+            if sources:
+                raise ValueError(f"{sources[0]} applies to storage.url (PostgreSQL) only")
+            return self
+        if "path" in self.model_fields_set:
+            raise ValueError(
+                "set either path (SQLite, one process) or url (PostgreSQL, shared by "
+                "replicas), not both"
+            )
+        if not sources:
+            raise ValueError("storage.url needs password_env or password_file")
+        if len(sources) > 1:
+            raise ValueError("set only one of password_env and password_file")
+        return self
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def target(self) -> str:
+        """What the store opens: the PostgreSQL URL (no password) or the SQLite path."""
+        return self.url if self.url is not None else self.path
 
 
 class PollConfig(_Strict):
@@ -1078,12 +1156,44 @@ def check(config: Config, env: dict[str, str] | None = None) -> list[str]:
             resolve_key(provider, env)
         except ValueError as exc:
             problems.append(str(exc))
+    problems.extend(storage_check(config.storage, env))
     if config.ingest.enabled:
         try:
             resolve_ingest_token(config.ingest, env)
         except ValueError as exc:
             problems.append(str(exc))
     return problems
+
+
+def resolve_storage_password(
+    storage: StorageConfig, env: dict[str, str] | None = None
+) -> Secret | None:
+    """The PostgreSQL password (None for SQLite); errors never include the password."""
+    if storage.url is None:
+        return None
+    return _read_key("storage", storage.password_env, storage.password_file, env, "password")
+
+
+def storage_check(storage: StorageConfig, env: dict[str, str] | None = None) -> list[str]:
+    """Run-time problems of a PostgreSQL ``storage.url``: psycopg missing, password unset."""
+    if storage.url is None:
+        return []
+    problems = []
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        problems.append(POSTGRES_EXTRA)
+    try:
+        resolve_storage_password(storage, env)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+POSTGRES_EXTRA = (
+    "storage.url: PostgreSQL needs psycopg 3, the optional extra: "
+    "pip install 'ai-cost-exporter[postgres]'"
+)
 
 
 def resolve_ingest_token(ingest: IngestConfig, env: dict[str, str] | None = None) -> Secret:

@@ -8,11 +8,12 @@ gzipped. A scrape only picks one of those byte strings: no I/O, no computation.
 from __future__ import annotations
 
 import gzip
+import mmap
 import platform
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -40,6 +41,44 @@ from exporter.snapshot import (
 )
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Chosen by measurement (benchmarks/README.md, gzip levels): level 3 compresses as fast as
+# level 1 and 4 % smaller; level 6 takes 2.2-3.7x as long (paid twice per refresh, while
+# the refresh holds the interpreter lock) for a body ~18 % smaller.
+GZIP_LEVEL = 3
+
+# The four variants of a rendered exposition, in this order: (OpenMetrics?, gzipped?).
+VARIANTS = ((False, False), (False, True), (True, False), (True, True))
+
+Body = bytes | mmap.mmap  # a body in memory: bytes, or a mapped file (the serving process)
+
+
+def negotiate(accept: str, accept_encoding: str) -> int:
+    """The index in :data:`VARIANTS` for a scrape's Accept / Accept-Encoding headers."""
+    openmetrics = "application/openmetrics-text" in (accept or "")
+    gz = "gzip" in (accept_encoding or "")
+    return 2 * openmetrics + gz
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One body of a rendered exposition with its status line and entity headers, built
+    once when the bytes are rendered (a scrape adds only Server, Date and the web
+    config's headers). ``file``: the same bytes in a file, for ``sendfile``."""
+
+    body: Body
+    content_type: str
+    gzip: bool
+    head: bytes
+    file: BinaryIO | None = None
+
+    @classmethod
+    def of(cls, body: Body, openmetrics: bool, gz: bool, file: BinaryIO | None = None) -> Variant:
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n" + ("Content-Encoding: gzip\r\n" if gz else "")
+        ).encode("latin-1")
+        return cls(body, content_type, gz, head, file)
 
 
 @dataclass(frozen=True)
@@ -48,14 +87,23 @@ class Rendered:
     text_gzip: bytes
     openmetrics: bytes
     openmetrics_gzip: bytes
+    variants: tuple[Variant, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        bodies = (self.text, self.text_gzip, self.openmetrics, self.openmetrics_gzip)
+        variants = tuple(
+            Variant.of(body, om, gz) for body, (om, gz) in zip(bodies, VARIANTS, strict=True)
+        )
+        object.__setattr__(self, "variants", variants)
+
+    def variant(self, accept: str, accept_encoding: str) -> Variant:
+        """The pre-built variant for a scrape's Accept / Accept-Encoding headers."""
+        return self.variants[negotiate(accept, accept_encoding)]
 
     def pick(self, accept: str, accept_encoding: str) -> tuple[bytes, str, bool]:
         """(body, content type, gzipped) for a scrape's Accept / Accept-Encoding headers."""
-        openmetrics = "application/openmetrics-text" in (accept or "")
-        gz = "gzip" in (accept_encoding or "")
-        if openmetrics:
-            return (self.openmetrics_gzip if gz else self.openmetrics), OPENMETRICS_CONTENT_TYPE, gz
-        return (self.text_gzip if gz else self.text), TEXT_CONTENT_TYPE, gz
+        v = self.variant(accept, accept_encoding)
+        return bytes(v.body), v.content_type, v.gzip
 
 
 def _gauge(name: str) -> GaugeMetricFamily:
@@ -142,6 +190,7 @@ def families(snapshot: Snapshot) -> Iterator[Metric]:
         ("aicost_data_complete_through_timestamp_seconds", "data_complete_through"),
         ("aicost_poll_duration_seconds", "poll_duration"),
         ("aicost_data_expected_lag_seconds", "expected_lag"),
+        ("aicost_poller_leader", "leader"),
     ):
         fam = _gauge(name)
         for h in health:
@@ -356,7 +405,7 @@ def render(snapshot: Snapshot) -> Rendered:
         om = generate_openmetrics(registry)  # type: ignore[no-untyped-call]
     return Rendered(
         text=text,
-        text_gzip=gzip.compress(text, compresslevel=6, mtime=0),
+        text_gzip=gzip.compress(text, compresslevel=GZIP_LEVEL, mtime=0),
         openmetrics=om,
-        openmetrics_gzip=gzip.compress(om, compresslevel=6, mtime=0),
+        openmetrics_gzip=gzip.compress(om, compresslevel=GZIP_LEVEL, mtime=0),
     )

@@ -285,6 +285,13 @@ CATALOGUE: list[MetricDef] = [
         "Duration of the last poll of this provider account, successful or not.",
     ),
     MetricDef(
+        "aicost_poller_leader",
+        "gauge",
+        PROVIDER,
+        "1 if this replica polls the provider account (it holds the account's advisory lock "
+        "on a shared PostgreSQL history; always 1 with SQLite), 0 on a standby. Per replica.",
+    ),
+    MetricDef(
         "aicost_poll_errors_total",
         "counter",
         (*PROVIDER, "reason"),

@@ -27,7 +27,7 @@ from exporter.providers.errors import ERROR_REASONS, ConfigError, ParseError, Pr
 from exporter.providers.http import HttpProvider, Provider, RetryPolicy
 from exporter.records import duplicate_keys
 from exporter.snapshot import ProviderHealth
-from exporter.store import CostAnnotator, Store
+from exporter.store import CostAnnotator, PollStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Poller:
         self.health.degraded = dict.fromkeys(getattr(provider_class, "degradations", ()), 0)
         self._degraded_logged: set[str] = set()
         self.health.errors = dict.fromkeys(ERROR_REASONS, 0)
+        self._followed: tuple[object, ...] | None = None  # poll state a standby last saw
         state = store.provider_state(self.type, self.account)
         if state:
             self.health.last_success = state["last_success"] or 0.0
@@ -82,6 +83,34 @@ class Poller:
 
     def close(self) -> None:
         self._client.close()
+
+    def follow(self) -> bool:
+        """A standby's turn (another replica polls this account on the shared history):
+        take the health of the account's last poll from the store, so every replica
+        publishes the same values. True when that poll state changed since the last call
+        (the history has new writes to render)."""
+        self.health.leader = False
+        state = self._store.provider_state(self.type, self.account) or {}
+        status = self._store.poll_status(self.type, self.account)
+        seen = (tuple(sorted(state.items())), status)
+        changed = seen != self._followed
+        self._followed = seen
+        self.health.last_success = state.get("last_success") or 0.0
+        self.health.data_complete_through = state.get("data_complete_through") or 0.0
+        if status is not None:
+            self.health.up = status.up
+            self.health.poll_duration = status.poll_duration
+        return changed
+
+    def lead(self) -> None:
+        """This replica polls the account (again): health comes from its own polls."""
+        self.health.leader = True
+        self._followed = None
+
+    def share_status(self) -> None:
+        """Record the last poll's outcome for the standbys (see :meth:`follow`)."""
+        status = PollStatus(self.health.up, self.health.poll_duration, self._clock().timestamp())
+        self._store.record_poll_status(self.type, self.account, status)
 
     def _observe(self, endpoint: str, code: str) -> None:
         key = (endpoint, code)

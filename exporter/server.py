@@ -7,6 +7,15 @@ the connection's thread) on every endpoint, basic auth on every GET endpoint but
 ``/-/healthy`` (ingest POSTs keep their bearer token: one ``Authorization`` header cannot
 carry both), and the configured response headers; :meth:`MetricsServer.reload_web` swaps
 it (on SIGHUP).
+
+The scrape path is lean: request headers are read into a dict (not through the ``email``
+parser; the limits and errors of ``http.server`` kept), a scrape of ``/metrics`` writes
+the variant's pre-built head (:class:`~exporter.exposition.Variant`) plus Server, Date and
+the web config's headers (rebuilt once per second) and the body: with the head in one
+``sendmsg`` (from memory or the serving process's mapped memfds), or by ``sendfile`` for
+a body kept in a file when :attr:`MetricsServer.sendfile_min` allows it (off by default:
+slower, measured); through TLS, from memory. ``run`` and ``demo`` run this server in a process
+of its own (:mod:`exporter.serving`); tests and benchmarks run it in-process.
 """
 
 from __future__ import annotations
@@ -14,25 +23,41 @@ from __future__ import annotations
 import html
 import logging
 import socket
+import ssl
+import sys
 import threading
+import time
 from contextlib import suppress
 from datetime import UTC, datetime
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from exporter import __version__
-from exporter.exposition import Rendered
+from exporter.exposition import Body, Variant
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import HANDSHAKE_TIMEOUT, WebConfig, WebConfigError
 from exporter.webconfig import load as load_web_config
 
 log = logging.getLogger(__name__)
 
+MAX_LINE = 65536  # a request header line (as http.client)
+MAX_HEADERS = 100  # header lines per request (as http.client)
+ONE_WRITE = 64 * 1024  # through TLS, bodies up to this size go out with their head
+
+
+class Bodies(Protocol):
+    """Pre-rendered ``/metrics`` bodies (:class:`~exporter.exposition.Rendered`, or the
+    serving process's copies of them)."""
+
+    def variant(self, accept: str, accept_encoding: str) -> Variant: ...
+
 
 class Source(Protocol):
     """What the server reads: the latest rendered bytes and provider health."""
 
-    rendered: Rendered
+    @property
+    def rendered(self) -> Bodies: ...
 
     def health(self) -> list[ProviderHealth]: ...
 
@@ -57,9 +82,73 @@ class Ingest(Protocol):
 
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
+    raw_requestline: bytes
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes
     server_version = f"ai-cost-exporter/{__version__}"
+
+    def parse_request(self) -> bool:
+        """:meth:`BaseHTTPRequestHandler.parse_request` without the ``email`` parser: the
+        request line checked the same way, the header lines read into a plain dict
+        (names lower-cased, the first of repeated names kept), the same limits and
+        errors (431 for a header line over 64 KiB or more than 100 header lines)."""
+        self.command = None  # type: ignore[assignment]  # set in case of an error
+        self.request_version = self.default_request_version
+        self.close_connection = True
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if not words:
+            return False
+        if len(words) >= 3:
+            version = words[-1]
+            number = _http_version(version)
+            if number is None:
+                self.send_error(400, f"Bad request version ({version!r})")
+                return False
+            if number >= (2, 0):
+                self.send_error(505, f"Invalid HTTP version ({version[5:]})")
+                return False
+            self.close_connection = number < (1, 1)
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(400, f"Bad request syntax ({self.requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(400, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if path.startswith("//"):
+            self.path = "/" + path.lstrip("/")
+        headers = _Headers()
+        for _ in range(MAX_HEADERS + 1):
+            line = self.rfile.readline(MAX_LINE + 1)
+            if len(line) > MAX_LINE:
+                self.send_error(431, "Line too long", "header line")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if sep and name and name == name.strip():
+                headers.setdefault(name.lower(), value.strip())
+        else:
+            self.send_error(431, "Too many headers", f"got more than {MAX_HEADERS} headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]  # .get() is all the handler uses
+        connection = (headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive":
+            self.close_connection = False
+        if (
+            (headers.get("Expect") or "").lower() == "100-continue"
+            and self.request_version >= "HTTP/1.1"
+            and not self.handle_expect_100()
+        ):
+            return False
+        return True
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -134,10 +223,27 @@ class _Handler(BaseHTTPRequestHandler):
         if source is None:
             self._send(503, b"Not ready: loading the history.\n", "text/plain; charset=utf-8")
             return
-        body, content_type, gz = source.rendered.pick(
+        v = source.rendered.variant(
             self.headers.get("Accept", ""), self.headers.get("Accept-Encoding", "")
         )
-        self._send(200, body, content_type, {"Content-Encoding": "gzip"} if gz else None)
+        self.log_request(200)
+        head = v.head + self.server.common_head() + b"\r\n"
+        conn: socket.socket = self.connection
+        least = self.server.sendfile_min
+        sendfile = v.file is not None and least is not None and len(v.body) >= least
+        if self.command == "HEAD":
+            conn.sendall(head)
+        elif isinstance(conn, ssl.SSLSocket):  # no sendmsg or sendfile through TLS
+            if len(v.body) <= ONE_WRITE:
+                conn.sendall(head + v.body)
+            else:
+                conn.sendall(head)
+                conn.sendall(v.body)
+        elif sendfile and v.file is not None:
+            conn.sendall(head, socket.MSG_MORE)  # goes out with the first body segment
+            conn.sendfile(v.file, 0, len(v.body))  # page cache -> socket, no copy here
+        else:
+            _send_both(conn, head, v.body)
 
     def _landing(self) -> str:
         rows = []
@@ -178,12 +284,49 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if log.isEnabledFor(logging.DEBUG):  # not formatted per scrape otherwise
+            super().log_request(code, size)
+
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
 
+def _send_both(conn: socket.socket, head: bytes, body: Body) -> None:
+    """``head`` and ``body`` in one ``sendmsg`` (no copy into one buffer), the rest of a
+    partial send after it."""
+    sent = conn.sendmsg([head, body])
+    if sent < len(head):
+        conn.sendall(head[sent:])
+        sent = len(head)
+    if sent - len(head) < len(body):
+        conn.sendall(memoryview(body)[sent - len(head) :])
+
+
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name; :meth:`get` takes any case."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+def _http_version(word: str) -> tuple[int, int] | None:
+    """(major, minor) of ``HTTP/x.y``, checked as ``http.server`` checks it."""
+    if not word.startswith("HTTP/"):
+        return None
+    parts = word[5:].split(".")
+    if len(parts) != 2 or not all(p.isdigit() and len(p) <= 10 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
 class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of concurrent scrapes is queued, not refused
+    # Bodies of at least this size that have a file go out with sendfile; None: never.
+    # Measured (benchmarks/README.md, "body path"): on loopback, sendfile from a memfd is
+    # ~1.5-3x slower than one sendmsg from its mapping, so the default is never.
+    sendfile_min: int | None = None
 
     def __init__(self, address: tuple[str, int], web: WebConfig | None = None) -> None:
         self.source: Source | None = None
@@ -192,6 +335,7 @@ class MetricsServer(ThreadingHTTPServer):
         if ":" in address[0]:  # an IPv6 address such as ::1 (written [::1]:9877)
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+        self._head: tuple[int, WebConfig | None, bytes] = (0, None, b"")
         self._thread: threading.Thread | None = None
 
     @property
@@ -224,6 +368,14 @@ class MetricsServer(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_WR)
             conn.close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets or leaves mid-response is logged at debug, not as a
+        traceback on stderr (load generators and scrapers do it on shutdown)."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("connection from %s ended early: %s", client_address, sys.exc_info()[1])
+            return
+        super().handle_error(request, client_address)
+
     def reload_web(self) -> bool:
         """Re-read the web config file (SIGHUP); on an error keep the current one."""
         if self.web is None:
@@ -239,6 +391,18 @@ class MetricsServer(ThreadingHTTPServer):
         self.web = web
         log.info("web config %s reloaded: %s", web.source, web.describe())
         return True
+
+    def common_head(self) -> bytes:
+        """Server, Date and the web config's headers, CRLF-terminated; rebuilt once per
+        second or web config, not per scrape."""
+        now, web = int(time.time()), self.web
+        cached = self._head
+        if cached[0] != now or cached[1] is not web:
+            lines = [f"Server: {_Handler.server_version} {_Handler.sys_version}"]
+            lines.append(f"Date: {formatdate(now, usegmt=True)}")
+            lines += [f"{k}: {v}" for k, v in (web.headers if web else ())]
+            cached = self._head = (now, web, ("\r\n".join(lines) + "\r\n").encode("latin-1"))
+        return cached[2]
 
     @property
     def port(self) -> int:

@@ -205,6 +205,7 @@ class ProviderHealth:
     requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (endpoint, code)
     expected_lag: float = 0.0  # seconds a provider's complete data normally trails real time
     degraded: dict[str, int] = field(default_factory=dict)  # reason -> polls degraded
+    leader: bool = True  # this replica polls the account (always, with SQLite)
 
     def copy(self) -> ProviderHealth:
         """A copy whose counters no longer move with the poller's."""
@@ -219,6 +220,7 @@ class ProviderHealth:
             dict(self.requests),
             self.expected_lag,
             dict(self.degraded),
+            self.leader,
         )
 
 

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("providers", ("exporter.providers",)),
     ("ingest", ("exporter.ingest",)),
     ("store", ("exporter.store",)),
+    ("election", ("exporter.election",)),
     ("fx", ("exporter.fx",)),
     ("analytics", ("exporter.analytics",)),
     ("poller", ("exporter.poller",)),
@@ -40,6 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("webconfig", ("exporter.webconfig",)),
     ("server", ("exporter.server",)),
+    ("serving", ("exporter.serving",)),
     ("finops", ("exporter.finops",)),
     ("demo", ("exporter.demo",)),
     ("refresh", ("exporter.refresh",)),
@@ -65,6 +67,9 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
     ("exporter.ingest", "exporter.providers"),  # spans and events are not provider APIs
     ("exporter.server", "exporter.ingest"),  # the server knows the Ingest protocol only
     ("exporter.server", "exporter.intake"),
+    ("exporter.serving", "exporter.analytics"),  # the serving process gets bytes, not data
+    ("exporter.serving", "exporter.store"),
+    ("exporter.serving", "exporter.intake"),
 )
 
 # Only the composition root may import all of these (it wires them together).

@@ -45,6 +45,21 @@ def postgres() -> Iterator[PostgresServer]:
         pytest.skip(f"PostgreSQL not available: {exc}")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_path(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """``storage.path`` on each backend: a SQLite file, or a fresh PostgreSQL database (its
+    password from libpq's PGPASSWORD, never inside the URL)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "history.db")
+    from tests.postgres import PASSWORD
+
+    server = request.getfixturevalue("postgres")
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    return server.url(server.database())
+
+
 def fixed_clock() -> datetime:
     return NOW
 

@@ -4,7 +4,7 @@
 this module gives the same :class:`Findings` without holding a single record:
 
 * per account, compact arrays of the aggregates the rules read
-  (:meth:`Store.recommendation_usage` / ``recommendation_billed``, SQL ``GROUP BY``): token
+  (:func:`~exporter.store.rec_inputs.recommendation_usage` / ``recommendation_billed``): token
   counts per (project, model, batch flag, service tier) x day of the last 30 days, per
   (API key, project, model, batch flag, service tier) x day of the 61 days the key rule
   reads, the days with any usage, and billed token cost per stream x day (exact: int64
@@ -55,7 +55,15 @@ from exporter.config import RecommendationsConfig
 from exporter.pricing import BATCH_DISCOUNT, MTOK, Catalogue, ModelMaps, UnitPrices
 from exporter.records import TOKEN_TYPES, ApiKeyRecord, Stream
 from exporter.store import Store
-from exporter.store.rec_inputs import ACTIVE, CACHE_READ, HAS_TOKENS, POSITIVE, UsageGroup
+from exporter.store.rec_inputs import (
+    ACTIVE,
+    CACHE_READ,
+    HAS_TOKENS,
+    POSITIVE,
+    UsageGroup,
+    recommendation_billed,
+    recommendation_usage,
+)
 
 PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
 WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
@@ -377,8 +385,8 @@ class RecommendationState:
 
     def _read(self, start: date, end: date, state: _AccountState, account: Account) -> None:
         """Read the days ``[start, end)`` of one account into its (cleared) state."""
-        usage = self.store.recommendation_usage(start, end, account)
-        billed = self.store.recommendation_billed(start, end, self.currency, account)
+        usage = recommendation_usage(self.store, start, end, account)
+        billed = recommendation_billed(self.store, start, end, self.currency, account)
         state.load(usage, [(b.day, b.project, b.model, b.amount) for b in billed])
         self.reloaded_days += (end - start).days
 

@@ -11,6 +11,10 @@ import errno
 import os
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from exporter.store.dialect import Connection
 
 CORRUPT_MARKERS = ("file is not a database", "malformed", "corrupt")
 
@@ -23,7 +27,7 @@ def check_storage(path: str | Path, *, write: bool) -> None:
     """Raise :class:`StorageError` unless the history at ``path`` can be opened (and, with
     ``write``, written or created). A missing file is fine when its directory allows it."""
     text = str(path)
-    if text == ":memory:":
+    if text == ":memory:" or is_postgres_url(text):  # a server: checked when connecting
         return
     p = Path(text)
     if p.is_dir():
@@ -156,3 +160,75 @@ def _existing_ancestor(path: Path) -> Path:
         if parent.exists():
             return parent
     return Path("/")
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+
+def is_postgres_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """``user@host:port/db`` of a URL, never a password."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"postgresql://{user}{parts.hostname or ''}{port}{parts.path}"
+
+
+def connect_postgres(url: str, *, password: str | None, read_only: bool) -> Connection:
+    """A psycopg connection (autocommit: each write is an explicit transaction), or a
+    :class:`StorageError` that names the cause and the fix."""
+    from urllib.parse import urlsplit
+
+    from exporter.store.dialect import POSTGRESQL, Connection
+
+    if urlsplit(url).password:
+        raise StorageError(
+            f"storage URL {redacted(url)} carries a password: put it in the environment "
+            "variable or file the config names, never inline"
+        )
+    try:
+        import psycopg
+    except ImportError:
+        raise StorageError(
+            f"storage URL {redacted(url)}: PostgreSQL needs psycopg 3; install the extra: "
+            "pip install 'ai-cost-exporter[postgres]'"
+        ) from None
+    options = "-c default_transaction_read_only=on" if read_only else None
+    try:
+        raw = psycopg.connect(
+            url, password=password, autocommit=True, connect_timeout=10, options=options
+        )
+    except psycopg.Error as exc:
+        raise postgres_error(url, exc) from None
+    return Connection(raw, POSTGRESQL)
+
+
+def postgres_error(url: str, exc: BaseException) -> StorageError:
+    """The one-line error of a PostgreSQL failure (no password ever: psycopg messages carry
+    none, and the URL is redacted)."""
+    where = redacted(url)
+    message = " ".join(str(exc).split())[:240]
+    low = message.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        return StorageError(
+            f"storage URL {where}: authentication failed ({message}); check the user in the "
+            "URL and the password the config reads from its environment variable or file"
+        )
+    if "does not exist" in low and "database" in low:
+        return StorageError(
+            f"storage URL {where}: {message}; create the database (CREATE DATABASE) or fix the URL"
+        )
+    if any(m in low for m in ("connection refused", "could not connect", "timeout expired",
+                              "could not translate host", "connection failed")):  # fmt: skip
+        return StorageError(
+            f"storage URL {where}: cannot reach the PostgreSQL server ({message}); is it "
+            "running, and are host and port right and reachable from here?"
+        )
+    if "read-only" in low:
+        return StorageError(f"storage URL {where}: the database is read-only ({message})")
+    return StorageError(f"storage URL {where}: cannot use the history ({message})")

@@ -11,9 +11,10 @@ from typing import Any
 from exporter.records import (
     CostRecord,
 )
-from exporter.store.migrations import FX_COLUMNS, FX_PENDING
-from exporter.store.rows import CostAnnotator, cost_record
-from exporter.store.streams import StreamIndex
+from exporter.store.compact import COST_PK, COST_ROW_COLUMNS, ROW_FX_PENDING, day_number
+from exporter.store.migrations import FX_COLUMNS
+from exporter.store.rows import CostAnnotator
+from exporter.store.streams import Days, StreamIndex
 
 
 class FxCache(StreamIndex):
@@ -63,8 +64,9 @@ class FxCache(StreamIndex):
                 if known.get((day.isoformat(), currency)) != rate
             ]
             conn.executemany(
-                "INSERT OR REPLACE INTO fx_rates (day, currency, rate, source, fetched_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO fx_rates (day, currency, rate, source, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (day, currency) DO UPDATE SET "
+                "rate = excluded.rate, source = excluded.source, fetched_at = excluded.fetched_at",
                 [(*row, source, fetched_at.isoformat()) for row in changed],
             )
         return min((date.fromisoformat(row[0]) for row in changed), default=None)
@@ -77,8 +79,9 @@ class FxCache(StreamIndex):
     def add_fx_coverage(self, first: date, last: date, source: str, fetched_at: datetime) -> None:
         with self._transaction() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO fx_coverage (first_day, last_day, source, fetched_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO fx_coverage (first_day, last_day, source, fetched_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (first_day, last_day) DO UPDATE SET "
+                "source = excluded.source, fetched_at = excluded.fetched_at",
                 (first.isoformat(), last.isoformat(), source, fetched_at.isoformat()),
             )
 
@@ -93,40 +96,43 @@ class FxCache(StreamIndex):
         from a partial index and the ``since`` rows from the day index. The days touched get
         their version bumped (readers caching converted rows reload them)."""
         out: list[tuple[CostRecord, Mapping[str, Any]]] = []
+        columns = ", ".join(COST_ROW_COLUMNS)
+        after = day_number(since) if since else None
         with self._transaction() as conn:
-            queries: list[tuple[str, tuple[str, ...]]]
+            queries: list[tuple[str, tuple[Any, ...]]]
             if self._meta(conn, "fx_currency") == currency:
-                queries = [(f"SELECT rowid, * FROM costs WHERE {FX_PENDING}", ())]
-                if since is not None:
-                    queries.append(
-                        ("SELECT rowid, * FROM costs WHERE day >= ?", (since.isoformat(),))
-                    )
+                queries = [(f"SELECT {columns} FROM cost_rows WHERE {ROW_FX_PENDING}", ())]
+                if after is not None:
+                    queries.append((f"SELECT {columns} FROM cost_rows WHERE day >= ?", (after,)))
             else:  # first run, or `currency` changed: every row not final in it
                 queries = [
                     (
-                        "SELECT rowid, * FROM costs WHERE fx_currency IS NULL "
-                        "OR fx_currency != ? OR fx_status IS NOT 'final' OR day >= ?",
-                        (currency, since.isoformat() if since else "9999-12-31"),
+                        f"SELECT {columns} FROM cost_rows WHERE fx IS NULL OR fx IN (SELECT id "
+                        "FROM fx_applied WHERE currency <> ?) OR fx_status IS NULL "
+                        "OR fx_status <> 0 OR day >= ?",
+                        (currency, after if after is not None else 1 << 40),
                     )
                 ]
-            seen: set[int] = set()
+            streams, days = self._stream_map(), Days()
+            seen: set[tuple[int, ...]] = set()
             updates = []
             touched: set[tuple[str, str, str]] = set()
             for sql, params in queries:
-                cursor = conn.execute(sql, params)
-                names = [d[0] for d in cursor.description]
-                for values in cursor.fetchall():
-                    row = dict(zip(names, values, strict=True))
-                    if row["rowid"] in seen:
+                for row in conn.execute(sql, params).fetchall():
+                    key = tuple(row[: len(COST_PK)])
+                    if key in seen:
                         continue
-                    seen.add(row["rowid"])
-                    record = cost_record(row)
-                    columns = {c: None for c in FX_COLUMNS} | dict(convert(record))
-                    out.append((record, columns))
-                    updates.append((*(columns[c] for c in FX_COLUMNS), row["rowid"]))
-                    touched.add((row["provider"], row["account"], row["day"]))
-            assignments = ", ".join(f"{c} = ?" for c in FX_COLUMNS)
-            conn.executemany(f"UPDATE costs SET {assignments} WHERE rowid = ?", updates)
+                    seen.add(key)
+                    record = self._cost_record(row, streams, days)
+                    fx = {c: None for c in FX_COLUMNS} | dict(convert(record))
+                    out.append((record, fx))
+                    updates.append((*self._fx_values(conn, fx), *key))
+                    touched.add((record.provider, record.account, record.day.isoformat()))
+            conn.executemany(
+                "UPDATE cost_rows SET fx = ?, fx_status = ?, fx_amount = ?, fx_amount_exact = ? "
+                f"WHERE {' AND '.join(f'{c} = ?' for c in COST_PK)}",
+                updates,
+            )
             self._bump(conn, sorted(touched))
             self._set_meta(conn, "fx_currency", currency)
         return out
@@ -138,12 +144,18 @@ class FxCache(StreamIndex):
             # Converted in full to ``currency`` last time: only rows of the partial index
             # can be unconverted (new rows are written converted, or pending).
             pending = (
-                f"AND {FX_PENDING} " if self._meta(self.db.conn, "fx_currency") == currency else ""
+                f"AND {ROW_FX_PENDING} " if self._meta(self.db, "fx_currency") == currency else ""
             )
             rows = self.db.execute(
-                "SELECT currency, CASE WHEN fx_currency IS ? THEN fx_error ELSE 'pending' END, "
-                "COUNT(*) FROM costs WHERE (fx_currency IS NOT ? OR fx_status = 'error') "
-                f"{pending}GROUP BY 1, 2",
-                (currency, currency),
+                "SELECT c.currency, f.currency, f.error, COUNT(*) FROM cost_rows c "
+                "LEFT JOIN fx_applied f ON f.id = c.fx "
+                "WHERE (f.currency IS NULL OR f.currency <> ? OR fx_status = 2) "
+                f"{pending}GROUP BY 1, 2, 3",
+                (currency,),
             ).fetchall()
-        return {(c, reason): n for c, reason, n in rows}
+        out: dict[Any, int] = {}  # a row errored without a reason counts under None
+        for source, fx_currency, error, n in rows:
+            reason = (error or None) if fx_currency == currency else "pending"
+            key = (self._labels[source], reason)
+            out[key] = out.get(key, 0) + n
+        return out

@@ -8,14 +8,15 @@
   row of the polled days for that account is replaced by what the provider returned. A
   re-polled bucket therefore overwrites (values may go up or down, rows may vanish), and
   overlapping polls never double count. A failed poll never reaches the store.
-* Money is stored as exact decimal text, never as a float.
+* Money is stored as exact integer pico-units (see :mod:`exporter.store.compact`), never
+  as a float.
 * Billing state (prepaid balance, spending limit, invoice preview) keeps only the latest
   value per (provider, account, kind); each successful poll replaces the account's set.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,17 +29,30 @@ from exporter.records import (
     ProjectRecord,
     UsageRecord,
 )
+from exporter.store.compact import (
+    COST_KEY_LABELS,
+    COST_LABELS,
+    COST_PK,
+    COST_ROW_COLUMNS,
+    USAGE_LABELS,
+    USAGE_PK,
+    USAGE_ROW_COLUMNS,
+    day_number,
+    day_of,
+    decode_money,
+    encode_money,
+    fx_columns,
+)
+from exporter.store.dialect import Connection
 from exporter.store.rows import (
     CostAnnotator,
     billing_row,
-    cost_record,
     cost_row,
     insert_rows,
     parse_datetime,
     plain_row,
-    usage_row,
 )
-from exporter.store.streams import StreamIndex
+from exporter.store.streams import ACCOUNT_STREAMS, Days, StreamIndex
 
 
 class History(StreamIndex):
@@ -64,41 +78,74 @@ class History(StreamIndex):
                 raise ValueError(f"a record for {row.day} lies outside the polled window")
         if any((b.provider, b.account) != (provider, account) for b in result.billing):
             raise ValueError("a billing record belongs to another provider account")
-        start, end = result.start.isoformat(), result.end.isoformat()
         now = datetime.now(UTC).isoformat()
+        where, params = _account_days(result.start, result.end, (provider, account))
         with self._transaction() as conn:
-            for table in ("usage", "costs"):
-                conn.execute(
-                    f"DELETE FROM {table} WHERE provider = ? AND account = ? "
-                    "AND day >= ? AND day < ?",
-                    (provider, account, start, end),
-                )
-            insert_rows(conn, "usage", [usage_row(u) for u in result.usage])
-            insert_rows(
-                conn,
-                "costs",
-                [cost_row(c) | dict(annotate(c) if annotate else {}) for c in result.costs],
+            for table in ("usage_rows", "cost_rows"):
+                conn.execute(f"DELETE FROM {table} WHERE {where}", params)
+            ids = self._index_window(
+                conn, provider, account, result.start, result.end, result.usage, result.costs
+            )
+            conn.executemany(
+                f"INSERT INTO usage_rows ({', '.join(USAGE_ROW_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in USAGE_ROW_COLUMNS)})",
+                self._usage_rows(conn, ids, result.usage),
+            )
+            conn.executemany(
+                f"INSERT INTO cost_rows ({', '.join(COST_ROW_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in COST_ROW_COLUMNS)})",
+                self._cost_rows(conn, ids, result.costs, annotate),
             )
             insert_rows(
                 conn,
                 "projects",
                 [plain_row(p) | {"updated_at": now} for p in result.projects],
-                replace=True,
+                key=("provider", "account", "project"),
             )
             insert_rows(
                 conn,
                 "api_keys",
                 [plain_row(k) | {"updated_at": now} for k in result.api_keys],
-                replace=True,
+                key=("provider", "account", "key_id"),
             )
             conn.execute(
                 "DELETE FROM billing_state WHERE provider = ? AND account = ?",
                 (provider, account),
             )
             insert_rows(conn, "billing_state", [billing_row(b, now) for b in result.billing])
-            self._index_window(
-                conn, provider, account, result.start, result.end, result.usage, result.costs
-            )
+
+    def _usage_rows(
+        self, conn: Connection, ids: dict[tuple[str, str], int], rows: list[UsageRecord]
+    ) -> list[tuple[Any, ...]]:
+        names = self._name_ids(
+            conn, {getattr(u, c) for u in rows for c in USAGE_LABELS}
+        )  # fmt: skip
+        return [
+            (day_number(u.day), ids[(u.project, u.model)], names[u.source], names[u.api_key],
+             names[u.batch], names[u.service_tier], names[u.unit], u.input_tokens,
+             u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.requests, u.units)
+            for u in rows
+        ]  # fmt: skip
+
+    def _cost_rows(
+        self,
+        conn: Connection,
+        ids: dict[tuple[str, str], int],
+        rows: list[CostRecord],
+        annotate: CostAnnotator | None,
+    ) -> list[tuple[Any, ...]]:
+        names = self._name_ids(
+            conn, {getattr(c, f) for c in rows for f in (*COST_KEY_LABELS, *COST_LABELS)}
+        )
+        out = []
+        for c in rows:
+            out.append(
+                (day_number(c.day), ids[(c.project, c.model)], names[c.line_item],
+                 names[c.api_key], names[c.service_tier], names[c.cost_type],
+                 names[c.token_type], names[c.attribution], names[c.currency],
+                 *encode_money(c.amount), *self._fx_values(conn, annotate(c) if annotate else {}))
+            )  # fmt: skip
+        return out
 
     def record_success(
         self,
@@ -129,8 +176,9 @@ class History(StreamIndex):
     def prune(self, before: date) -> int:
         """Retention: delete usage and cost rows of days before ``before``."""
         with self._transaction() as conn:
-            n = conn.execute("DELETE FROM usage WHERE day < ?", (before.isoformat(),)).rowcount
-            n += conn.execute("DELETE FROM costs WHERE day < ?", (before.isoformat(),)).rowcount
+            cutoff = (day_number(before),)
+            n = int(conn.execute("DELETE FROM usage_rows WHERE day < ?", cutoff).rowcount)
+            n += int(conn.execute("DELETE FROM cost_rows WHERE day < ?", cutoff).rowcount)
             self._index_prune(conn, before)
         if n:
             self._reclaim()
@@ -150,14 +198,20 @@ class History(StreamIndex):
         self, start: date, end: date, account: tuple[str, str] | None = None
     ) -> list[UsageRecord]:
         """Usage rows of the days ``[start, end)`` (of one (provider, account) if given)."""
-        return [
-            UsageRecord(p, a, date.fromisoformat(d), *rest)
-            for p, a, d, *rest in self._tuples(_USAGE_COLUMNS, "usage", start, end, account)
-        ]
+        streams, label, days = self._stream_map(), self._labels, Days()
+        out = []
+        for row in self._rows(USAGE_ROW_COLUMNS, "usage_rows", start, end, account):
+            d, sid, src, key, batch, tier, unit, i, o, cr, cw, requests, units = row
+            p, a, proj, model = streams[sid]
+            out.append(
+                UsageRecord(p, a, days[d], proj, model, label[src], label[key], label[batch],
+                            label[tier], i, o, cr, cw, requests, units, label[unit])
+            )  # fmt: skip
+        return out
 
     def costs_between(self, start: date, end: date) -> list[CostRecord]:
         """Cost rows as the provider billed them (source amount and currency)."""
-        return [cost_record(r) for r in self._select("costs", start, end)]
+        return [record for record, _ in self._costs(start, end, None)]
 
     def converted_costs_between(
         self, start: date, end: date, currency: str, account: tuple[str, str] | None = None
@@ -166,27 +220,49 @@ class History(StreamIndex):
         converted ones), and the source rows without a usable conversion."""
         converted: list[CostRecord] = []
         withheld: list[CostRecord] = []
-        days: dict[str, date] = {}
-        for row in self._tuples(_COST_COLUMNS, "costs", start, end, account):
-            p, a, d, proj, model, cost_type, amount, source, *rest, fx_amount, fx_cur, status = row
-            day = days.get(d) or days.setdefault(d, date.fromisoformat(d))
-            if fx_cur == currency and status in ("final", "provisional"):
-                converted.append(
-                    CostRecord(
-                        p, a, day, proj, model, cost_type, Decimal(fx_amount), currency, *rest
-                    )
-                )
-            else:
-                record = CostRecord(
-                    p, a, day, proj, model, cost_type, Decimal(amount), source, *rest
-                )
-                # same currency: no rate needed (identity)
-                (converted if source == currency else withheld).append(record)
+        streams, label, days, refs = self._stream_map(), self._labels, Days(), self._fx_refs
+        wanted = {i for i, ref in refs.items() if ref[0] == currency}
+        for row in self._rows(COST_ROW_COLUMNS, "cost_rows", start, end, account):
+            d, sid, line_item, key, tier, cost_type, token_type, attribution, cur = row[:9]
+            units, exact, fx, status, fx_units, fx_exact = row[9:]
+            if fx is not None and fx not in refs:
+                self._fx_ref(fx)
+                wanted = {i for i, ref in refs.items() if ref[0] == currency}
+            p, a, proj, model = streams[sid]
+            source = label[cur]
+            if fx in wanted and status in (0, 1):  # final, provisional
+                amount, out, money = decode_money(fx_units, fx_exact), converted, currency
+            else:  # same currency: no rate needed (identity)
+                amount, money = decode_money(units, exact), source
+                out = converted if source == currency else withheld
+            out.append(
+                CostRecord(p, a, days[d], proj, model, label[cost_type], amount, money,
+                           label[line_item], label[token_type], label[key], label[tier],
+                           label[attribution])
+            )  # fmt: skip
         return converted, withheld
 
+    def _costs(
+        self, start: date, end: date, account: tuple[str, str] | None
+    ) -> list[tuple[CostRecord, tuple[Any, ...]]]:
+        """Source cost records of the days ``[start, end)`` with each row's FX values."""
+        streams, days = self._stream_map(), Days()
+        return [
+            (self._cost_record(row, streams, days), tuple(row[11:]))
+            for row in self._rows(COST_ROW_COLUMNS, "cost_rows", start, end, account)
+        ]
+
     def cost_audit(self, day: date) -> list[dict[str, Any]]:
-        """Every stored cost row of ``day`` with its conversion audit trail."""
-        return self._select("costs", day, day + timedelta(days=1))
+        """Every stored cost row of ``day`` with its conversion audit trail (the columns of
+        the ``costs`` view)."""
+        out = []
+        for record, (fx, status, fx_units, fx_exact) in self._costs(
+            day, day + timedelta(days=1), None
+        ):
+            row = cost_row(record) | fx_columns(self._fx_ref(fx), status, fx_units, fx_exact)
+            row["amount"] = format(record.amount, "f")
+            out.append(row)
+        return out
 
     def projects(self) -> list[ProjectRecord]:
         with self._lock:
@@ -238,53 +314,50 @@ class History(StreamIndex):
     def days_with_data(self, provider: str, account: str) -> int:
         with self._lock:
             row = self.db.execute(
-                "SELECT COUNT(DISTINCT day) FROM costs WHERE provider = ? AND account = ?",
+                f"SELECT COUNT(DISTINCT day) FROM cost_rows WHERE {ACCOUNT_STREAMS}",
                 (provider, account),
             ).fetchone()
         return int(row[0])
 
-    def _tuples(
+    def _rows(
         self,
-        columns: str,
+        columns: Sequence[str],
         table: str,
         start: date,
         end: date,
         account: tuple[str, str] | None,
     ) -> list[tuple[Any, ...]]:
-        """Plain tuples (no dict per row): the hot read path of a refresh."""
-        where, params = "day >= ? AND day < ?", [start.isoformat(), end.isoformat()]
-        if account is not None:
-            where = f"provider = ? AND account = ? AND {where}"
-            params = [*account, *params]
+        """Plain tuples of compact rows, in key order: the hot read path of a refresh."""
+        where = "day >= ? AND day < ?"
+        params: list[Any] = [day_number(start), day_number(end)]
+        if account is not None:  # one seek per (day, stream) of the account
+            where, params = _account_days(start, end, account)
+        key = USAGE_PK if table == "usage_rows" else COST_PK
         with self._lock:
-            return self.db.execute(
-                f"SELECT {columns} FROM {table} WHERE {where} ORDER BY day, rowid", params
-            ).fetchall()
+            return list(
+                self.db.execute(
+                    f"SELECT {', '.join(columns)} FROM {table} WHERE {where} "
+                    f"ORDER BY {', '.join(key)}",
+                    params,
+                ).fetchall()
+            )
 
     def first_day(self) -> date | None:
         """The oldest day with a stored cost or usage row (None: an empty history)."""
         with self._lock:
             row = self.db.execute(
-                "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM costs "
-                "UNION ALL SELECT MIN(day) FROM usage)"
+                "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows "
+                "UNION ALL SELECT MIN(day) FROM usage_rows) AS firsts"
             ).fetchone()
-        return date.fromisoformat(row[0]) if row and row[0] else None
-
-    def _select(self, table: str, start: date, end: date) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(
-                self.db.query(
-                    f"SELECT * FROM {table} WHERE day >= ? AND day < ? ORDER BY day",
-                    (start.isoformat(), end.isoformat()),
-                )
-            )
+        return None if not row or row[0] is None else day_of(row[0])
 
 
-# Column orders matching the record constructors (positional, after provider/account/day).
-_USAGE_COLUMNS = ", ".join(f.name for f in fields(UsageRecord))
-_COST_COLUMNS = ", ".join(
-    [f.name for f in fields(CostRecord)] + ["fx_amount", "fx_currency", "fx_status"]
-)
+def _account_days(start: date, end: date, account: tuple[str, str]) -> tuple[str, list[Any]]:
+    """The WHERE of an account's rows of the days ``[start, end)``: both leading key columns
+    constrained, so the primary key is searched, not scanned over the other accounts."""
+    days = list(range(day_number(start), day_number(end)))
+    marks = ", ".join("?" for _ in days)
+    return f"day IN ({marks}) AND {ACCOUNT_STREAMS}", [*days, *account]
 
 
 def retention_cutoff(today: date, retention_days: int) -> date:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from exporter.store.db import Database
+from exporter.store.dialect import greatest
 
 RECOMMENDATION_FIELDS = ("kind", "provider", "account", "project", "model", "api_key", "target")
 
@@ -31,7 +32,8 @@ class Ledger(Database):
             conn.executemany(
                 "INSERT INTO recommendations (id, kind, provider, account, project, model, "
                 "api_key, target, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                "ON CONFLICT(id) DO UPDATE SET last_seen = "
+                + greatest("recommendations.last_seen", "excluded.last_seen"),
                 rows,
             )
         return self.recommendation_first_seen()

@@ -25,12 +25,19 @@ from typing import Any
 
 from exporter.records import TOKEN_TYPES, RequestRecord
 from exporter.store.db import Database
+from exporter.store.dialect import Connection, least, quote
 
 PICO = Decimal(10) ** 12
 DAILY_KEY = ("day", "provider", "model", "endpoint", "tenant", "prompt_version", "outcome")
 USER_KEY = ("day", "user")
 SUMS = ("requests", "retries", *(f"{t}_tokens" for t in TOKEN_TYPES), "cost_pusd", "unpriced")
 _CHUNK = 500  # ids per "IN (...)" lookup
+RAW_COLUMNS = (
+    "id", "ts", "day", "provider", "model", "endpoint", "tenant", "user", "prompt_version",
+    "outcome", "retry", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "cost_pusd",
+)  # fmt: skip
+_RAW_INDEX = {c: i for i, c in enumerate(RAW_COLUMNS)}
 
 
 @dataclass(frozen=True)
@@ -79,8 +86,8 @@ class RequestLog(Database):
         ``priced``: each request with its estimated cost in pico-USD (None: no catalogue
         price). One transaction: the raw rows, the roll-ups and the label first-seen times
         land together, so a crash never counts a request without remembering its id. The
-        roll-ups are summed by SQLite from the rows just inserted (``INSERT OR IGNORE``
-        skips the ids seen before, within the batch too).
+        roll-ups are summed from the rows just inserted (ids seen before, within the batch
+        too, are skipped; the write lock keeps two writers from racing on an id).
         """
         if not priced:
             return 0
@@ -102,35 +109,53 @@ class RequestLog(Database):
                 if labels.get((kind, value), ts) >= ts:
                     labels[(kind, value)] = ts
         with self._transaction() as conn:
-            (last,) = conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM app_requests").fetchone()
-            before = conn.total_changes
-            conn.executemany(
-                "INSERT OR IGNORE INTO app_requests VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", raw
-            )
-            new = conn.total_changes - before
-            if not new:
+            seen = self._stored_ids(conn, [row[0] for row in raw])
+            fresh = []
+            for row in raw:  # the first of the ids seen neither before nor in this batch
+                if row[0] not in seen:
+                    seen.add(row[0])
+                    fresh.append(row)
+            if not fresh:
                 return 0
-            sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in SUMS)
-            for table, key, only in (("app_daily", DAILY_KEY, ""),
-                                     ("app_users", USER_KEY, " AND user != ''")):  # fmt: skip
-                keys = ", ".join(key)
-                conn.execute(
-                    f"INSERT INTO {table} ({keys}, {', '.join(SUMS)}, first_ts) "
-                    f"SELECT {keys}, COUNT(*), SUM(retry), SUM(input_tokens), "
-                    "SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens), "
-                    "COALESCE(SUM(cost_pusd), 0), SUM(cost_pusd IS NULL), MIN(ts) "
-                    f"FROM app_requests WHERE rowid > ?{only} GROUP BY {keys} "
-                    f"ON CONFLICT ({keys}) DO UPDATE SET {sums}, "
-                    "first_ts = MIN(first_ts, excluded.first_ts)",
-                    (last,),
-                )
             conn.executemany(
-                "INSERT INTO app_labels (kind, value, first_ts) VALUES (?, ?, ?) "
-                "ON CONFLICT (kind, value) DO UPDATE SET "
-                "first_ts = MIN(first_ts, excluded.first_ts)",
-                [(kind, value, ts) for (kind, value), ts in labels.items()],
+                f"INSERT INTO app_requests ({', '.join(quote(c) for c in RAW_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in RAW_COLUMNS)})",
+                fresh,
             )
-        return int(new)
+            for table, key, rows in (("app_daily", DAILY_KEY, _rollup(fresh, DAILY_KEY)),
+                                     ("app_users", USER_KEY, _rollup(
+                                         [r for r in fresh if r[7] != ""], USER_KEY))):  # fmt: skip
+                keys = ", ".join(quote(k) for k in key)
+                sums = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in SUMS)
+                conn.executemany(
+                    f"INSERT INTO {table} ({keys}, {', '.join(SUMS)}, first_ts) "
+                    f"VALUES ({', '.join('?' for _ in (*key, *SUMS, 'first_ts'))}) "
+                    f"ON CONFLICT ({keys}) DO UPDATE SET {sums}, "
+                    f"first_ts = {least(f'{table}.first_ts', 'excluded.first_ts')}",
+                    rows,
+                )
+            (seq,) = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM app_labels").fetchone()
+            conn.executemany(
+                "INSERT INTO app_labels (kind, value, first_ts, seq) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, value) DO UPDATE SET "
+                f"first_ts = {least('app_labels.first_ts', 'excluded.first_ts')}",
+                [(kind, value, ts, seq + i)
+                 for i, ((kind, value), ts) in enumerate(labels.items(), start=1)],
+            )  # fmt: skip
+        return len(fresh)
+
+    def _stored_ids(self, conn: Connection, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                v
+                for (v,) in conn.execute(
+                    f"SELECT id FROM app_requests WHERE id IN ({marks})", chunk
+                )
+            )
+        return found
 
     def request_days(self, start: date | None = None, end: date | None = None) -> list[DailyRow]:
         """Roll-up rows of days in ``[start, end)`` (all when not given)."""
@@ -141,7 +166,7 @@ class RequestLog(Database):
     def request_users(self, start: date | None = None, end: date | None = None) -> list[DailyRow]:
         """Per-user roll-up rows of days in ``[start, end)`` (only ``day``, ``user`` and the
         sums set): what ``top --by user`` reads; users never reach Prometheus."""
-        sql = f"SELECT day, user, {', '.join(SUMS)}, first_ts FROM app_users"
+        sql = f'SELECT day, "user", {", ".join(SUMS)}, first_ts FROM app_users'
         return [
             _daily(date.fromisoformat(r[0]), ("",) * 6, r[1], r[2:10], r[10])
             for r in self._days(sql, start, end)
@@ -179,7 +204,7 @@ class RequestLog(Database):
         late request with an old timestamp never displaces an admitted value); for
         ``prompt_version@<endpoint>``, that endpoint's prompt versions by the time of their
         first request (the newest version is the last)."""
-        order = "first_ts, value" if kind.startswith("prompt_version@") else "rowid"
+        order = "first_ts, value" if kind.startswith("prompt_version@") else "seq"
         with self._lock:
             rows = self.db.execute(
                 f"SELECT value FROM app_labels WHERE kind = ? ORDER BY {order}", (kind,)
@@ -197,9 +222,11 @@ class RequestLog(Database):
         days before ``daily_before`` into the carry (``convert``: a row's estimated cost in
         ``currency``, None without a rate). Returns the rows removed."""
         with self._transaction() as conn:
-            n = conn.execute(
-                "DELETE FROM app_requests WHERE day < ?", (raw_before.isoformat(),)
-            ).rowcount
+            n = int(
+                conn.execute(
+                    "DELETE FROM app_requests WHERE day < ?", (raw_before.isoformat(),)
+                ).rowcount
+            )
             old = self.request_days(end=daily_before)
             if not old:
                 return n
@@ -221,9 +248,11 @@ class RequestLog(Database):
                     f"DELETE FROM {table} WHERE day < ?", (daily_before.isoformat(),)
                 ).rowcount
             conn.executemany(
-                "INSERT OR REPLACE INTO app_carry (provider, model, endpoint, tenant, "
+                "INSERT INTO app_carry (provider, model, endpoint, tenant, "
                 f"prompt_version, outcome, {', '.join(SUMS)}, cost, currency) "
-                f"VALUES ({','.join('?' * (6 + len(SUMS) + 2))})",
+                f"VALUES ({','.join('?' * (6 + len(SUMS) + 2))}) ON CONFLICT (provider, "
+                "model, endpoint, tenant, prompt_version, outcome) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in (*SUMS, "cost", "currency")),
                 [
                     (*key, *(getattr(r, c) for c in SUMS),
                      None if r.carried_cost is None else str(r.carried_cost), currency)
@@ -246,6 +275,28 @@ class RequestLog(Database):
                     )
                 )  # fmt: skip
         return found
+
+
+def _rollup(rows: list[tuple[Any, ...]], key: Sequence[str]) -> list[tuple[Any, ...]]:
+    """The roll-up rows (key, SUMS, first_ts) of raw request rows (``RAW_COLUMNS``)."""
+    at = [_RAW_INDEX[k] for k in key]
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for r in rows:
+        k = tuple(r[i] for i in at)
+        acc = sums.get(k)
+        if acc is None:
+            acc = sums[k] = [0, 0, 0, 0, 0, 0, 0, 0, r[1]]
+        pusd = r[15]
+        acc[0] += 1
+        acc[1] += r[10]
+        acc[2] += r[11]
+        acc[3] += r[12]
+        acc[4] += r[13]
+        acc[5] += r[14]
+        acc[6] += pusd or 0
+        acc[7] += pusd is None
+        acc[8] = min(acc[8], r[1])
+    return [(*k, *v) for k, v in sums.items()]
 
 
 def _carry_key(row: DailyRow) -> tuple[str, str, str, str, str, str]:

@@ -1,25 +1,25 @@
-"""Records <-> table rows: dates as ISO text, money as exact decimal text."""
+"""Records <-> table rows of the small tables (projects, keys, billing state): dates as ISO
+text, money as exact decimal text. Usage and cost rows are compact
+(:mod:`exporter.store.compact`)."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from exporter.records import (
     BillingRecord,
     CostRecord,
-    UsageRecord,
 )
+from exporter.store.dialect import Connection
 
 CostAnnotator = Callable[[CostRecord], Mapping[str, Any]]
 
 
 def insert_rows(
-    conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], *, replace: bool = False
+    conn: Connection, table: str, rows: list[dict[str, Any]], *, key: tuple[str, ...] = ()
 ) -> None:
     """Insert ``rows`` whose keys may differ (a cost row without a rate has no converted
     amount): the columns are every key of any row, in first-seen order; a row lacking a
@@ -27,8 +27,10 @@ def insert_rows(
     if not rows:
         return
     columns = list(dict.fromkeys(c for r in rows for c in r))
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
-    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    if key:  # replace the row of the same key
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+        sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
     conn.executemany(sql, [tuple(r.get(c) for c in columns) for r in rows])
 
 
@@ -40,20 +42,6 @@ def plain_row(record: Any) -> dict[str, Any]:
             value = value.isoformat()
         out[f.name] = value
     return out
-
-
-def usage_row(u: UsageRecord) -> dict[str, Any]:
-    return plain_row(u)
-
-
-COST_FIELDS = tuple(f.name for f in fields(CostRecord))
-
-
-def cost_record(row: Mapping[str, Any]) -> CostRecord:
-    values = {k: row[k] for k in COST_FIELDS}
-    return CostRecord(
-        **{**values, "day": date.fromisoformat(row["day"]), "amount": Decimal(row["amount"])}
-    )
 
 
 def cost_row(c: CostRecord) -> dict[str, Any]:

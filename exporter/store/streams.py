@@ -15,20 +15,39 @@ Kept by the writes in the same transaction (migration ``011_stream_index``):
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
+from decimal import Decimal
+from typing import Any
 
 from exporter.records import CostRecord, Stream, UsageRecord
+from exporter.store.compact import (
+    day_number,
+    day_of,
+    decode_money,
+    encode_money,
+    fx_ref,
+    status_code,
+)
 from exporter.store.db import Database
+from exporter.store.dialect import Connection, least
 
 DayKey = tuple[str, str, date]  # provider, account, day
 
-_FIRST_DAY_AFTER = (
-    "SELECT MIN(day) FROM (SELECT day FROM costs WHERE provider = ?1 AND account = ?2 "
-    "AND day >= ?3 AND project = ?4 AND model = ?5 UNION ALL SELECT day FROM usage "
-    "WHERE provider = ?1 AND account = ?2 AND day >= ?3 AND project = ?4 AND model = ?5)"
+_FIRST_DAY_AFTER = (  # parameters: day, stream, day, stream
+    "SELECT MIN(day) FROM (SELECT MIN(day) AS day FROM cost_rows WHERE day >= ? "
+    "AND stream = ? UNION ALL SELECT MIN(day) FROM usage_rows WHERE day >= ? AND stream = ?) "
+    "AS firsts"
 )
+ACCOUNT_STREAMS = "stream IN (SELECT id FROM streams WHERE provider = ? AND account = ?)"
+
+
+class Days(dict[int, date]):
+    """Day numbers of compact rows, decoded once per read."""
+
+    def __missing__(self, number: int) -> date:
+        self[number] = found = day_of(number)
+        return found
 
 
 class StreamIndex(Database):
@@ -36,16 +55,18 @@ class StreamIndex(Database):
 
     def _index_window(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         provider: str,
         account: str,
         start: date,
         end: date,
         usage: Iterable[UsageRecord],
         costs: list[CostRecord],
-    ) -> None:
-        """Called by ``replace_window`` inside its transaction, after the rows are written:
-        the days ``[start, end)`` of the account now hold exactly ``usage`` and ``costs``."""
+    ) -> dict[tuple[str, str], int]:
+        """Called by ``replace_window`` inside its transaction, after the old rows of the
+        window are deleted and before the new ones are written: the days ``[start, end)`` of
+        the account will hold exactly ``usage`` and ``costs``. Returns the stream ids of the
+        account by (project, model), those of the new rows included."""
         s, e = start.isoformat(), end.isoformat()
         firsts: dict[tuple[str, str], str] = {}
         rows: list[UsageRecord | CostRecord] = [*usage, *costs]
@@ -53,18 +74,24 @@ class StreamIndex(Database):
             k, d = (r.project, r.model), r.day.isoformat()
             if d < firsts.get(k, "9999-12-31"):
                 firsts[k] = d
+        conn.executemany(
+            "INSERT INTO streams (provider, account, project, model, first_day) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, account, project, model) "
+            "DO UPDATE SET first_day = " + least("streams.first_day", "excluded.first_day"),
+            [(provider, account, p, m, d) for (p, m), d in firsts.items()],
+        )
         # A stream first seen inside the window starts where the window now says, or (no
         # rows left in it) at its next stored day after the window, or it has no data.
-        for project, model in conn.execute(
-            "SELECT project, model FROM streams WHERE provider = ? AND account = ? "
+        for id_, project, model in conn.execute(
+            "SELECT id, project, model FROM streams WHERE provider = ? AND account = ? "
             "AND first_day >= ? AND first_day < ?",
             (provider, account, s, e),
         ).fetchall():
             key = (provider, account, project, model)
             first = firsts.get((project, model))
             if first is None:
-                after = (provider, account, e, project, model)
-                first = conn.execute(_FIRST_DAY_AFTER, after).fetchone()[0]
+                after = conn.execute(_FIRST_DAY_AFTER, (day_number(end), id_) * 2).fetchone()[0]
+                first = None if after is None else day_of(after).isoformat()
             if first is None:
                 conn.execute(
                     "DELETE FROM streams WHERE provider = ? AND account = ? AND project = ? "
@@ -77,33 +104,69 @@ class StreamIndex(Database):
                     "AND project = ? AND model = ?",
                     (first, *key),
                 )
-        conn.executemany(
-            "INSERT INTO streams (provider, account, project, model, first_day) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, account, project, model) "
-            "DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
-            [(provider, account, p, m, d) for (p, m), d in firsts.items()],
-        )
         currencies: dict[str, str] = {}
         for c in costs:
             if c.day.isoformat() < currencies.get(c.currency, "9999-12-31"):
                 currencies[c.currency] = c.day.isoformat()
         conn.executemany(
             "INSERT INTO cost_currencies (currency, first_day) VALUES (?, ?) "
-            "ON CONFLICT (currency) DO UPDATE SET first_day = MIN(first_day, excluded.first_day)",
+            "ON CONFLICT (currency) DO UPDATE SET first_day = "
+            + least("cost_currencies.first_day", "excluded.first_day"),
             list(currencies.items()),
         )
         days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days)]
         self._bump(conn, [(provider, account, d) for d in days])
+        return {
+            (project, model): id_
+            for id_, project, model in conn.execute(
+                "SELECT id, project, model FROM streams WHERE provider = ? AND account = ?",
+                (provider, account),
+            )
+        }
+
+    def _cost_record(
+        self, row: Sequence[Any], streams: Mapping[int, Stream], days: Days
+    ) -> CostRecord:
+        """The source record of a compact cost row (``COST_ROW_COLUMNS`` order)."""
+        d, sid, line_item, key, tier, cost_type, token_type, attribution, cur, units, exact = row[
+            :11
+        ]
+        p, a, proj, model = streams[sid]
+        label = self._labels.__getitem__
+        return CostRecord(
+            p, a, days[d], proj, model, label(cost_type), decode_money(units, exact),
+            label(cur), label(line_item), label(token_type), label(key), label(tier),
+            label(attribution),
+        )  # fmt: skip
+
+    def _fx_values(
+        self, conn: Connection, columns: Mapping[str, Any]
+    ) -> tuple[int | None, int | None, int | None, str | None]:
+        """(fx, fx_status, fx_amount, fx_amount_exact) of a row's FX columns."""
+        ref = fx_ref(columns)
+        amount = columns.get("fx_amount")
+        units, exact = (None, None) if amount is None else encode_money(Decimal(amount))
+        return (
+            None if ref is None else self._fx_id(conn, ref),
+            status_code(columns.get("fx_status")),
+            units,
+            exact,
+        )
+
+    def _stream_map(self) -> Mapping[int, Stream]:
+        """Every stream by id (the compact rows name their stream by id; ids are never
+        reused, so the map is kept and re-read only for an id it does not know)."""
+        return self._streams
 
     @staticmethod
-    def _bump(conn: sqlite3.Connection, keys: Iterable[tuple[str, str, str]]) -> None:
+    def _bump(conn: Connection, keys: Iterable[tuple[str, str, str]]) -> None:
         conn.executemany(
             "INSERT INTO day_versions (provider, account, day, version) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (provider, account, day) DO UPDATE SET version = version + 1",
+            "ON CONFLICT (provider, account, day) DO UPDATE SET version = day_versions.version + 1",
             list(keys),
         )
 
-    def _index_prune(self, conn: sqlite3.Connection, before: date) -> None:
+    def _index_prune(self, conn: Connection, before: date) -> None:
         """Retention removed the rows of days before ``before``: no first day lies earlier."""
         cutoff = before.isoformat()
         conn.execute("UPDATE streams SET first_day = ? WHERE first_day < ?", (cutoff, cutoff))
@@ -117,6 +180,8 @@ class StreamIndex(Database):
         file was created with ``auto_vacuum=INCREMENTAL``; an older file keeps its free
         pages for reuse (``VACUUM`` it once, offline, to shrink it)."""
         with self._lock:
+            if self.dialect.name != "sqlite":  # PostgreSQL: autovacuum reuses the space
+                return
             if self.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # incremental
                 # executescript steps the pragma to completion (execute frees one page)
                 self.db.conn.executescript("PRAGMA incremental_vacuum;")
@@ -141,7 +206,8 @@ class StreamIndex(Database):
         """(model streams, tool-cost streams with ``model=""``) in the store."""
         with self._lock:
             row = self.db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(model = ''), 0) FROM streams"
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN model = '' THEN 1 ELSE 0 END), 0) "
+                "FROM streams"
             ).fetchone()
         return int(row[0]) - int(row[1]), int(row[1])
 
@@ -167,14 +233,3 @@ class StreamIndex(Database):
                 (start.isoformat(), end.isoformat()),
             ).fetchall()
         return {(p, a, date.fromisoformat(d)): v for p, a, d, v in rows}
-
-    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
-        row = conn.execute("SELECT value FROM store_meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
-
-    def _set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
-        conn.execute(
-            "INSERT INTO store_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )

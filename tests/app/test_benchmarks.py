@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -62,3 +65,21 @@ def test_ingest_benchmark_runs_on_a_few_spans() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout)["results"][0]
     assert result["spans"] == 200
+
+
+@pytest.mark.skipif(
+    not shutil.which("wrk") or not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
+    reason="needs Debian's nginx and wrk (scripts/test installs them)",
+)
+def test_scrape_path_benchmark_runs_against_nginx_on_a_small_body() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_exposition.py"), "--scrape-path",
+         "--series", "300", "--seconds", "1", "--rounds", "1", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    servers = {c["server"] for c in report["nginx"]["cells"]}
+    assert servers == {"nginx", "process", "in-process"}
+    assert all(c["requests"] > 0 and c["errors"] == 0 for c in report["nginx"]["cells"])
+    assert set(report["nginx"]["gzip_levels"][0]["levels"]) == {"1", "3", "6", "9"}

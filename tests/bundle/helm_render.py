@@ -159,6 +159,10 @@ class Renderer:
             "printf": _printf,
             "int": lambda v: int(v),
             "base": posixpath.basename,
+            # Go's: the first falsy (and) / truthy (or) argument, else the last one
+            "and": lambda *a: next((v for v in a if not truthy(v)), a[-1]),
+            "or": lambda *a: next((v for v in a if truthy(v)), a[-1]),
+            "not": lambda v: not truthy(v),
         }
 
     def render(self) -> dict[str, str]:

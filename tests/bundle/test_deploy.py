@@ -251,3 +251,38 @@ def test_healthcheck_against_a_running_exporter_on_another_port(tmp_path: Path) 
     down = subprocess.run([sys.executable, script, str(os.getpid())],
                           capture_output=True, text=True)  # fmt: skip
     assert down.returncode == 1 and "unhealthy" in down.stderr
+
+
+def test_kubernetes_two_replica_shape_on_postgresql() -> None:
+    """deploy/kubernetes/replicas.yaml: 2 replicas reading storage.url from the config and
+    the password from a Secret, no history volume, a Service, a PodDisruptionBudget."""
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "replicas.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {
+        "ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "ServiceMonitor",
+    }  # fmt: skip
+    config = validate(yaml.safe_load(kinds["ConfigMap"]["data"]["config.yaml"]))
+    assert config.storage.url and config.storage.password_env
+    deployment = kinds["Deployment"]
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e for e in container["env"]}
+    assert env[config.storage.password_env]["valueFrom"]["secretKeyRef"]["name"]
+    assert "history" not in {v["name"] for v in pod["volumes"]}
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    pdb = kinds["PodDisruptionBudget"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert kinds["Service"]["spec"]["selector"].items() <= labels.items()
+    assert kinds["Service"]["metadata"]["name"] == "ai-cost-exporter"  # the alerts' job
+    # one scrape target through the Service: the replicas are not summed twice
+    (endpoint,) = kinds["ServiceMonitor"]["spec"]["endpoints"]
+    address = endpoint["relabelings"][0]
+    assert address["targetLabel"] == "__address__"
+    assert address["replacement"] == "ai-cost-exporter.$1.svc:9877"
+    base = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "exporter.yaml").read_text()))
+    single = {d["kind"]: d for d in base}["Deployment"]["spec"]["template"]["spec"]
+    same = ("securityContext", "readinessProbe", "livenessProbe", "resources", "args")
+    for key in same:  # the same container as the one-replica shape, storage aside
+        assert container[key] == single["containers"][0][key], key

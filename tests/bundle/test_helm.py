@@ -164,3 +164,62 @@ def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
     (chart / "templates" / "a.yaml").write_text('kind: {{ lower "X" }}\n')
     with pytest.raises(NotImplementedError, match="lower"):
         Renderer(chart, {}).render()
+
+
+POSTGRES = {
+    "url": "postgresql://aicost@postgres.db.svc:5432/aicost",
+    "password_env": "AICOST_POSTGRES_PASSWORD",
+}
+
+
+def test_postgresql_storage_renders_the_two_replica_shape() -> None:
+    config_values = {**VALUES["config"], "storage": POSTGRES}
+    by_kind = render({"config": config_values})
+    assert {k: len(v) for k, v in by_kind.items()} == {  # no PersistentVolumeClaim
+        "ConfigMap": 2, "Deployment": 1, "Service": 1, "PodDisruptionBudget": 1,
+        "ServiceMonitor": 1, "PrometheusRule": 1,
+    }  # fmt: skip
+    config = validate(yaml.safe_load(one(by_kind, "ConfigMap", "-config")["data"]["config.yaml"]))
+    assert config.storage.url == POSTGRES["url"]
+    deployment = one(by_kind, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    pod = deployment["spec"]["template"]["spec"]
+    (env,) = pod["containers"][0]["env"]
+    assert env == {
+        "name": "AICOST_POSTGRES_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "ai-cost-exporter-postgres", "key": "password"}},
+    }
+    assert "history" not in {v["name"] for v in pod["volumes"]}
+    assert "history" not in {m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    pdb = one(by_kind, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    relabel = one(by_kind, "ServiceMonitor")["spec"]["endpoints"][0]["relabelings"][0]
+    assert relabel["replacement"] == f"{one(by_kind, 'Service')['metadata']['name']}.$1.svc:9877"
+
+
+def test_postgresql_replicas_secret_and_extra_env_values() -> None:
+    env = [{"name": "X_KEY", "valueFrom": {"secretKeyRef": {"name": "keys", "key": "x"}}}]
+    by_kind = render({
+        "config": {**VALUES["config"], "storage": POSTGRES}, "replicaCount": 3, "extraEnv": env,
+        "postgresPassword": {"secretName": "pg", "key": "pw"},
+        "podDisruptionBudget": {"minAvailable": 2},
+    })  # fmt: skip
+    deployment = one(by_kind, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert [e["name"] for e in container["env"]] == ["AICOST_POSTGRES_PASSWORD", "X_KEY"]
+    assert container["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "pw"}
+    assert one(by_kind, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+
+
+def test_sqlite_ignores_the_replica_count() -> None:
+    by_kind = render({"replicaCount": 3})
+    deployment = one(by_kind, "Deployment")
+    assert (
+        deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
+    )
+    assert "PodDisruptionBudget" not in by_kind
+    assert "relabelings" not in one(by_kind, "ServiceMonitor")["spec"]["endpoints"][0]

@@ -74,22 +74,29 @@ def service_for(
     ecb_server: FakeEcbServer,
     clock: MutableClock,
     currency: str,
+    storage: str,
 ) -> App:
     config = make_config(
-        tmp_path, openai.base_url, currency=currency, fx={"base_url": ecb_server.base_url}
-    )
+        tmp_path, openai.base_url, currency=currency, fx={"base_url": ecb_server.base_url},
+        storage={"path": storage},
+    )  # fmt: skip
     return build(config, clock=clock, env={KEY_ENV: openai.org.admin_key})
 
 
 @pytest.fixture
 def make_service(
-    tmp_path: Path, openai: FakeOpenAIServer, ecb_server: FakeEcbServer, clock: MutableClock
+    tmp_path: Path,
+    openai: FakeOpenAIServer,
+    ecb_server: FakeEcbServer,
+    clock: MutableClock,
+    storage_path: str,
 ) -> Iterator[Callable[[str], App]]:
-    """Services on one history (a new one = a restart), stopped after the test."""
+    """Services on one history (a new one = a restart), stopped after the test; on SQLite
+    and on PostgreSQL."""
     services: list[App] = []
 
     def make(currency: str) -> App:
-        services.append(service_for(tmp_path, openai, ecb_server, clock, currency))
+        services.append(service_for(tmp_path, openai, ecb_server, clock, currency, storage_path))
         return services[-1]
 
     yield make

@@ -57,14 +57,17 @@ def anthropic(generated_org: FakeAnthropicOrg) -> Iterator[FakeAnthropicServer]:
         yield server
 
 
-def service_config(tmp_path: Path, fake: FakeAnthropicServer) -> Config:
+def service_config(tmp_path: Path, fake: FakeAnthropicServer, storage: str | None = None) -> Config:
     block = {"type": "anthropic", "name": "main", "base_url": fake.base_url, "api_key_env": KEY_ENV}
-    return make_config(tmp_path, fake.base_url, providers=[block])
+    extra = {"storage": {"path": storage}} if storage else {}
+    return make_config(tmp_path, fake.base_url, providers=[block], **extra)
 
 
-def service(tmp_path: Path, fake: FakeAnthropicServer) -> App:
+def service(tmp_path: Path, fake: FakeAnthropicServer, storage: str | None = None) -> App:
     svc = build(
-        service_config(tmp_path, fake), clock=fixed_clock, env={KEY_ENV: fake.org.admin_key}
+        service_config(tmp_path, fake, storage),
+        clock=fixed_clock,
+        env={KEY_ENV: fake.org.admin_key},
     )
     opened(svc)
     return svc
@@ -108,9 +111,9 @@ def labels(**kw: str) -> frozenset[tuple[str, str]]:
 
 
 def test_every_window_equals_the_fake_orgs_truth_exactly(
-    anthropic: FakeAnthropicServer, tmp_path: Path
+    anthropic: FakeAnthropicServer, tmp_path: Path, storage_path: str
 ) -> None:
-    svc = service(tmp_path, anthropic)
+    svc = service(tmp_path, anthropic, storage_path)  # SQLite and PostgreSQL
     assert svc.poll_once()
     got_samples = samples(svc)
     org = anthropic.org
@@ -183,9 +186,9 @@ def test_default_workspace_is_project_default_with_its_name_and_workspaces_keep_
 
 
 def test_revisions_up_and_down_are_mirrored_without_double_counting(
-    anthropic: FakeAnthropicServer, tmp_path: Path
+    anthropic: FakeAnthropicServer, tmp_path: Path, storage_path: str
 ) -> None:
-    svc = service(tmp_path, anthropic)
+    svc = service(tmp_path, anthropic, storage_path)  # SQLite and PostgreSQL
     assert svc.poll_once()
     before = truth_cost_total(anthropic.org, START, END)
     with anthropic.lock:

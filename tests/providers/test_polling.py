@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.app import App, build
+from exporter.config import Config
 from exporter.demo.openai import FakeOpenAIServer, Fault
 from tests.conftest import NOW, TODAY, fixed_clock, make_config
 from tests.helpers import opened, parse_exposition
@@ -29,6 +30,12 @@ def sample(service: App, name: str, **labels: str) -> float:
 
 
 HEALTH = {"provider": "openai", "account": "main"}
+
+
+@pytest.fixture
+def config(tmp_path: Path, fake: FakeOpenAIServer, storage_path: str) -> Config:
+    """The poll cycles (backfill, lookback, revisions, failures) on SQLite and PostgreSQL."""
+    return make_config(tmp_path, fake.base_url, storage={"path": storage_path})
 
 
 def test_first_poll_backfills_then_polls_only_the_lookback_window(

@@ -9,6 +9,7 @@ from pathlib import Path
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
 from exporter.store import Store
 from exporter.store.migrations import MIGRATIONS
+from tests.store.conftest import Backend
 
 D1, D2, D3 = date(2026, 3, 1), date(2026, 3, 2), date(2026, 3, 3)
 
@@ -29,7 +30,7 @@ def cost(day: date, amount: str, project: str = "p1", line: str = "gpt-4o, input
 def test_migrations_are_recorded_and_rerunning_is_a_noop(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     assert store.migrate() == []
-    names = [r["name"] for r in store.db["_migrations"].rows]
+    names = store.migrations_applied()
     assert names == [name for name, _ in MIGRATIONS]
     store.close()
     again = Store(tmp_path / "h.db")
@@ -37,8 +38,8 @@ def test_migrations_are_recorded_and_rerunning_is_a_noop(tmp_path: Path) -> None
     assert again.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_replace_window_overwrites_revised_days_and_drops_vanished_rows(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_replace_window_overwrites_revised_days_and_drops_vanished_rows(backend: Backend) -> None:
+    store = backend.open()
     store.replace_window(
         "openai", "acct",
         FetchResult(D1, D3, [usage(D1), usage(D2), usage(D2, "p2")],
@@ -54,8 +55,8 @@ def test_replace_window_overwrites_revised_days_and_drops_vanished_rows(tmp_path
     assert reqs == {(D1, "p1"): 10, (D2, "p1"): 7}
 
 
-def test_other_accounts_are_untouched(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_other_accounts_are_untouched(backend: Backend) -> None:
+    store = backend.open()
     other = CostRecord("openai", "other", D1, "p1", "m", "tokens", Decimal("9"))
     store.replace_window("openai", "other", FetchResult(D1, D2, [], [other]))
     store.replace_window("openai", "acct", FetchResult(D1, D2, [], [cost(D1, "1")]))
@@ -63,8 +64,8 @@ def test_other_accounts_are_untouched(tmp_path: Path) -> None:
     assert [c.account for c in store.costs_between(D1, D2)] == ["other"]
 
 
-def test_money_is_stored_exactly(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_money_is_stored_exactly(backend: Backend) -> None:
+    store = backend.open()
     amounts = ["0.13080438", "0.000000001", "1234567.123456789012"]
     rows = [cost(D1, a, line=f"l{i}") for i, a in enumerate(amounts)]
     store.replace_window("openai", "acct", FetchResult(D1, D2, [], rows))
@@ -73,8 +74,8 @@ def test_money_is_stored_exactly(tmp_path: Path) -> None:
     assert sum(got) == Decimal("1234567.254261170012")
 
 
-def test_a_failing_write_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_a_failing_write_changes_nothing(backend: Backend) -> None:
+    store = backend.open()
     store.replace_window("openai", "acct", FetchResult(D1, D2, [], [cost(D1, "1")]))
     duplicate = [cost(D1, "2"), cost(D1, "3")]  # same natural key twice -> constraint error
     try:
@@ -86,8 +87,8 @@ def test_a_failing_write_changes_nothing(tmp_path: Path) -> None:
     assert [c.amount for c in store.costs_between(D1, D2)] == [Decimal("1")]
 
 
-def test_records_outside_the_window_are_refused(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_records_outside_the_window_are_refused(backend: Backend) -> None:
+    store = backend.open()
     try:
         store.replace_window("openai", "acct", FetchResult(D1, D2, [], [cost(D2, "1")]))
     except ValueError as exc:
@@ -96,8 +97,8 @@ def test_records_outside_the_window_are_refused(tmp_path: Path) -> None:
         raise AssertionError("expected ValueError")
 
 
-def test_projects_keys_state_and_retention(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_projects_keys_state_and_retention(backend: Backend) -> None:
+    store = backend.open()
     created = datetime(2026, 1, 1, tzinfo=UTC)
     store.replace_window(
         "openai", "acct",
@@ -113,16 +114,11 @@ def test_projects_keys_state_and_retention(tmp_path: Path) -> None:
 
 
 def test_fx_migration_keeps_existing_rows_and_source_amounts(tmp_path: Path) -> None:
-    import sqlite3
 
-    import sqlite_utils
-
-    from exporter.store.migrations import _m001_initial
+    from tests.store.old_format import old_history
 
     path = tmp_path / "old.db"
-    db = sqlite_utils.Database(sqlite3.connect(path))
-    _m001_initial(db)
-    db["_migrations"].insert({"name": "001_initial", "applied_at": "2026-01-01"}, pk="name")
+    db = old_history(path, "002_fx")
     db["costs"].insert(
         {"provider": "openai", "account": "acct", "day": "2026-03-01", "project": "p1",
          "line_item": "gpt-4o, input", "model": "gpt-4o", "api_key": "", "service_tier": "",
@@ -140,8 +136,8 @@ def test_fx_migration_keeps_existing_rows_and_source_amounts(tmp_path: Path) -> 
     assert store.migrate() == []
 
 
-def test_annotated_rows_land_converted_in_the_same_write(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_annotated_rows_land_converted_in_the_same_write(backend: Backend) -> None:
+    store = backend.open()
     columns = {"fx_amount": "2.2", "fx_currency": "EUR", "fx_rate": "2", "fx_status": "final"}
     store.replace_window(
         "openai", "acct", FetchResult(D1, D2, [], [cost(D1, "1.10")]), lambda c: columns

@@ -8,12 +8,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from exporter.analytics.cache import HistoryCache
 from exporter.records import CostRecord, FetchResult, Stream, UsageRecord
 from exporter.store import Store
 from exporter.store.migrations import MIGRATIONS
+from tests.store.conftest import Backend
+from tests.store.old_format import old_history
 
 D = [date(2026, 3, 1) + timedelta(days=i) for i in range(10)]
 S = Stream("openai", "acct", "p1", "gpt-4o")
@@ -40,8 +40,8 @@ def window(store: Store, start: date, end: date, *rows: CostRecord | UsageRecord
     )
 
 
-def test_first_days_follow_backfills_and_revisions(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_first_days_follow_backfills_and_revisions(backend: Backend) -> None:
+    store = backend.open()
     window(store, D[5], D[8], cost(D[6]), usage(D[7], "p2"))
     assert store.streams_first_seen(D[0]) == {S: D[6], S._replace(project="p2"): D[7]}
     window(store, D[2], D[5], cost(D[3]))  # a backfill of older days moves p1 back
@@ -53,8 +53,8 @@ def test_first_days_follow_backfills_and_revisions(tmp_path: Path) -> None:
     assert store.stream_count() == 1
 
 
-def test_currencies_and_their_first_days_without_a_scan(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_currencies_and_their_first_days_without_a_scan(backend: Backend) -> None:
+    store = backend.open()
     window(store, D[0], D[4], cost(D[1]), cost(D[3], "p2", currency="EUR"))
     assert store.cost_currencies() == {"USD", "EUR"}
     assert store.first_cost_day("USD") == D[3]
@@ -63,8 +63,8 @@ def test_currencies_and_their_first_days_without_a_scan(tmp_path: Path) -> None:
     assert store.first_cost_day("EUR") == D[2]  # nothing stored before the cut-off
 
 
-def test_every_write_bumps_the_versions_of_its_days(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_every_write_bumps_the_versions_of_its_days(backend: Backend) -> None:
+    store = backend.open()
     window(store, D[0], D[3], cost(D[1]))
     first = store.day_versions(D[0], D[9])
     assert set(first) == {("openai", "acct", d) for d in D[0:3]}  # emptied days count too
@@ -74,8 +74,8 @@ def test_every_write_bumps_the_versions_of_its_days(tmp_path: Path) -> None:
     assert changed == {("openai", "acct", D[1])}
 
 
-def test_the_cache_reloads_only_changed_days_and_matches_the_store(tmp_path: Path) -> None:
-    store = Store(tmp_path / "h.db")
+def test_the_cache_reloads_only_changed_days_and_matches_the_store(backend: Backend) -> None:
+    store = backend.open()
     window(store, D[0], D[6], *(cost(d) for d in D[0:6]), *(usage(d) for d in D[0:6]))
     cache = HistoryCache(store, "USD")
     expected = store.converted_costs_between(D[0], D[9], "USD")[0]
@@ -105,9 +105,9 @@ class _Counting:
 
 
 def test_conversion_rereads_only_pending_rows_until_the_currency_changes(
-    tmp_path: Path,
+    backend: Backend,
 ) -> None:
-    store = Store(tmp_path / "h.db")
+    store = backend.open()
     window(store, D[0], D[3], cost(D[0]), cost(D[1], currency="EUR"), cost(D[2]))
     convert = _Counting()
     assert len(store.reconvert_costs("USD", None, convert)) == 3  # first run: all unconverted
@@ -121,20 +121,14 @@ def test_conversion_rereads_only_pending_rows_until_the_currency_changes(
 
 def test_the_migration_indexes_an_existing_history(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
-    old = sqlite_utils.Database(path)
-    old.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
-    for name, step in MIGRATIONS:
-        if name == "011_stream_index":
-            break
-        step(old)
-        old.table("_migrations").insert({"name": name, "applied_at": "x"})
+    old = old_history(path, "011_stream_index")
     old.table("costs").insert({"provider": "openai", "account": "acct", "day": "2026-03-04",
                          "project": "p1", "line_item": "", "model": "gpt-4o",
                          "api_key": "", "service_tier": "", "cost_type": "tokens",
                          "amount": "1", "currency": "EUR"})  # fmt: skip
     old.conn.close()
     store = Store(path)  # migrates on open
-    assert [r["name"] for r in store.db["_migrations"].rows][-1] == MIGRATIONS[-1][0]
+    assert store.migrations_applied()[-1] == MIGRATIONS[-1][0]
     assert store.streams_first_seen(D[0]) == {S: D[3]}
     assert store.cost_currencies() == {"EUR"}
     assert store.day_versions(D[0], D[9]) == {("openai", "acct", D[3]): 1}
@@ -143,7 +137,8 @@ def test_the_migration_indexes_an_existing_history(tmp_path: Path) -> None:
 def test_retention_gives_freed_pages_back_to_the_file_system(tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     days = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
-    rows = [cost(d, f"p{n}", amount=f"{n}.25") for d in days for n in range(40)]
+    # compact rows: enough of them that the tables' pages outweigh the schema's fixed ones
+    rows = [cost(d, f"p{n}", amount=f"{n}.25") for d in days for n in range(200)]
     store.replace_window(
         "openai", "acct", FetchResult(days[0], days[-1] + timedelta(1), costs=rows)
     )
@@ -153,8 +148,8 @@ def test_retention_gives_freed_pages_back_to_the_file_system(tmp_path: Path) -> 
         return int(store.db.execute("PRAGMA page_count").fetchone()[0])
 
     before = pages()
-    assert store.prune(days[50]) == 50 * 40
+    assert store.prune(days[50]) == 50 * 200
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
     assert pages() < before / 2
-    assert len(store.costs_between(days[0], days[-1] + timedelta(1))) == 10 * 40
+    assert len(store.costs_between(days[0], days[-1] + timedelta(1))) == 10 * 200
