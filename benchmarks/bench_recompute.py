@@ -234,6 +234,7 @@ def measure(
         lambda: TODAY,
     )
     health = [ProviderHealth(p, a, up=True) for p, a in ACCOUNTS]
+    stage = _time_recommendations(builder)
     started = time.perf_counter()
     history.fx.convert_stored()
     render(builder.build(health))
@@ -276,6 +277,7 @@ def measure(
         "text_bytes": len(rendered.text),
         "gzip_bytes": len(rendered.text_gzip),
         **every,
+        **stage,
     }
 
 
@@ -311,6 +313,39 @@ def _gc_timer() -> Callable[[], float]:
 
     gc.callbacks.append(callback)
     return lambda: spent[0]
+
+
+def _rss_mib() -> float:
+    """Current resident set size of this process (VmRSS), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _time_recommendations(builder: Any) -> dict[str, float]:
+    """Times the savings recommendations (``SnapshotBuilder._findings``) in the cold and in
+    the timed cycle: wall and CPU seconds (CPU: what the stage costs on a busy machine) and
+    the RSS growth across the stage (MiB), and what the builder's recommendation state
+    holds in arrays (``recommendations_held_mib``)."""
+    figures: dict[str, float] = {}
+    findings = builder._findings
+
+    def timed(*args: Any) -> Any:
+        rss, started, cpu = _rss_mib(), time.perf_counter(), time.process_time()
+        try:
+            return findings(*args)
+        finally:
+            stage = "recommendations" if figures else "recommendations_cold"
+            figures[f"{stage}_seconds"] = time.perf_counter() - started
+            figures[f"{stage}_cpu_seconds"] = time.process_time() - cpu
+            figures[f"{stage}_rss_mib"] = _rss_mib() - rss
+            state = getattr(builder, "rec_state", None)  # absent before the aggregates
+            if state is not None:
+                figures["recommendations_held_mib"] = state.nbytes() / 2**20
+
+    builder._findings = timed
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,6 +407,11 @@ def main(argv: list[str] | None = None) -> int:
         f"text={figures['text_bytes'] / 2**20:.1f} MiB "
         f"gzip={figures['gzip_bytes'] / 2**20:.2f} MiB"
         + (f" fill={fill_s:.1f} s" if fill_s is not None else "")
+        + (
+            f" recommendations={figures['recommendations_seconds']:.2f} s"
+            if "recommendations_seconds" in figures
+            else ""
+        )
     )
     print("stages: " + ", ".join(f"{k}={v:.3f} s" for k, v in figures["stages"].items()))
     print(

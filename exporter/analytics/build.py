@@ -20,16 +20,13 @@ from exporter.analytics import cardinality, governance
 from exporter.analytics.aggregated import CubeAnalytics
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.billing import compute_billing, earliest_period_start
-from exporter.analytics.cache import HistoryCache
 from exporter.analytics.cube import Cube
+from exporter.analytics.rec_state import RecommendationState
 from exporter.analytics.recommendations import (
     Findings,
-    account_findings,
     compute_recommendations,
-    cross_provider_recommendations,
     dismissal_for,
     publish,
-    recommendations_start,
 )
 from exporter.analytics.unit_economics import Caps, compute_app_metrics
 from exporter.analytics.windows import history_start
@@ -54,17 +51,17 @@ log = logging.getLogger(__name__)
 
 
 def history_range(today: date) -> tuple[date, date]:
-    """The days ``[start, end)`` every window, governance analytic and recommendation of
-    ``today`` reads."""
-    start = min(history_start(today), governance.history_start(today), recommendations_start(today))
+    """The days ``[start, end)`` every window and governance analytic of ``today`` reads
+    (recommendations read the store's aggregates: analytics.rec_state)."""
+    start = min(history_start(today), governance.history_start(today))
     return start, today + timedelta(days=1)
 
 
 def load_history(
     store: Store, today: date, currency: str
 ) -> tuple[list[UsageRecord], list[CostRecord], list[CostRecord]]:
-    """The stored rows every window, governance analytic and recommendation of ``today``
-    needs: (usage, costs converted to ``currency``, cost rows withheld for lack of a rate)."""
+    """The stored rows every window and governance analytic of ``today`` needs: (usage,
+    costs converted to ``currency``, cost rows withheld for lack of a rate)."""
     start, end = history_range(today)
     costs, withheld = store.converted_costs_between(start, end, currency)
     return store.usage_between(start, end), costs, withheld
@@ -92,13 +89,13 @@ def find_recommendations(
 ) -> Findings:
     """Every recommendation the stored history supports on ``today`` (reads, never writes).
 
-    ``history``: usage and cost rows already read from ``recommendations_start(today)``.
+    From the store's aggregates (:class:`~exporter.analytics.rec_state.RecommendationState`);
+    ``history``: usage and cost rows already read from ``recommendations_start(today)``, to
+    run the record-based rules over instead.
     """
     if history is None:
-        end = today + timedelta(days=1)
-        start = recommendations_start(today)
-        converted, _withheld = store.converted_costs_between(start, end, config.currency)
-        history = (store.usage_between(start, end), converted)
+        state = RecommendationState(store, config.currency, catalogue, maps, config.recommendations)
+        return state.findings(today, store.api_keys())
     usage, costs = history
     return compute_recommendations(
         today, usage, costs, store.api_keys(), catalogue, maps, config.recommendations
@@ -128,12 +125,11 @@ class SnapshotBuilder:
         # the windows' and governance's per-series x day arrays, kept between refreshes
         self.cube = Cube(store, config.currency)
         self.analytics = CubeAnalytics(config, self.cube)
-        # decoded rows, for the recommendation rules only (loaded when they are enabled)
-        self.history = HistoryCache(store, config.currency)
+        # recommendation aggregates per account, kept between refreshes
+        self.rec_state = RecommendationState(
+            store, config.currency, catalogue, maps, config.recommendations
+        )
         self.timings: dict[str, float] = {}  # seconds per stage of the last build (bench, logs)
-        # per account: (what its findings were computed from, the findings)
-        self._account_findings: dict[tuple[str, str], tuple[object, Findings]] = {}
-        self.account_rule_runs = 0  # accounts whose per-account rules ran (tests, logs)
         self._building = threading.Lock()  # the caches above are one refresh's at a time
 
     def build(self, health: list[ProviderHealth]) -> Snapshot:
@@ -228,13 +224,8 @@ class SnapshotBuilder:
     def _recommendations(self, today: date) -> RecommendationMetrics:
         """Compute, record first-seen dates of the non-dismissed ones, and publish."""
         cfg = self.config.recommendations
-        usage: list[UsageRecord] = []
-        costs: list[CostRecord] = []
-        if cfg.enabled:  # the rules' decoded rows (the windows and governance read the cube)
-            rec_start = recommendations_start(today)
-            usage, costs, _withheld = self.history.load(rec_start, today + timedelta(days=1))
         try:
-            findings = self._findings(today, usage, costs)
+            findings = self._findings(today)
         except FxError as exc:
             log.warning("recommendations withheld: catalogue prices cannot be converted: %s", exc)
             return RecommendationMetrics()
@@ -252,31 +243,11 @@ class SnapshotBuilder:
             max_series=cfg.max_series,
         )
 
-    def _findings(self, today: date, usage: list[UsageRecord], costs: list[CostRecord]) -> Findings:
-        """:func:`find_recommendations` of the cached rows, recomputing the per-account
-        rules only for accounts whose rows or keys changed (or on a new day)."""
-        cfg = self.config.recommendations
-        if not cfg.enabled:
-            return Findings()
-        keys = self.store.api_keys()
-        recs, cache_savings = [], {}
-        accounts = self.history.by_account(recommendations_start(today))
-        for account, (account_usage, account_costs) in accounts.items():
-            account_keys = [k for k in keys if (k.provider, k.account) == account]
-            basis = (today, self.history.signature(account), tuple(account_keys))
-            held = self._account_findings.get(account)
-            if held is None or held[0] != basis:
-                found = account_findings(
-                    today, account_usage, account_costs, account_keys,
-                    self.catalogue, self.maps, cfg,
-                )  # fmt: skip
-                held = self._account_findings[account] = (basis, found)
-                self.account_rule_runs += 1
-            recs.extend(held[1].recommendations)
-            cache_savings.update(held[1].cache_savings)
-        self._account_findings = {a: v for a, v in self._account_findings.items() if a in accounts}
-        recs.extend(cross_provider_recommendations(today, usage, costs, self.maps, cfg))
-        return Findings(recs, cache_savings)
+    def _findings(self, today: date) -> Findings:
+        """:func:`find_recommendations` from the aggregates kept between refreshes: a
+        refresh re-reads only the (account, day)s written since the last one, and reruns
+        the per-account rules only for accounts whose days, keys or date changed."""
+        return self.rec_state.findings(today, self.store.api_keys())
 
     def _warn_unmatched(self, gov: Governance) -> None:
         """Log a budget whose scope matches no cost: once when it starts to (or at the first

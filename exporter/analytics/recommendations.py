@@ -14,12 +14,16 @@ catalogue prices are converted by the :class:`~exporter.pricing.Catalogue`.
 
 from __future__ import annotations
 
+import math
 import statistics
+import sys
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
+from functools import partial
 
 from exporter.clock import midnight
 from exporter.config import Dismissal, RecommendationsConfig
@@ -129,6 +133,31 @@ def _billed_tokens(costs: Iterable[CostRecord], period: Period) -> dict[Stream, 
     return out
 
 
+def population_stdev(values: Sequence[int]) -> float:
+    """``statistics.pstdev`` of integers, bit for bit, without its per-value fractions: the
+    exact variance (n·Σx² - (Σx)²) / n², then its square root correctly rounded the way
+    ``statistics`` does it (round-to-odd integer square root)."""
+    n = len(values)
+    if n < 1:
+        raise statistics.StatisticsError("pstdev requires at least one data point")
+    total, squares = sum(values), sum(x * x for x in values)
+    variance = Fraction(n * squares - total * total, n * n)
+    num, den = variance.numerator, variance.denominator
+    q = (num.bit_length() - den.bit_length() - _SQRT_BIT_WIDTH) // 2
+    if q >= 0:
+        return (_isqrt_rto(num, den << 2 * q) << q) / 1
+    return _isqrt_rto(num << -2 * q, den) / (1 << -q)
+
+
+_SQRT_BIT_WIDTH = 2 * sys.float_info.mant_dig + 3
+
+
+def _isqrt_rto(n: int, m: int) -> int:
+    """Square root of n/m rounded to an integer, round-to-odd."""
+    a = math.isqrt(n // m)
+    return a | (a * a * m != n)
+
+
 def cents(value: Decimal) -> str:
     """Money as a decimal string rounded to the cent (for evidence and formulas)."""
     return f"{value.quantize(Decimal('0.01'))}"
@@ -171,52 +200,78 @@ def batch_recommendations(
     billed = _billed_tokens(costs, period)
     out = []
     for stream, rows in _by_stream(usage, period).items():
-        provider, account, project, model = stream
         sync = [r for r in rows if _is_sync(r)]
-        if not sync or not maps.batch_capable(provider, model):
+        if not sync or not maps.batch_capable(stream.provider, stream.model):
             continue
         daily: dict[date, int] = defaultdict(int)
         for r in sync:
             daily[r.day] += _tokens(r)
-        active = [n for n in daily.values() if n > 0]
-        if len(active) < cfg.batch.min_active_days:
-            continue
-        mean = statistics.fmean(active)
-        variation = statistics.pstdev(active) / mean
-        if variation > cfg.batch.max_variation:
-            continue
-        priced = _priced(rows, catalogue)
-        if priced is None:
-            continue
-        total_priced = sum(priced, Decimal(0))
-        sync_priced = sum((p for r, p in zip(rows, priced, strict=True) if _is_sync(r)), Decimal(0))
-        bill = billed.get(stream, Decimal(0))
-        if not total_priced:
-            continue
-        share = sync_priced / total_priced
-        sync_cost = bill * share
-        saving = sync_cost * BATCH_DISCOUNT
-        if saving < cfg.min_monthly_saving or saving <= 0:
-            continue
+
+        def priced_volume(rows: list[UsageRecord] = rows) -> tuple[Decimal, Decimal] | None:
+            priced = _priced(rows, catalogue)
+            if priced is None:
+                return None
+            total = sum(priced, Decimal(0))
+            sync_priced = (p for r, p in zip(rows, priced, strict=True) if _is_sync(r))
+            return total, sum(sync_priced, Decimal(0))
+
         sync_tokens = {t: sum(r.tokens(t) for r in sync) for t in TOKEN_TYPES}
-        evidence = (
-            ("window", period.label()),
-            ("active_days", f"{len(active)}/{MONTH_DAYS}"),
-            ("daily_variation", f"{variation:.3f}"),
-            *((f"sync_tokens.{t}", str(n)) for t, n in sync_tokens.items()),
-            ("billed_token_cost", cents(bill)),
-            ("sync_share_by_priced_volume", f"{share:.4f}"),
-            ("sync_cost_30d", cents(sync_cost)),
-        )
-        formula = (
-            f"{BATCH_DISCOUNT} x ({cents(bill)} billed x {share:.4f} sync share) = {cents(saving)}"
-        )
-        out.append(
-            Recommendation(
-                "batch", provider, account, project, model, "batch", saving, evidence, formula
-            )
-        )
+        found = batch_finding(
+            stream, period, list(daily.values()), priced_volume,
+            billed.get(stream, Decimal(0)), sync_tokens, cfg,
+        )  # fmt: skip
+        if found is not None:
+            out.append(found)
     return out
+
+
+def batch_finding(
+    stream: Stream,
+    period: Period,
+    daily_sync_tokens: Sequence[int],
+    priced_volume: Callable[[], tuple[Decimal, Decimal] | None],
+    bill: Decimal,
+    sync_tokens: Mapping[str, int],
+    cfg: RecommendationsConfig,
+) -> Recommendation | None:
+    """The batch rule of one stream with synchronous traffic on a batch-capable model, from
+    its inputs: synchronous tokens per day with such traffic (day order), the priced volume
+    ``(all, synchronous)`` (None: unpriced; asked only when the traffic is steady), the
+    billed token cost and the synchronous tokens per token type."""
+    active = [n for n in daily_sync_tokens if n > 0]
+    if len(active) < cfg.batch.min_active_days:
+        return None
+    mean = statistics.fmean(active)
+    variation = population_stdev(active) / mean
+    if variation > cfg.batch.max_variation:
+        return None
+    priced = priced_volume()
+    if priced is None:
+        return None
+    total_priced, sync_priced = priced
+    if not total_priced:
+        return None
+    share = sync_priced / total_priced
+    sync_cost = bill * share
+    saving = sync_cost * BATCH_DISCOUNT
+    if saving < cfg.min_monthly_saving or saving <= 0:
+        return None
+    evidence = (
+        ("window", period.label()),
+        ("active_days", f"{len(active)}/{MONTH_DAYS}"),
+        ("daily_variation", f"{variation:.3f}"),
+        *((f"sync_tokens.{t}", str(n)) for t, n in sync_tokens.items()),
+        ("billed_token_cost", cents(bill)),
+        ("sync_share_by_priced_volume", f"{share:.4f}"),
+        ("sync_cost_30d", cents(sync_cost)),
+    )
+    formula = (
+        f"{BATCH_DISCOUNT} x ({cents(bill)} billed x {share:.4f} sync share) = {cents(saving)}"
+    )
+    provider, account, project, model = stream
+    return Recommendation(
+        "batch", provider, account, project, model, "batch", saving, evidence, formula
+    )
 
 
 # --------------------------------------------------------------------------- downgrade
@@ -237,42 +292,63 @@ def downgrade_recommendations(
     period = last_30(today)
     out = []
     for stream, rows in _by_stream(usage, period).items():
-        provider, account, project, model = stream
-        alternative = maps.alternative(provider, model)
+        alternative = maps.alternative(stream.provider, stream.model)
         if not alternative:
             continue
         days = {r.day for r in rows if _tokens(r) > 0}
-        if len(days) < cfg.model_downgrade.min_days:
-            continue
-        by_type = _price_difference(rows, catalogue, alternative)
-        if by_type is None:
-            continue
-        saving = sum(by_type.values(), Decimal(0))
-        if saving < cfg.min_monthly_saving or saving <= 0:
-            continue
-        last = max(days)
-        now = catalogue.prices(provider, model, last)
-        alt = catalogue.prices(provider, alternative, last)
-        evidence = [("window", period.label()), ("days_with_data", f"{len(days)}/{MONTH_DAYS}")]
-        for t in TOKEN_TYPES:
-            evidence.append((f"tokens.{t}", str(sum(r.tokens(t) for r in rows))))
-            if now is not None and alt is not None:
-                evidence.append((f"price_per_mtok.{t}", f"{now.of(t)} -> {alt.of(t)} (on {last})"))
-        formula = " + ".join(f"{t} {cents(v)}" for t, v in by_type.items())
-        out.append(
-            Recommendation(
-                "model_downgrade",
-                provider,
-                account,
-                project,
-                model,
-                alternative,
-                saving,
-                tuple(evidence),
-                f"{formula} = {cents(saving)}",
-            )
-        )
+        tokens = {t: sum(r.tokens(t) for r in rows) for t in TOKEN_TYPES}
+        found = downgrade_finding(
+            stream, alternative, period, days,
+            partial(_price_difference, rows, catalogue, alternative),
+            tokens, catalogue, cfg,
+        )  # fmt: skip
+        if found is not None:
+            out.append(found)
     return out
+
+
+def downgrade_finding(
+    stream: Stream,
+    alternative: str,
+    period: Period,
+    days: set[date],
+    price_difference: Callable[[], dict[str, Decimal] | None],
+    tokens: Mapping[str, int],
+    catalogue: Catalogue,
+    cfg: RecommendationsConfig,
+) -> Recommendation | None:
+    """The downgrade rule of one stream with an alternative model, from its inputs: the
+    days with tokens, Σ volume x (current - alternative) per token type (None: unpriced;
+    asked only with enough days) and the tokens per token type."""
+    if len(days) < cfg.model_downgrade.min_days:
+        return None
+    by_type = price_difference()
+    if by_type is None:
+        return None
+    saving = sum(by_type.values(), Decimal(0))
+    if saving < cfg.min_monthly_saving or saving <= 0:
+        return None
+    provider, account, project, model = stream
+    last = max(days)
+    now = catalogue.prices(provider, model, last)
+    alt = catalogue.prices(provider, alternative, last)
+    evidence = [("window", period.label()), ("days_with_data", f"{len(days)}/{MONTH_DAYS}")]
+    for t in TOKEN_TYPES:
+        evidence.append((f"tokens.{t}", str(tokens[t])))
+        if now is not None and alt is not None:
+            evidence.append((f"price_per_mtok.{t}", f"{now.of(t)} -> {alt.of(t)} (on {last})"))
+    formula = " + ".join(f"{t} {cents(v)}" for t, v in by_type.items())
+    return Recommendation(
+        "model_downgrade",
+        provider,
+        account,
+        project,
+        model,
+        alternative,
+        saving,
+        tuple(evidence),
+        f"{formula} = {cents(saving)}",
+    )
 
 
 def _price_difference(
@@ -295,7 +371,9 @@ def _price_difference(
 
 
 @dataclass
-class _Route:
+class Route:
+    """A stream's (or a provider's) tokens and billed token cost over the last 30 days."""
+
     tokens: int = 0
     cost: Decimal = Decimal(0)
 
@@ -319,15 +397,23 @@ def cross_provider_recommendations(
     """
     period = last_30(today)
     billed = _billed_tokens(costs, period)
-    streams: dict[str, dict[Stream, _Route]] = defaultdict(dict)
+    streams: dict[str, dict[Stream, Route]] = defaultdict(dict)
     for stream, rows in _by_stream(usage, period).items():
         group = maps.group(stream.provider, stream.model)
         if group is not None:
-            route = _Route(sum(_tokens(r) for r in rows), billed.get(stream, Decimal(0)))
+            route = Route(sum(_tokens(r) for r in rows), billed.get(stream, Decimal(0)))
             streams[group][stream] = route
+    return cross_provider_findings(period, streams, cfg)
+
+
+def cross_provider_findings(
+    period: Period, streams: Mapping[str, Mapping[Stream, Route]], cfg: RecommendationsConfig
+) -> list[Recommendation]:
+    """The cross-provider rule from its inputs: {group: {stream: its 30-day route}} of the
+    streams with usage in ``period`` whose model is in an equivalence group."""
     out = []
     for group, members in sorted(streams.items()):
-        routes: dict[str, _Route] = defaultdict(_Route)
+        routes: dict[str, Route] = defaultdict(Route)
         for stream, r in members.items():
             routes[stream[0]].tokens += r.tokens
             routes[stream[0]].cost += r.cost
@@ -384,6 +470,8 @@ def cross_provider_recommendations(
 
 # --------------------------------------------------------------------------- inactive keys
 
+KeySpend = tuple[str, str, str]  # provider, account, api key
+
 
 def inactive_key_recommendations(
     today: date,
@@ -400,12 +488,10 @@ def inactive_key_recommendations(
     that rate x 30. OpenAI's ``last_used_at``, when stored, must agree: a key used since the
     start of the last 30 days is not flagged.
     """
-    prior, recent_start = days_31_60(today), today - timedelta(days=MONTH_DAYS)
-    spend: dict[tuple[str, str, str], list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
-    projects: dict[tuple[str, str, str], dict[str, Decimal]] = defaultdict(
-        lambda: defaultdict(Decimal)
-    )
-    last_day: dict[tuple[str, str, str], date] = {}
+    prior = days_31_60(today)
+    spend: dict[KeySpend, list[Decimal]] = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    projects: dict[KeySpend, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    last_day: dict[KeySpend, date] = {}
     covered: dict[tuple[str, str], set[date]] = defaultdict(set)
     for row in usage:
         if row.day in prior:
@@ -421,6 +507,23 @@ def inactive_key_recommendations(
             spend[key][1] += cost
         if _tokens(row) or row.requests:
             last_day[key] = max(last_day.get(key, row.day), row.day)
+    days = {account: len(d) for account, d in covered.items()}
+    return inactive_key_findings(today, spend, projects, last_day, days, api_keys, cfg)
+
+
+def inactive_key_findings(
+    today: date,
+    spend: Mapping[KeySpend, Sequence[Decimal]],
+    projects: Mapping[KeySpend, Mapping[str, Decimal]],
+    last_day: Mapping[KeySpend, date],
+    covered: Mapping[tuple[str, str], int],
+    api_keys: Sequence[ApiKeyRecord],
+    cfg: RecommendationsConfig,
+) -> list[Recommendation]:
+    """The inactive-key rule from its inputs: per key with usage since days 31-60 began
+    ``[spend in days 31-60, spend since]`` and the days-31-60 spend per project, its last
+    day with tokens or requests; per account the days of days 31-60 with history."""
+    recent_start = today - timedelta(days=MONTH_DAYS)
     records = {(k.provider, k.account, k.key_id): k for k in api_keys}
     out = []
     for key, (before, since) in sorted(spend.items()):
@@ -436,10 +539,10 @@ def inactive_key_recommendations(
             last_used = last_used.replace(tzinfo=UTC)
         if last_used is not None and last_used >= midnight(recent_start):
             continue
-        days = len(covered[key[:2]]) or MONTH_DAYS
+        days = covered.get(key[:2], 0) or MONTH_DAYS
         rate = before / days
         exposure = rate * MONTH_DAYS
-        project = record.project if record is not None else _top(projects[key])
+        project = record.project if record is not None else _top(projects.get(key, {}))
         evidence = (
             ("spend_days_31_60", cents(before)),
             ("days_31_60_with_history", str(days)),

@@ -7,7 +7,7 @@ Kept by the writes in the same transaction (migration ``011_stream_index``):
 * ``cost_currencies``: the source currencies of stored cost rows and the first day of each;
 * ``day_versions``: a version per (provider, account, day), bumped whenever that day's rows
   (or their conversion) may have changed; a reader that caches decoded rows reloads only
-  the days whose version moved (:class:`~exporter.analytics.cache.HistoryCache`);
+  the days whose version moved (:class:`~exporter.analytics.cube.Cube`);
 * ``store_meta`` ``fx_currency``: the accounting currency of the last full conversion, so
   the conversion step re-reads only pending rows (partial index ``costs_fx_pending``) until
   ``currency`` changes.

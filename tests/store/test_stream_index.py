@@ -8,7 +8,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from exporter.analytics.cache import HistoryCache
 from exporter.records import CostRecord, FetchResult, Stream, UsageRecord
 from exporter.store import Store
 from exporter.store.migrations import MIGRATIONS
@@ -72,21 +71,6 @@ def test_every_write_bumps_the_versions_of_its_days(backend: Backend) -> None:
     second = store.day_versions(D[0], D[9])
     changed = {k for k in second if second[k] != first[k]}
     assert changed == {("openai", "acct", D[1])}
-
-
-def test_the_cache_reloads_only_changed_days_and_matches_the_store(backend: Backend) -> None:
-    store = backend.open()
-    window(store, D[0], D[6], *(cost(d) for d in D[0:6]), *(usage(d) for d in D[0:6]))
-    cache = HistoryCache(store, "USD")
-    expected = store.converted_costs_between(D[0], D[9], "USD")[0]
-    assert cache.load(D[0], D[9])[1] == expected and cache.reloaded_days == 6
-    assert cache.load(D[0], D[9])[1] == expected and cache.reloaded_days == 0
-    window(store, D[4], D[6], cost(D[4], amount="7"))  # D5 emptied, D4 revised
-    usage_rows, costs, withheld = cache.load(D[0], D[9])
-    assert cache.reloaded_days == 2
-    assert costs == store.converted_costs_between(D[0], D[9], "USD")[0]
-    assert usage_rows == store.usage_between(D[0], D[9]) and withheld == []
-    assert cache.load(D[2], D[9])[1] == [c for c in costs if c.day >= D[2]]
 
 
 class _Counting:
