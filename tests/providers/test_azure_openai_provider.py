@@ -267,13 +267,19 @@ def test_eur_rows_are_stored_in_eur_and_equal_the_truth_per_day_resource_and_mod
 
 
 def test_eur_rows_convert_to_usd_at_each_days_ecb_rate_to_the_cent(
-    base_sub: FakeAzureSubscription, tmp_path: Path
+    base_sub: FakeAzureSubscription, tmp_path: Path, storage_path: str
 ) -> None:
     clock = MutableClock(AFTER_PUBLICATION)
     sub = generate_subscription(today=FX_TODAY, days=40, seed=5, currency="EUR")
     with FakeAzureServer(sub, now=clock) as fake, FakeEcbServer(ECB_RATES, now=clock) as ecb:
-        svc = service(tmp_path, fake, clock=clock, currency="USD",
-                      fx={"base_url": ecb.base_url})  # fmt: skip
+        svc = service(
+            tmp_path,
+            fake,
+            clock=clock,
+            currency="USD",
+            fx={"base_url": ecb.base_url},
+            storage={"path": storage_path},
+        )  # SQLite and PostgreSQL
         assert svc.poll_once()
         got = samples(svc)
         for w in windows_for(FX_TODAY):
@@ -420,8 +426,10 @@ def test_a_wrong_api_version_is_refused_and_not_retried(fake: FakeAzureServer) -
     assert len(queries(fake)) == 1
 
 
-def test_revisions_up_and_down_are_mirrored(fake: FakeAzureServer, tmp_path: Path) -> None:
-    svc = service(tmp_path, fake, currency="EUR")
+def test_revisions_up_and_down_are_mirrored(
+    fake: FakeAzureServer, tmp_path: Path, storage_path: str
+) -> None:
+    svc = service(tmp_path, fake, currency="EUR", storage={"path": storage_path})  # both backends
     assert svc.poll_once()
     yesterday, before = TODAY - timedelta(days=1), TODAY - timedelta(days=2)
     fake.subscription.scale_day(yesterday, "1.5")

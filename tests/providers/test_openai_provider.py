@@ -64,9 +64,11 @@ def test_line_items(text: str, expected: tuple[str, str, str, str]) -> None:
 
 
 def test_every_window_equals_the_fake_orgs_truth_to_the_cent(
-    fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str]
+    fake: FakeOpenAIServer, tmp_path: Path, env: dict[str, str], storage_path: str
 ) -> None:
-    config = make_config(tmp_path, fake.base_url, metrics=ALL_FAMILIES)
+    config = make_config(
+        tmp_path, fake.base_url, storage={"path": storage_path}, metrics=ALL_FAMILIES
+    )  # SQLite and PostgreSQL
     service = opened(build(config, clock=fixed_clock, env=env))
     assert service.poll_once()
     samples = parse_exposition(service.rendered.text.decode())

@@ -57,7 +57,9 @@ def fake(team: FakeXaiTeam) -> Iterator[FakeXaiServer]:
         yield server
 
 
-def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
+def xai_config(
+    tmp_path: Path, fake: FakeXaiServer, storage: str | None = None, **provider: Any
+) -> Config:
     block = {
         "type": "xai",
         "name": "grok",
@@ -68,7 +70,7 @@ def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
     }
     return validate(
         {
-            "storage": {"path": str(tmp_path / "history.db")},
+            "storage": {"path": storage or str(tmp_path / "history.db")},
             "poll": {"backfill_days": 45, "timeout": "1s", "max_attempts": 3,
                      "backoff_initial": "10ms", "backoff_max": "50ms"},
             "providers": [block],
@@ -77,9 +79,11 @@ def xai_config(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> Config:
     )  # fmt: skip
 
 
-def service(tmp_path: Path, fake: FakeXaiServer, **provider: Any) -> App:
+def service(
+    tmp_path: Path, fake: FakeXaiServer, storage: str | None = None, **provider: Any
+) -> App:
     env = {KEY_ENV: fake.team.management_key}
-    svc = build(xai_config(tmp_path, fake, **provider), clock=fixed_clock, env=env)
+    svc = build(xai_config(tmp_path, fake, storage, **provider), clock=fixed_clock, env=env)
     opened(svc)
     return svc
 
@@ -159,9 +163,9 @@ def test_unit_types_map_to_cost_and_token_types(
 
 
 def test_every_window_equals_the_fake_teams_truth_per_model_and_day(
-    fake: FakeXaiServer, tmp_path: Path
+    fake: FakeXaiServer, tmp_path: Path, storage_path: str
 ) -> None:
-    svc = service(tmp_path, fake)
+    svc = service(tmp_path, fake, storage_path)  # SQLite and PostgreSQL
     assert svc.poll_once()
     got_samples = samples(svc)
     team = fake.team
@@ -296,8 +300,10 @@ def test_value_encodings_give_the_same_records(fake: FakeXaiServer, change: dict
     assert records(provider(fake).fetch(START, END)) == records(plain)
 
 
-def test_revisions_up_and_down_are_mirrored(fake: FakeXaiServer, tmp_path: Path) -> None:
-    svc = service(tmp_path, fake)
+def test_revisions_up_and_down_are_mirrored(
+    fake: FakeXaiServer, tmp_path: Path, storage_path: str
+) -> None:
+    svc = service(tmp_path, fake, storage_path)  # SQLite and PostgreSQL
     assert svc.poll_once()
     with fake.lock:
         fake.team.scale_day(TODAY, Decimal("1.5"))
