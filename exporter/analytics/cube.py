@@ -2,7 +2,7 @@
 
 The snapshot builder keeps, per (provider, account), a :class:`Block` of compact numpy
 arrays over the days ``[start, end)`` every window and governance analytic of ``today``
-reads (61 days):
+reads (the 31 days from 30 days before ``today``; ``build.history_range``):
 
 * per (stream, cost_type): the day's converted cost (exact integer nano-units of the
   accounting currency), whether a converted row exists that day, whether a row of it is
