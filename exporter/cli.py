@@ -347,6 +347,7 @@ def series_line(config: Config) -> str:
         series_per_stream,
     )
     from exporter.app import open_store
+    from exporter.store import StorageError
 
     m = config.metrics
     per = series_per_stream(m)
@@ -365,7 +366,7 @@ def series_line(config: Config) -> str:
             streams = list(store.streams_first_seen(date.min))
         finally:
             store.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StorageError) as exc:  # e.g. a history still in an older format
         return f"series: {per} per model stream ({options}); cannot count streams in {path} ({exc})"
     tool = sum(1 for s in streams if not s.model)
     stream_series = expected_series(m, len(streams) - tool, tool)

@@ -16,6 +16,7 @@ import pytest
 
 from exporter.analytics.build import SnapshotBuilder
 from exporter.app import open_history
+from exporter.cli import series_line
 from exporter.config import Config
 from exporter.exposition import render
 from exporter.records import CostRecord, FetchResult, UsageRecord
@@ -294,6 +295,11 @@ def test_an_old_format_history_is_not_read_before_it_is_converted(tmp_path: Path
     before = path.read_bytes()
     with pytest.raises(StorageError, match=r"earlier version.*start the exporter"):
         Store(path, read_only=True)
+    assert path.read_bytes() == before
+    # check-config says so in its series line instead of failing with a traceback
+    config = Config.model_validate({"storage": {"path": str(path)}})
+    line = series_line(config)
+    assert line.startswith("series: ") and "earlier version" in line, line
     assert path.read_bytes() == before
     Store(path).close()  # converts it
     reader = Store(path, read_only=True)
