@@ -141,6 +141,8 @@ class App:
         self._polls_running = 0  # scheduled polls in flight (the refresher waits for them)
         self._polls_lock = threading.Lock()
         interval = config.poll.interval  # a burst never delays a refresh past half of it
+        self._follow_delay = min(60.0, interval / 2)  # a standby's second look (poll)
+        self._stopped = False
         self.refresher = Refresher(
             self._after_polls,
             busy=lambda: self._polls_running > 0,
@@ -215,8 +217,13 @@ class App:
         On a shared history a replica that does not hold the account's lock makes no
         provider call: it takes the shared poll state and refreshes when it moved."""
         if not self.election.holds(poll_job(poller.type, poller.account)):
-            if poller.follow():
-                self.refresher.request()
+            self._follow(poller)
+            # The leader polls at the same scheduled times, so its writes usually land just
+            # after this look: look again half an interval later (at most 60 s), so a
+            # standby's /metrics lag the leader's by about half an interval, not a whole one.
+            again = threading.Timer(self._follow_delay, self._follow, args=(poller,))
+            again.daemon = True
+            again.start()
             return
         poller.lead()
         with self._polls_lock:
@@ -258,7 +265,19 @@ class App:
             if removed:
                 log.info("retention: removed %d ingested request rows", removed)
 
+    def _follow(self, poller: Poller) -> None:
+        """A standby's look at the shared poll state; a refresh when it moved."""
+        if self._stopped:
+            return
+        try:
+            if poller.follow():
+                self.refresher.request()
+        except Exception:  # a store closing under a late timer: the next poll looks again
+            log.debug("%s/%s: shared poll state not read", poller.type, poller.account,
+                      exc_info=True)  # fmt: skip
+
     def stop(self) -> None:
+        self._stopped = True
         self.refresher.stop()
         self.election.close()  # frees this replica's locks for the others
         for poller in self.pollers:
