@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import recvfds, sendfds
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from exporter.exposition import VARIANTS, Rendered, Variant, negotiate
@@ -287,13 +288,24 @@ class ServingProcess:
         """Let the child re-read its web config (SIGHUP); it logs the outcome."""
         self._send(("reload",))
 
+    def alive(self) -> bool:
+        """Whether the child still runs. Read from /proc where multiprocessing cannot
+        tell: once the child was reaped elsewhere (ECHILD) ``is_alive()`` stays True."""
+        if not self._process.is_alive():
+            return False
+        try:
+            stat = Path(f"/proc/{self._process.pid}/stat").read_text()
+        except OSError:
+            return False  # gone
+        return stat.rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has stopped
+
     def stop(self) -> None:
         """Stop the child and wait for it (killed after :data:`STOP_TIMEOUT`)."""
         self._stopping = True
         if self._process.pid is not None:
             self._send(("stop",))
             self._process.join(STOP_TIMEOUT)
-            if self._process.is_alive():
+            if self.alive():
                 log.warning("serving process did not stop in time; killing it")
                 self._process.kill()
                 self._process.join(STOP_TIMEOUT)

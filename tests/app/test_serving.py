@@ -98,7 +98,7 @@ def test_a_port_in_use_is_the_bind_error() -> None:
 def test_stop_ends_the_child_and_frees_the_port(serving: ServingProcess) -> None:
     port, pid = serving.port, serving.pid
     serving.stop()
-    assert not serving._process.is_alive() and pid is not None
+    assert not serving.alive() and pid is not None
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2)
 
