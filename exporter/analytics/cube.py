@@ -39,11 +39,11 @@ import numpy.typing as npt
 from exporter.records import TOKEN_TYPES, Stream
 from exporter.snapshot import CostKey, TokenKey
 from exporter.store import Store
+from exporter.store.aggregates import MAX_CELL as _MAX_CELL
 from exporter.store.aggregates import CostGroup, CostLine, UsageDay
 from exporter.store.streams import DayKey
 
 SCALE = 9  # decimals of an exact integer amount (nano-units)
-_MAX_CELL = 10**16  # a cell beyond this (10 million currency units a day) uses Decimals
 ZERO = Decimal(0)
 USAGE_FIELDS = (*TOKEN_TYPES, "requests")  # the third axis of ``Block.usage``
 
