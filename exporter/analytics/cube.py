@@ -21,9 +21,10 @@ the account is polled again.
 
 Exactness: an amount with at most :data:`SCALE` decimals is an integer of pico-units, and
 every sum of those is exact (what the :class:`~decimal.Decimal` path gives, since it never
-needs more than 28 digits). A block that meets an amount that is not (a conversion at a
-cross rate has 28 significant digits) keeps ``Decimal`` cells instead (object arrays,
-summed in the record path's order), so its values stay exactly those of the record path.
+needs more than 28 digits); converted amounts are stored at 12 decimals. A block that
+meets an amount that is not (a provider's amount with more decimals, kept as exact text)
+keeps ``Decimal`` cells instead (object arrays, summed in the record path's order), so
+its values stay exactly those of the record path.
 """
 
 from __future__ import annotations
