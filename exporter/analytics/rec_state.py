@@ -66,6 +66,7 @@ from exporter.store.rec_inputs import (
 )
 
 PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
+_FLAG_BITS = (HAS_TOKENS, POSITIVE, ACTIVE, CACHE_READ, PRESENT)
 WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
 _READ_DAYS = 8  # days read per query when an account is read from scratch
 _BIG = 1 << 57  # billed units below this add up in int64 over 30 days
@@ -173,14 +174,16 @@ class _Table:
     ) -> list[tuple[int, list[_Volume], list[int]]]:
         """Per column key id ``k < n`` (``ids``: the key id of each column): (k, each
         group's summed volume, each group's OR of flags) over the columns with that id."""
-        out = []
-        tokens, flags = self.tokens[:, list(gids)], self.flags[list(gids)]
-        for k in range(n):
-            mask = ids == k
-            sums = tokens[:, :, mask].sum(axis=2).T.tolist()
-            ors = np.bitwise_or.reduce(flags[:, mask], axis=1).tolist()
-            out.append((k, [_Volume(*v) for v in sums], ors))
-        return out
+        rows = list(gids)
+        tokens, flags = self.tokens[:, rows], self.flags[rows]
+        onehot = (ids[:, None] == np.arange(n)[None, :]).astype(np.int64)  # day x epoch
+        sums = tokens @ onehot  # 4 x groups x epochs: each epoch's columns summed
+        ors = np.zeros((len(rows), n), np.uint8)
+        for bit in _FLAG_BITS:  # the OR of a flag over an epoch's columns: any column has it
+            ors |= (((flags & bit) != 0).astype(np.int64) @ onehot > 0).astype(np.uint8) * bit
+        by_epoch = sums.transpose(2, 1, 0).tolist()  # epochs x groups x token types
+        flags_by_epoch = ors.T.tolist()
+        return [(k, [_Volume(*v) for v in by_epoch[k]], flags_by_epoch[k]) for k in range(n)]
 
 
 class _Billed:
