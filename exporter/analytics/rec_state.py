@@ -98,7 +98,13 @@ class _ColKey(NamedTuple):
 
 def _cost(price: UnitPrices, volume: _Volume, batch: str) -> Decimal:
     """List-price cost of ``volume`` (batch at the batch discount), as ``UnitPrices.cost``."""
-    cost = price.tokens_cost(volume)
+    cost = (
+        Decimal(0)  # UnitPrices.tokens_cost spelled out: the same sum, in TOKEN_TYPES order
+        + volume.input * price.input
+        + volume.output * price.output
+        + volume.cache_read * price.cache_read
+        + volume.cache_write * price.cache_write
+    ) / MTOK
     return cost * BATCH_DISCOUNT if batch == "true" else cost
 
 
@@ -550,13 +556,17 @@ class RecommendationState:
         days: Sequence[date],
     ) -> dict[str, Decimal] | None:
         out = dict.fromkeys(TOKEN_TYPES, Decimal(0))
+        gaps: dict[int, tuple[tuple[str, Decimal], ...]] = {}  # per epoch key (held in memo)
         for key, g, volume, _ in self._group_epochs(provider, table, gids, days, alternative):
             current, cheaper = key.price, key.alternative
             if current is None or cheaper is None:
                 return None
+            gap = gaps.get(id(key))
+            if gap is None:
+                gap = gaps[id(key)] = tuple((t, current.of(t) - cheaper.of(t)) for t in TOKEN_TYPES)
             factor = BATCH_DISCOUNT if table.dims[g][-2] == "true" else Decimal(1)
-            for t in TOKEN_TYPES:
-                out[t] += volume.tokens(t) * (current.of(t) - cheaper.of(t)) * factor / MTOK
+            for t, difference in gap:
+                out[t] += volume.tokens(t) * difference * factor / MTOK
         return out
 
     def _cache_savings(
