@@ -3,8 +3,9 @@ waits on a refresh (the recompute is pure Python and holds the main process's in
 lock for seconds).
 
 ``serve`` (``run`` and ``demo``) starts :class:`ServingProcess`: a spawned child that owns
-the listening socket and runs a :class:`~exporter.server.MetricsServer` (TLS, basic auth
-and the web config's headers included). After every render the main process
+the listening socket and runs a :class:`~exporter.server_loop.LoopServer` (one event-loop
+thread for plain HTTP; TLS connections go to MetricsServer's thread per connection; basic
+auth and the web config's headers included). After every render the main process
 :meth:`~ServingProcess.publish`\\ es the four bodies in memfds (passed over a Unix socket,
 no file system needed) with the provider health; the child reads them into bytes (closing
 them), serves them with one ``sendmsg`` each, and swaps to the new set at once. It is
@@ -39,7 +40,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from exporter.exposition import VARIANTS, Rendered, Variant, negotiate
-from exporter.server import Ingest, MetricsServer, Reply
+from exporter.server import Ingest, Reply
+from exporter.server_loop import LoopServer
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import WebConfigError
 from exporter.webconfig import load as load_web_config
@@ -340,7 +342,7 @@ def child_main(
         return
     try:
         web = load_web_config(web_config_file) if web_config_file else None
-        server = MetricsServer(address, web=web)
+        server = LoopServer(address, web=web)
     except OSError as exc:
         control.send(("error", exc.errno or 0, exc.strerror or str(exc)))
         return
@@ -357,7 +359,7 @@ def child_main(
 
 
 def _follow(
-    server: MetricsServer, control: Connection, ingest: Connection, stop: threading.Event
+    server: LoopServer, control: Connection, ingest: Connection, stop: threading.Event
 ) -> None:
     """Apply the parent's messages until ``stop`` or EOF (the parent is gone)."""
     try:

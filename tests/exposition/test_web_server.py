@@ -42,8 +42,10 @@ basic_auth_users:
 """
 
 
-def serving(web_file: Path) -> Iterator[MetricsServer]:
-    server = MetricsServer(("127.0.0.1", 0), web=load(web_file))
+def serving(
+    web_file: Path, server_type: type[MetricsServer] = MetricsServer
+) -> Iterator[MetricsServer]:
+    server = server_type(("127.0.0.1", 0), web=load(web_file))
     server.source = _Source()
     server.start()
     try:
@@ -53,8 +55,9 @@ def serving(web_file: Path) -> Iterator[MetricsServer]:
 
 
 @pytest.fixture
-def tls_server(pki: Pki) -> Iterator[MetricsServer]:
-    yield from serving(write_web(pki, TLS_AUTH.format(hash=bcrypt_hash("s3cret"))))
+def tls_server(pki: Pki, server_type: type[MetricsServer]) -> Iterator[MetricsServer]:
+    web = write_web(pki, TLS_AUTH.format(hash=bcrypt_hash("s3cret")))
+    yield from serving(web, server_type)
 
 
 def client(pki: Pki, cert: tuple[Path, Path] | None = None) -> httpx.Client:
