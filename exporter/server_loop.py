@@ -56,6 +56,7 @@ SEND_TIMEOUT = 60.0  # seconds a response may make no progress (also: a POST's s
 INGEST_WORKERS = 4  # threads that run ingest POSTs
 RECV_SIZE = 65536
 ACCEPTS_PER_EVENT = 64
+SCRAPES_KEPT = 64  # distinct scrape request heads remembered (scrapers repeat theirs)
 
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
@@ -63,6 +64,8 @@ _VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")
 _METHODS = (b"GET", b"HEAD")
 
 _Part = Body | memoryview  # a response part, or what is left of one
+# (HEAD, close after it, Accept, Accept-Encoding) of a scrape's request head
+_Scrape = tuple[bool, bool, str, str]
 
 
 @dataclass(eq=False, slots=True)
@@ -195,6 +198,8 @@ class LoopServer(MetricsServer):
         self._stopped = threading.Event()
         self._stopping = False
         self._accepting = False
+        self._scrapes: dict[bytes, _Scrape] = {}
+        self._scrapes_web: WebConfig | None = web
         super().__init__(address, web)
         self.socket.setblocking(False)
 
@@ -302,43 +307,64 @@ class LoopServer(MetricsServer):
 
     def _answer(self, conn: _Conn, head: bytes) -> tuple[list[_Part], bool]:
         """The response to one request head, and whether to close after it."""
-        source = self.source
+        source, web = self.source, self.web
+        if web is not self._scrapes_web:  # the heads below passed this web config's auth
+            self._scrapes.clear()
+            self._scrapes_web = web
+        scrape = self._scrapes.get(head)
+        if scrape is None and source is not None:
+            scrape = self._scrape(head, web)
+        if scrape is None or source is None:
+            capture = _Capture()  # everything else: MetricsServer's handler, in memory
+            close = handle_one(self, capture, conn.address, io.BytesIO(head), capture)
+            return capture.parts, close
+        method_head, close, accept, accept_encoding = scrape
+        v = source.rendered.variant(accept, accept_encoding)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %r 200", conn.address[0], head[: head.find(b"\n")].strip())
+        response = v.head + self.common_head() + b"\r\n"
+        return ([response] if method_head else [response, v.body]), close
+
+    def _scrape(self, head: bytes, web: WebConfig | None) -> _Scrape | None:
+        """What the loop needs of a well-formed GET or HEAD of /metrics (authorised if
+        basic auth is on), None for any other request; remembered by its exact bytes
+        (scrapers repeat theirs), at most :data:`SCRAPES_KEPT` of them per web config."""
         line_end = head.find(b"\n")
         words = head[:line_end].split()
-        if (
-            source is not None
-            and len(words) == 3
+        if not (
+            len(words) == 3
             and words[0] in _METHODS
             and words[2] in _VERSIONS
             and (words[1] == b"/metrics" or words[1].startswith(b"/metrics?"))
             and len(head) <= MAX_LINE
         ):
-            headers = Headers()
-            lines = head[line_end + 1 :].split(b"\n")  # ends with the empty line and b""
-            for line in lines:
-                add_header(headers, line)
-            web = self.web
-            auth = web.auth if web is not None else None
-            if (
-                len(lines) <= MAX_HEADERS + 2
-                and "expect" not in headers
-                and (auth is None or auth.check(headers.get("Authorization")))
-            ):
-                connection = (headers.get("Connection") or "").lower()
-                if words[2] == b"HTTP/1.1":
-                    close = connection == "close"
-                else:
-                    close = connection != "keep-alive"
-                v = source.rendered.variant(
-                    headers.get("Accept") or "", headers.get("Accept-Encoding") or ""
-                )
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("%s %r 200", conn.address[0], head[:line_end].strip())
-                response = v.head + self.common_head() + b"\r\n"
-                return ([response] if words[0] == b"HEAD" else [response, v.body]), close
-        capture = _Capture()  # everything else: MetricsServer's handler, in memory
-        close = handle_one(self, capture, conn.address, io.BytesIO(head), capture)
-        return capture.parts, close
+            return None
+        headers = Headers()
+        lines = head[line_end + 1 :].split(b"\n")  # ends with the empty line and b""
+        for line in lines:
+            add_header(headers, line)
+        auth = web.auth if web is not None else None
+        if (
+            len(lines) > MAX_HEADERS + 2
+            or "expect" in headers
+            or (auth is not None and not auth.check(headers.get("Authorization")))
+        ):
+            return None
+        connection = (headers.get("Connection") or "").lower()
+        if words[2] == b"HTTP/1.1":
+            close = connection == "close"
+        else:
+            close = connection != "keep-alive"
+        scrape = (
+            words[0] == b"HEAD",
+            close,
+            headers.get("Accept") or "",
+            headers.get("Accept-Encoding") or "",
+        )
+        if len(self._scrapes) >= SCRAPES_KEPT:
+            self._scrapes.clear()
+        self._scrapes[head] = scrape
+        return scrape
 
     def _send(self, conn: _Conn, parts: list[_Part]) -> bool:
         """Send what the socket takes; True if all of it went, else the rest is kept in
