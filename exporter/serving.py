@@ -7,8 +7,9 @@ the listening socket and runs a :class:`~exporter.server_loop.LoopServer` (one e
 thread for plain HTTP; TLS connections go to MetricsServer's thread per connection; basic
 auth and the web config's headers included). After every render the main process
 :meth:`~ServingProcess.publish`\\ es the four bodies in memfds (passed over a Unix socket,
-no file system needed) with the provider health; the child reads them into bytes (closing
-them), serves them with one ``sendmsg`` each, and swaps to the new set at once. It is
+no file system needed) with the provider health; the child maps them (keeping each memfd
+for ``os.sendfile`` of bodies of 64 KiB or more, ``LoopServer.sendfile_min``), serves
+small ones with one ``sendmsg`` from the mapping, and swaps to the new set at once. It is
 ready (``/-/ready`` 200) from the first publish on, as the in-process server is from the
 first render. Ingest POSTs are forwarded to the main process's
 :class:`~exporter.server.Ingest` over a second channel (:class:`ForwardingIngest`);
@@ -370,7 +371,8 @@ def _follow(
                 _, sizes, health = message
                 with socket.fromfd(control.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
                     fds = recvfds(s, len(sizes))
-                server.source = _Published(Published.from_fds(fds, sizes), health)
+                bodies = Published.from_fds(fds, sizes, mapped=True)  # for os.sendfile
+                server.source = _Published(bodies, health)
             elif kind == "ingest":
                 _, paths, max_body_bytes = message
                 server.ingest = ForwardingIngest(paths, max_body_bytes, ingest)

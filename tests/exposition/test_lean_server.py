@@ -149,7 +149,7 @@ def test_sendfile_only_when_enabled_and_only_for_large_bodies(
         plain = c.get(base, headers={"Accept-Encoding": "identity"})
         om = c.get(base, headers={"Accept": "application/openmetrics-text", "Accept-Encoding": ""})
     assert plain.content == BIG[0] and om.content == BIG[2]
-    if isinstance(server, LoopServer):  # the loop sends every body from memory
+    if isinstance(server, LoopServer):  # its own sendfile: tests/exposition/test_loop_server.py
         assert sendfiles == []
         return
     assert sendfiles == [len(BIG[0]), len(BIG[2])]

@@ -22,6 +22,7 @@ import pytest
 from exporter.exposition import VARIANTS, Variant
 from exporter.server import Reply
 from exporter.server_loop import LoopServer, head_end
+from exporter.serving import Published
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import load
 from tests.exposition.certs import bcrypt_hash, make_pki
@@ -43,9 +44,23 @@ class _Big:
         return self.variants[1 if "gzip" in accept_encoding else 0]
 
 
-class _BigSource:
+class _Filed(_Big):
+    """The same bodies in memfds (as the serving process keeps them)."""
+
     def __init__(self) -> None:
-        self.rendered = _Big()
+        super().__init__()
+        bodies = [v.body for v in self.variants]
+        fds = []
+        for body in bodies:
+            fd = os.memfd_create("test-metrics")
+            os.write(fd, body)
+            fds.append(fd)
+        self.variants = Published.from_fds(fds, [len(b) for b in bodies], mapped=True).variants
+
+
+class _BigSource:
+    def __init__(self, filed: bool = False) -> None:
+        self.rendered = _Filed() if filed else _Big()
 
     def health(self) -> list[ProviderHealth]:
         return []
@@ -92,9 +107,21 @@ def _closed_by_server(s: socket.socket) -> bool:
         return True
 
 
-def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections() -> None:
+@pytest.mark.parametrize("filed", [False, True], ids=["sendmsg", "sendfile"])
+def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
+    filed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sendfiles: list[int] = []
+    real = os.sendfile
+
+    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        n = real(out_fd, in_fd, offset, count)
+        sendfiles.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", counting)
     server = LoopServer(("127.0.0.1", 0))
-    source = _BigSource()
+    source = _BigSource(filed)
     server.source = source
     server.start()
     try:
@@ -117,6 +144,8 @@ def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections() 
         assert f"Content-Length: {BIG}".encode() in head
         assert body == source.rendered.plain
         slow.close()
+        # from the memfd by os.sendfile, resumed from its offset (the small gzip body: sendmsg)
+        assert (sum(sendfiles), len(sendfiles) > 1) == ((BIG, True) if filed else (0, False))
     finally:
         server.stop()
 
@@ -377,3 +406,22 @@ def test_a_reload_turns_tls_on_and_off_for_new_connections(tmp_path: Path) -> No
 )
 def test_head_end_finds_the_empty_line_http_server_stops_at(data: bytes, end: int) -> None:
     assert head_end(data) == end
+
+
+class _Broken:
+    def variant(self, accept: str, accept_encoding: str) -> Variant:
+        raise RuntimeError("a bug")
+
+
+def test_a_failing_request_closes_its_connection_and_the_loop_goes_on(
+    loop: LoopServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = loop.source
+    loop.source = _BigSource()
+    loop.source.rendered = _Broken()  # type: ignore[assignment]
+    with _connect(loop) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert _closed_by_server(s)
+    assert "RuntimeError: a bug" in caplog.text
+    loop.source = good
+    assert httpx.get(f"http://127.0.0.1:{loop.port}/metrics", timeout=10).status_code == 200
