@@ -63,15 +63,15 @@ WINDOW_DAYS = 30
 
 
 PG_PASSWORD_ENV = "AICOST_BENCH_PG_PASSWORD"  # the password of a --db postgresql:// URL
-# ``--trimmed``: the per-stream families a large organisation keeps (docs/scale.md)
-TRIMMED = {
-    "windows": ["today", "yesterday", "month_to_date", "30d"],
-    "token_types": False,
-    "stream_ratios": False,
+# ``--all-families``: every per-stream family on (the defaults before issue 17; docs/scale.md)
+ALL_FAMILIES = {
+    "windows": ["today", "yesterday", "7d", "30d", "month_to_date"],
+    "token_types": True,
+    "stream_ratios": True,
 }
 
 
-def config(path: str, trimmed: bool = False, recommendations: bool = True) -> Config:
+def config(path: str, every: bool = False, recommendations: bool = True) -> Config:
     storage: dict[str, str] = (
         {"url": path, "password_env": PG_PASSWORD_ENV}
         if path.startswith("postgresql://")
@@ -79,7 +79,7 @@ def config(path: str, trimmed: bool = False, recommendations: bool = True) -> Co
     )
     return Config.model_validate(
         {"storage": storage}
-        | ({"metrics": TRIMMED} if trimmed else {})
+        | ({"metrics": ALL_FAMILIES} if every else {})
         | ({} if recommendations else {"recommendations": {"enabled": False}})
     )
 
@@ -211,7 +211,7 @@ def poll_rows(
 
 
 def measure(
-    path: str, n_streams: int, trimmed: bool = False, recommendations: bool = True
+    path: str, n_streams: int, every: bool = False, recommendations: bool = True
 ) -> dict[str, Any]:
     """In this fresh process: the start-up refresh (cold), then one poll of one account
     (today + 3 days lookback, through replace_window) and the timed cycle after it, as
@@ -220,7 +220,7 @@ def measure(
     from exporter.exposition import Renderer
     from exporter.snapshot import ProviderHealth
 
-    cfg = config(path, trimmed, recommendations)
+    cfg = config(path, every, recommendations)
     render = Renderer()  # keeps the text of unchanged parts, as the app's does
     opened_at = time.perf_counter()
     history = open_history(cfg, clock=lambda: TODAY)
@@ -260,7 +260,7 @@ def measure(
     stages = {"conversion": converted - started, **builder.timings}
     stages["render"] = seconds - (built - started)
     stages["of_which_gc"] = gc_seconds()
-    series = sum(1 for line in rendered.text.split(b"\n") if line and not line.startswith(b"#"))
+    series = sum(map(sample_lines, rendered.text_parts))  # no joined copy: RSS as served
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     every = all_families(builder, health)  # after the timed cycle and the RSS reading
     history.close()
@@ -274,7 +274,7 @@ def measure(
         "poll_rows": len(polled.usage) + len(polled.costs),
         "rss_mib": rss_mib,
         "series": series,
-        "text_bytes": len(rendered.text),
+        "text_bytes": rendered.sizes()[0],
         "gzip_bytes": len(rendered.text_gzip),
         **every,
         **stage,
@@ -286,10 +286,8 @@ def all_families(builder: Any, health: list[Any]) -> dict[str, int]:
     defaults before issue 17), for comparison with the defaults measured above."""
     from exporter.exposition import render
 
-    every = {"windows": ["today", "yesterday", "7d", "30d", "month_to_date"],
-             "token_types": True, "stream_ratios": True}  # fmt: skip
     builder.config = builder.config.model_copy(
-        update={"metrics": MetricsConfig.model_validate(every)}
+        update={"metrics": MetricsConfig.model_validate(ALL_FAMILIES)}
     )
     rendered = render(builder.build(health))
     text = rendered.text
@@ -298,6 +296,11 @@ def all_families(builder: Any, health: list[Any]) -> dict[str, int]:
         "all_text_bytes": len(text),
         "all_gzip_bytes": len(rendered.text_gzip),
     }
+
+
+def sample_lines(piece: bytes) -> int:
+    """Sample lines of a piece of the text exposition (whole lines; comments start with #)."""
+    return piece.count(b"\n") - piece.count(b"\n#") - piece.startswith(b"#")
 
 
 def _gc_timer() -> Callable[[], float]:
@@ -358,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         f"postgresql:// URL (password in ${PG_PASSWORD_ENV}; filled when empty)",
     )
     parser.add_argument(
-        "--trimmed",
+        "--all-families",
         action="store_true",
-        help="metrics: windows [today, yesterday, month_to_date, 30d], no token types or ratios",
+        help="time the refresh with every per-stream family on (metrics: all five windows, "
+        "token_types, stream_ratios; the defaults before issue 17)",
     )
     parser.add_argument(
         "--no-recommendations",
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.measure:
         print(
             json.dumps(
-                measure(args.measure, args.streams, args.trimmed, not args.no_recommendations)
+                measure(args.measure, args.streams, args.all_families, not args.no_recommendations)
             )
         )
         return 0
@@ -386,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         db_mib = size_mib(path)
         out = subprocess.run(
             [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)]
-            + (["--trimmed"] if args.trimmed else [])
+            + (["--all-families"] if args.all_families else [])
             + (["--no-recommendations"] if args.no_recommendations else []),
             check=True,
             capture_output=True,

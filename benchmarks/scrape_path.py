@@ -128,7 +128,7 @@ def serve_worker(mode: str, directory: str) -> int:
     from exporter.server import MetricsServer
 
     d = Path(directory)
-    rendered = Rendered(*(d.joinpath(name).read_bytes() for name in BODIES))
+    rendered = Rendered.of(*(d.joinpath(name).read_bytes() for name in BODIES))
 
     class Source:
         def __init__(self) -> None:

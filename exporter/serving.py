@@ -269,12 +269,13 @@ class ServingProcess:
         """Hand the child a new set of bodies (it serves them from its next request on)."""
         fds, sizes = [], []
         try:
-            for v in rendered.variants:
+            for pieces in rendered.bodies():  # as rendered: the plain bodies never joined
                 fd = os.memfd_create("aicost-metrics", os.MFD_CLOEXEC)
                 fds.append(fd)
                 with open(fd, "wb", closefd=False) as f:
-                    f.write(v.body)
-                sizes.append(len(v.body))
+                    for piece in pieces:
+                        f.write(piece)
+                sizes.append(sum(map(len, pieces)))
             self._send(("publish", sizes, health), fds)
         finally:
             for fd in fds:

@@ -25,14 +25,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from exporter.analytics import cardinality
 from exporter.analytics.anomaly import baseline, new_streams
 from exporter.analytics.attribution import project_infos
 from exporter.analytics.budgets import budget_status, evaluate_budgets, in_scope
 from exporter.analytics.cube import ZERO, Block, Cube, to_decimal
 from exporter.analytics.forecast import forecast_period, month_end
 from exporter.analytics.rollups import compute_rollups, merge_rollups
-from exporter.analytics.windows import history_start, prev_7d_window, windows_for
-from exporter.config import Config
+from exporter.analytics.windows import history_start, merge_windowed, prev_7d_window, windows_for
+from exporter.config import Config, MetricsConfig
 from exporter.records import ProjectRecord, Stream
 from exporter.snapshot import (
     UNASSIGNED,
@@ -101,20 +102,26 @@ class CubeAnalytics:
         self._parts = {a: p for a, p in self._parts.items() if a in self.cube.blocks}
         return out
 
-    def windows(self, today: date) -> WindowTotals:
-        """:func:`~exporter.analytics.windows.compute_windows` of the cube's days."""
+    def windows(self, today: date, metrics: MetricsConfig | None = None) -> WindowTotals:
+        """:func:`~exporter.analytics.windows.compute_windows` of the cube's days; with
+        ``metrics``, only the windows and families it publishes (``cardinality.select``)
+        are merged, the rest is never copied out of the per-account parts."""
+        windows: set[str] | None = None
+        tokens: set[str] | None = None
+        if metrics is not None:
+            windows = set(metrics.windows)
+            tokens = set(cardinality.token_windows(metrics)) if metrics.token_types else set()
+        ratios = metrics is None or metrics.stream_ratios
         out = WindowTotals()
         for _block, part in self.parts(today):
             t = part.totals
-            for name, cost in t.cost.items():
-                out.cost.setdefault(name, {}).update(cost)
-            for name, tokens in t.tokens.items():
-                out.tokens.setdefault(name, {}).update(tokens)
-            for name, requests in t.requests.items():
-                out.requests.setdefault(name, {}).update(requests)
-            out.cache_hit_ratio.update(t.cache_hit_ratio)
-            out.cost_per_1k_tokens.update(t.cost_per_1k_tokens)
-            out.cost_per_request.update(t.cost_per_request)
+            merge_windowed(out.cost, t.cost, windows)
+            merge_windowed(out.tokens, t.tokens, tokens)
+            merge_windowed(out.requests, t.requests, windows)
+            if ratios:
+                out.cache_hit_ratio.update(t.cache_hit_ratio)
+                out.cost_per_1k_tokens.update(t.cost_per_1k_tokens)
+                out.cost_per_request.update(t.cost_per_request)
         return out
 
     def governance(

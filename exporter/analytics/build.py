@@ -129,6 +129,8 @@ class SnapshotBuilder:
         self.rec_state = RecommendationState(
             store, config.currency, catalogue, maps, config.recommendations
         )
+        # (today, the live recommendations' ids) last noted in the ledger, with its answer
+        self._noted: tuple[tuple[date, list[str]], dict[str, date]] | None = None
         self.timings: dict[str, float] = {}  # seconds per stage of the last build (bench, logs)
         self._building = threading.Lock()  # the caches above are one refresh's at a time
 
@@ -166,7 +168,8 @@ class SnapshotBuilder:
             h.last_success or any(h.errors.values()) for h in health
         ):
             self._warn_unmatched(gov)
-        totals = cardinality.select(self.analytics.windows(today), self.config.metrics)
+        metrics = self.config.metrics  # what is not published is never merged
+        totals = cardinality.select(self.analytics.windows(today, metrics), metrics)
         rollups = self.analytics.rollups(today)  # of every window, before select trims
         lap("windows")
         recommendations = self._recommendations(today)
@@ -234,7 +237,12 @@ class SnapshotBuilder:
             for r in findings.recommendations
             if dismissal_for(r, cfg.dismissed) is None
         ]
-        first_seen = self.store.note_recommendations(live, today)
+        noted = (today, sorted(r["id"] for r in live))
+        if self._noted is not None and self._noted[0] == noted:
+            first_seen = self._noted[1]  # the same ones, already noted today
+        else:
+            first_seen = self.store.note_recommendations(live, today)
+            self._noted = (noted, first_seen)
         return publish(
             findings,
             currency=self.config.currency,

@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from typing import TypeVar
 
-from exporter.analytics.windows import prev_7d_window, windows_for
+from exporter.analytics.windows import merge_windowed, prev_7d_window, windows_for
 from exporter.records import TOKEN_TYPES, CostRecord, Stream
 from exporter.snapshot import (
     WINDOW_NAMES,
@@ -150,15 +150,6 @@ def _model_ratios(out: Rollups, blocked_30d: set[tuple[Stream, str]]) -> None:
             out.cost_per_request[money] = amount / requests
 
 
-def _merge_level(into: LevelTotals[K], part: LevelTotals[K]) -> None:
-    for name, cost in part.cost.items():
-        into.cost.setdefault(name, {}).update(cost)
-    for name, tokens in part.tokens.items():
-        into.tokens.setdefault(name, {}).update(tokens)
-    for name, requests in part.requests.items():
-        into.requests.setdefault(name, {}).update(requests)
-
-
 def merge_rollups(parts: Iterable[Rollups]) -> Rollups:
     """The roll-ups of several accounts together (their keys are disjoint: every level
     key carries provider and account), e.g. the per-account parts a refresh kept."""
@@ -169,14 +160,10 @@ def merge_rollups(parts: Iterable[Rollups]) -> Rollups:
             (out.project, r.project),
             (out.account, r.account),
         ):
-            for name, values in theirs.cost.items():
-                mine.cost.setdefault(name, {}).update(values)  # type: ignore[arg-type]
-            for name, tokens in theirs.tokens.items():
-                mine.tokens.setdefault(name, {}).update(tokens)  # type: ignore[arg-type]
-            for name, requests in theirs.requests.items():
-                mine.requests.setdefault(name, {}).update(requests)  # type: ignore[arg-type]
-        for name, by_project in r.project_tokens.items():
-            out.project_tokens.setdefault(name, {}).update(by_project)
+            merge_windowed(mine.cost, theirs.cost)
+            merge_windowed(mine.tokens, theirs.tokens)
+            merge_windowed(mine.requests, theirs.requests)
+        merge_windowed(out.project_tokens, r.project_tokens)
         out.cache_hit_ratio.update(r.cache_hit_ratio)
         out.cost_per_1k_tokens.update(r.cost_per_1k_tokens)
         out.cost_per_request.update(r.cost_per_request)

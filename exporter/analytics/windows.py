@@ -12,10 +12,11 @@ whose window contains such a row is left out of that window rather than summed w
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from exporter.records import TOKEN_TYPES, CostRecord, Stream, UsageRecord
 from exporter.snapshot import CostKey, StreamMoney, TokenKey, WindowTotals
@@ -42,6 +43,18 @@ def windows_for(today: date) -> list[Window]:
 def prev_7d_window(today: date) -> Window:
     """The 7 complete days before the ``7d`` window (tokens only)."""
     return Window("prev_7d", today - timedelta(days=14), today - timedelta(days=7))
+
+
+def merge_windowed(
+    into: dict[str, dict[Any, Any]],
+    part: Mapping[str, Mapping[Any, Any]],
+    keep: Container[str] | None = None,
+) -> None:
+    """Add ``part``'s values per window to ``into`` (the windows in ``keep`` only, when
+    given); the parts' keys are disjoint (each carries its own provider and account)."""
+    for name, values in part.items():
+        if keep is None or name in keep:
+            into.setdefault(name, {}).update(values)
 
 
 def history_start(today: date) -> date:

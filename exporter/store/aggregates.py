@@ -1,20 +1,25 @@
 """The one read of the refresh's in-memory aggregates (``analytics/cube.py``).
 
 Everything the refresh cube reads from the store goes through :meth:`Aggregates.account_days`,
-so a change of the usage/cost layout is adapted here alone. It now reads through the
-store's own decoders (the compact rows, on SQLite or PostgreSQL), which keeps the
-conversion rule theirs. The rows come back as plain tuples of str and int:
+so a change of the usage/cost layout is adapted here alone. It reads the compact rows
+(SQLite or PostgreSQL) straight from the cursor, without building a record per row; the
+conversion rule is the one of ``History.converted_costs_between`` (a row converted to the
+accounting currency, final or provisional; a row already in it; else withheld). It gives
+plain tuples of str and int:
 
 * cost groups per (day, project, model, cost_type): ``(day, project, model, cost_type,
-  nano, converted, withheld, first_rowid)``, the exact sum in integer nano-units of the
-  converted lines (None when one has more than 9 decimals or 7 integer digits), the
-  withheld lines, the position of the first converted line (empty for now: a SQL sum over
-  the compact rows is the next step);
+  nano, converted, withheld, first_position)``, the exact sum in integer nano-units of the
+  converted rows, how many rows are converted and withheld, and the position of the first
+  converted row among the account's converted rows in key order (the order the record
+  path meets them, which orders the series; None when the group has none), groups in
+  key order;
 * cost lines: ``(provider, account, day, project, model, cost_type, amount, position)``
   with ``amount`` the exact decimal text in the accounting currency or None (withheld),
-  converted lines in record order;
+  converted lines in record order: only for an account whose amounts do not all fit
+  nano-units (more than 9 decimals, exact text, or beyond :data:`MAX_CELL`), read through
+  the store's decoders; the cube keeps Decimal cells for it;
 * usage: ``(provider, account, day, project, model, input, output, cache_read,
-  cache_write, requests)`` summed per stream and day.
+  cache_write, requests)`` summed per stream and day in SQL.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, cast
 
+from exporter.store.compact import COST_PK, day_of
 from exporter.store.db import Database
+from exporter.store.history import account_days_where
 
 if TYPE_CHECKING:
     from exporter.store.history import History
@@ -30,6 +37,15 @@ if TYPE_CHECKING:
 CostLine = tuple[str, str, str, str, str, str, str | None, int]
 CostGroup = tuple[str, str, str, str, int | None, int, int, int | None]
 UsageDay = tuple[str, str, str, str, str, int, int, int, int, int]
+
+NANO = 1000  # pico-units (the stored money) per nano-unit (the cube's cells)
+MAX_CELL = 10**16  # nano-units: a cell beyond this (10 million a day) uses Decimal cells
+_COST_COLUMNS = (
+    "day", "stream", "cost_type", "currency", "amount", "amount_exact", "fx", "fx_status",
+    "fx_amount", "fx_amount_exact",
+)  # fmt: skip
+_USAGE_SUMS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+               "requests")  # fmt: skip
 
 
 class Aggregates(Database):
@@ -39,13 +55,73 @@ class Aggregates(Database):
         self, currency: str, account: tuple[str, str], start: date, end: date
     ) -> tuple[list[CostGroup], list[CostLine], list[UsageDay]]:
         """(cost groups, cost lines, usage per stream and day) of one account's days
-        ``[start, end)`` in ``currency``.
+        ``[start, end)`` in ``currency``: groups when every converted amount fits
+        nano-units, else lines (and no groups)."""
+        groups = self._cost_groups(currency, account, start, end)
+        lines = [] if groups is not None else self._cost_lines(currency, account, start, end)
+        return groups or [], lines, self._usage_days(account, start, end)
 
-        Read through the store's own decoders (``converted_costs_between``,
-        ``usage_between``), so the conversion rule and the layout (SQLite or PostgreSQL,
-        the compact rows) are theirs; the cost lines come in record order (their position
-        is their ``rowid``) and no SQL sums are used (``groups`` is empty)."""
+    def _cost_groups(
+        self, currency: str, account: tuple[str, str], start: date, end: date
+    ) -> list[CostGroup] | None:
+        """The groups, or None when an amount does not fit nano-units."""
         history = cast("History", self)  # the Store this is mixed into
+        streams, label = history._stream_map(), self._labels
+        where, params = account_days_where(start, end, account)
+        same: dict[int, bool] = {}  # currency id -> is the accounting currency
+        wanted: set[int] = set()  # fx_applied ids converting to the accounting currency
+        known = -1  # how many fx_applied rows ``wanted`` was built from
+        # (day, stream, cost_type) -> [nano, converted, withheld, first position]
+        cells: dict[tuple[int, int, int], list[int]] = {}
+        position = 0
+        with self._lock:
+            cursor = self.db.execute(
+                f"SELECT {', '.join(_COST_COLUMNS)} FROM cost_rows WHERE {where} "
+                f"ORDER BY {', '.join(COST_PK)}",
+                params,
+            )
+            for d, sid, cost_type, cur, units, exact, fx, status, fx_units, fx_exact in cursor:
+                if fx is not None and fx not in self._fx_refs:
+                    self._fx_ref(fx)
+                if known != len(self._fx_refs):
+                    known = len(self._fx_refs)
+                    wanted = {i for i, ref in self._fx_refs.items() if ref[0] == currency}
+                cell = cells.get((d, sid, cost_type))
+                if cell is None:
+                    cell = cells[(d, sid, cost_type)] = [0, 0, 0, -1]
+                if fx in wanted and status in (0, 1):  # final, provisional
+                    units, exact = fx_units, fx_exact
+                else:
+                    is_same = same.get(cur)
+                    if is_same is None:
+                        is_same = same[cur] = label[cur] == currency
+                    if not is_same:  # no usable rate: withheld
+                        cell[2] += 1
+                        continue
+                if exact is not None or units % NANO:
+                    return None
+                cell[0] += units // NANO
+                if not -MAX_CELL < units // NANO < MAX_CELL or not -MAX_CELL < cell[0] < MAX_CELL:
+                    return None
+                if not cell[1]:
+                    cell[3] = position
+                cell[1] += 1
+                position += 1
+        days: dict[int, str] = {}
+        out: list[CostGroup] = []
+        for (d, sid, cost_type), (amount, converted, withheld, first) in cells.items():
+            day = days.get(d) or days.setdefault(d, day_of(d).isoformat())
+            _p, _a, project, model = streams[sid]
+            out.append((day, project, model, label[cost_type], amount if converted else None,
+                        converted, withheld, first if converted else None))  # fmt: skip
+        return out
+
+    def _cost_lines(
+        self, currency: str, account: tuple[str, str], start: date, end: date
+    ) -> list[CostLine]:
+        """Every cost line through the store's decoders: converted ones in record order
+        (their position is their index), then the withheld ones."""
+        history = cast("History", self)
         converted, withheld = history.converted_costs_between(start, end, currency, account)
         lines: list[CostLine] = [
             (c.provider, c.account, c.day.isoformat(), c.project, c.model, c.cost_type,
@@ -56,13 +132,23 @@ class Aggregates(Database):
             (c.provider, c.account, c.day.isoformat(), c.project, c.model, c.cost_type, None, -1)
             for c in withheld
         ]
-        volumes: dict[tuple[str, str, str], list[int]] = {}
-        for u in history.usage_between(start, end, account):
-            v = volumes.setdefault((u.day.isoformat(), u.project, u.model), [0, 0, 0, 0, 0])
-            v[0] += u.input_tokens
-            v[1] += u.output_tokens
-            v[2] += u.cache_read_tokens
-            v[3] += u.cache_write_tokens
-            v[4] += u.requests
-        usage: list[UsageDay] = [(*account, d, p, m, *v) for (d, p, m), v in volumes.items()]  # type: ignore[misc]
-        return [], lines, usage
+        return lines
+
+    def _usage_days(self, account: tuple[str, str], start: date, end: date) -> list[UsageDay]:
+        """Usage summed per stream and day, in SQL (in key order)."""
+        history = cast("History", self)
+        streams = history._stream_map()
+        where, params = account_days_where(start, end, account)
+        sums = ", ".join(f"SUM({c})" for c in _USAGE_SUMS)
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT day, stream, {sums} FROM usage_rows WHERE {where} "
+                "GROUP BY day, stream ORDER BY day, stream",
+                params,
+            ).fetchall()
+        out: list[UsageDay] = []
+        for d, sid, *volumes in rows:
+            _p, _a, project, model = streams[sid]
+            i, o, cr, cw, req = (int(v) for v in volumes)  # PostgreSQL: numeric sums
+            out.append((*account, day_of(d).isoformat(), project, model, i, o, cr, cw, req))
+        return out

@@ -79,7 +79,7 @@ class History(StreamIndex):
         if any((b.provider, b.account) != (provider, account) for b in result.billing):
             raise ValueError("a billing record belongs to another provider account")
         now = datetime.now(UTC).isoformat()
-        where, params = _account_days(result.start, result.end, (provider, account))
+        where, params = account_days_where(result.start, result.end, (provider, account))
         with self._transaction() as conn:
             for table in ("usage_rows", "cost_rows"):
                 conn.execute(f"DELETE FROM {table} WHERE {where}", params)
@@ -331,7 +331,7 @@ class History(StreamIndex):
         where = "day >= ? AND day < ?"
         params: list[Any] = [day_number(start), day_number(end)]
         if account is not None:  # one seek per (day, stream) of the account
-            where, params = _account_days(start, end, account)
+            where, params = account_days_where(start, end, account)
         key = USAGE_PK if table == "usage_rows" else COST_PK
         with self._lock:
             return list(
@@ -352,7 +352,7 @@ class History(StreamIndex):
         return None if not row or row[0] is None else day_of(row[0])
 
 
-def _account_days(start: date, end: date, account: tuple[str, str]) -> tuple[str, list[Any]]:
+def account_days_where(start: date, end: date, account: tuple[str, str]) -> tuple[str, list[Any]]:
     """The WHERE of an account's rows of the days ``[start, end)``: both leading key columns
     constrained, so the primary key is searched, not scanned over the other accounts."""
     days = list(range(day_number(start), day_number(end)))

@@ -7,9 +7,10 @@ is the same for all rows of one model and tier), and billed token cost per strea
 and re-reads only the (account, day)s whose ``day_versions`` moved. Every read of them lives
 here, so a change of the usage/costs tables touches this module only.
 
-The aggregates are built from the store's own decoded rows of the requested days
-(``usage_between`` / ``converted_costs_between`` of one account), which read the compact
-tables on SQLite and PostgreSQL alike; money stays an exact :class:`~decimal.Decimal`.
+The usage groups are summed in SQL over the compact rows (SQLite and PostgreSQL alike);
+the billed cost is summed from the rows' exact integer pico-units as they are read, with
+the conversion rule of ``History.converted_costs_between``; money stays exact (an amount
+kept as exact text is added as a :class:`~decimal.Decimal`, in key order).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from exporter.store.history import History
+from exporter.store.compact import COST_PK, day_number, day_of, from_units
+from exporter.store.history import History, account_days_where
 
 # Flags of a usage group (OR of its rows): which rows it holds.
 HAS_TOKENS = 1  # a row with any token count != 0 (priced by ``Catalogue.row_cost``)
@@ -56,31 +58,53 @@ class BilledDay(NamedTuple):
     amount: Decimal
 
 
+def _where(start: date, end: date, account: tuple[str, str] | None) -> tuple[str, list[object]]:
+    if account is not None:
+        return account_days_where(start, end, account)
+    return "day >= ? AND day < ?", [day_number(start), day_number(end)]
+
+
+def _flag(flag: int, condition: str) -> str:
+    return f"MAX(CASE WHEN {condition} THEN {flag} ELSE 0 END)"
+
+
+_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_ANY_TOKENS = " OR ".join(f"{t} <> 0" for t in _TOKENS)
+_USAGE_GROUPS = (
+    "SELECT day, stream, api_key, batch, service_tier, "
+    + ", ".join(f"SUM({t})" for t in _TOKENS)
+    + ", "
+    + " + ".join(
+        (
+            _flag(HAS_TOKENS, _ANY_TOKENS),
+            _flag(POSITIVE, " + ".join(_TOKENS) + " > 0"),
+            _flag(ACTIVE, f"{_ANY_TOKENS} OR requests <> 0"),
+            _flag(CACHE_READ, "cache_read_tokens <> 0"),
+        )
+    )
+    + " FROM usage_rows WHERE {where} GROUP BY day, stream, api_key, batch, service_tier"
+    # the order the rows meet each group: key order (day, stream, source, api_key, ...)
+    " ORDER BY day, stream, MIN(source), api_key, batch, service_tier"
+)
+
+
 def recommendation_usage(
     store: History, start: date, end: date, account: tuple[str, str] | None = None
 ) -> list[UsageGroup]:
     """Usage of the days ``[start, end)`` (of one (provider, account) if given), grouped by
-    stream, API key, batch flag, service tier and day."""
-    groups: dict[tuple[object, ...], list[int]] = {}
-    for u in store.usage_between(start, end, account):
-        key = (u.provider, u.account, u.day, u.project, u.model, u.api_key, u.batch,
-               u.service_tier)  # fmt: skip
-        tokens = (u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens)
-        any_tokens = any(tokens)
-        flags = (
-            (HAS_TOKENS if any_tokens else 0)
-            | (POSITIVE if sum(tokens) > 0 else 0)
-            | (ACTIVE if any_tokens or u.requests else 0)
-            | (CACHE_READ if u.cache_read_tokens else 0)
-        )
-        held = groups.get(key)
-        if held is None:
-            groups[key] = [*tokens, flags]
-        else:
-            for i, n in enumerate(tokens):
-                held[i] += n
-            held[4] |= flags
-    return [UsageGroup(*key, *values) for key, values in groups.items()]  # type: ignore[arg-type]
+    stream, API key, batch flag, service tier and day, in the order the rows meet them."""
+    where, params = _where(start, end, account)
+    with store._lock:
+        rows = store.db.execute(_USAGE_GROUPS.format(where=where), params).fetchall()
+    streams, label = store._stream_map(), store._labels
+    days: dict[int, date] = {}
+    out = []
+    for d, sid, key, batch, tier, i, o, cr, cw, flags in rows:
+        day = days.get(d) or days.setdefault(d, day_of(d))
+        p, a, project, model = streams[sid]
+        out.append(UsageGroup(p, a, day, project, model, label[key], label[batch], label[tier],
+                              int(i), int(o), int(cr), int(cw), int(flags)))  # fmt: skip
+    return out
 
 
 def recommendation_billed(
@@ -92,10 +116,50 @@ def recommendation_billed(
 ) -> list[BilledDay]:
     """Billed token cost per stream and day of ``[start, end)`` in ``currency``; cost rows
     without a conversion to it are left out (they are withheld everywhere)."""
-    totals: dict[tuple[str, str, date, str, str], Decimal] = {}
-    converted, _withheld = store.converted_costs_between(start, end, currency, account)
-    for c in converted:
-        if c.model and c.cost_type == "tokens":
-            key = (c.provider, c.account, c.day, c.project, c.model)
-            totals[key] = totals.get(key, Decimal(0)) + c.amount
-    return [BilledDay(*key, amount) for key, amount in totals.items()]
+    where, params = _where(start, end, account)
+    label = store._labels
+    tokens = store._names.get("tokens")
+    if tokens is None:
+        store._load_names()
+        tokens = store._names.get("tokens")
+    if tokens is None:  # no cost row of that type was ever stored
+        return []
+    streams = store._stream_map()
+    same: dict[int, bool] = {}  # currency id -> is ``currency``
+    wanted: set[int] = set()  # fx_applied ids converting to ``currency``
+    known = -1
+    totals: dict[tuple[int, int], int | Decimal] = {}  # (day, stream) -> sum in key order
+    with store._lock:
+        cursor = store.db.execute(
+            "SELECT day, stream, currency, amount, amount_exact, fx, fx_status, fx_amount, "
+            f"fx_amount_exact FROM cost_rows WHERE {where} AND cost_type = ? "
+            f"ORDER BY {', '.join(COST_PK)}",
+            [*params, tokens],
+        )
+        for d, sid, cur, units, exact, fx, status, fx_units, fx_exact in cursor:
+            if fx is not None and fx not in store._fx_refs:
+                store._fx_ref(fx)
+            if known != len(store._fx_refs):
+                known = len(store._fx_refs)
+                wanted = {i for i, ref in store._fx_refs.items() if ref[0] == currency}
+            if fx in wanted and status in (0, 1):  # final, provisional
+                units, exact = fx_units, fx_exact
+            else:
+                is_same = same.get(cur)
+                if is_same is None:
+                    is_same = same[cur] = label[cur] == currency
+                if not is_same:
+                    continue
+            held = totals.get((d, sid), 0)
+            if exact is None and isinstance(held, int):
+                totals[(d, sid)] = held + units
+            else:  # exact text: Decimal from here on (exact sums so far are the same value)
+                amount = Decimal(exact) if exact is not None else from_units(units)
+                totals[(d, sid)] = (from_units(held) if isinstance(held, int) else held) + amount
+    out = []
+    for (d, sid), total in totals.items():
+        p, a, project, model = streams[sid]
+        if model:
+            amount = from_units(total) if isinstance(total, int) else total
+            out.append(BilledDay(p, a, day_of(d), project, model, amount))
+    return out

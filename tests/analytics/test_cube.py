@@ -9,6 +9,7 @@ with :func:`compute_windows` / :func:`compute_governance` over the rows read now
 
 from __future__ import annotations
 
+import random
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,14 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.analytics import governance
+from exporter.analytics import cardinality, governance
 from exporter.analytics.aggregated import CubeAnalytics
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.build import history_range
 from exporter.analytics.cube import Cube, nano
 from exporter.analytics.rollups import compute_rollups
 from exporter.analytics.windows import compute_windows, history_start
-from exporter.config import Config
+from exporter.config import Config, MetricsConfig
 from exporter.records import CostRecord, FetchResult, ProjectRecord, UsageRecord
 from exporter.store import Store
 
@@ -43,6 +44,13 @@ CONFIG = Config.model_validate(
         ]
     }
 )
+
+
+METRICS = [
+    MetricsConfig(),
+    MetricsConfig.model_validate({"windows": ["today", "30d"], "token_types": True}),
+    MetricsConfig.model_validate({"windows": ["7d"], "stream_ratios": True}),
+]
 
 
 def annotate(c: CostRecord) -> dict[str, Any]:
@@ -122,6 +130,8 @@ def check(store: Store, cube: Cube, analytics: CubeAnalytics, today: date) -> No
         [w for w in withheld if w.day >= ws],
     )
     got = analytics.windows(today)
+    for metrics in METRICS:  # merging only what is published equals trimming afterwards
+        assert analytics.windows(today, metrics) == cardinality.select(got, metrics)
     assert got.cost == expected.cost
     assert got.tokens == expected.tokens
     assert got.requests == expected.requests
@@ -146,26 +156,33 @@ def check(store: Store, cube: Cube, analytics: CubeAnalytics, today: date) -> No
     ]
 
 
-@settings(
+exact_row = st.tuples(  # amounts that fit nano-units, no cross rate: the SQL-free groups
+    st.integers(0, 1),
+    st.integers(0, len(STREAMS) - 1),
+    st.sampled_from(["tokens", "web_search", "other"]),
+    st.integers(-5_000_000, 50_000_000).map(lambda n: Decimal(n).scaleb(-6)),
+    st.sampled_from(["USD", "USD", "USD", "GBP", "JPY"]),
+    st.integers(0, 3000),
+    st.integers(0, 80),
+)
+SETTINGS = settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(
-    history=st.lists(row, min_size=1, max_size=120),
-    revisions=st.lists(
-        st.tuples(st.integers(0, 1), st.integers(0, 6), st.lists(row, max_size=25)),
-        max_size=4,
-    ),
-    today=st.dates(date(2026, 2, 25), date(2026, 3, 3)),
-)
-def test_cube_equals_the_record_path(
-    tmp_path_factory: pytest.TempPathFactory,
-    history: list[Any],
-    revisions: list[Any],
-    today: date,
-) -> None:
-    store = Store(Path(tmp_path_factory.mktemp("cube")) / "h.db")
+TODAYS = st.dates(date(2026, 2, 25), date(2026, 3, 3))
+
+
+def revisions_of(rows: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
+    return st.lists(
+        st.tuples(st.integers(0, 1), st.integers(0, 6), st.lists(rows, max_size=25)), max_size=4
+    )
+
+
+def run(path: Path, history: list[Any], revisions: list[Any], today: date, *, groups: bool) -> None:
+    """Write, check, re-poll and roll the day over; ``groups``: every account's read must
+    come back as cost groups (no amount beyond nano-units), else as lines."""
+    store = Store(path)
     try:
         first = today - timedelta(days=70)
         for account in (0, 1):
@@ -181,6 +198,69 @@ def test_cube_equals_the_record_path(
             check(store, cube, analytics, today)
         today += timedelta(days=2)  # two days later, nothing polled
         check(store, cube, analytics, today)
+        if groups:
+            for account in ACCOUNTS:
+                cost_groups, lines, _usage = store.account_days("USD", account, first, today)
+                mine = [c for c in store.costs_between(first, today) if c.account == account[1]]
+                assert not lines and bool(cost_groups) == bool(mine)
+    finally:
+        store.close()
+
+
+@SETTINGS
+@given(history=st.lists(row, min_size=1, max_size=120), revisions=revisions_of(row), today=TODAYS)
+def test_cube_equals_the_record_path(
+    tmp_path_factory: pytest.TempPathFactory, history: list[Any], revisions: list[Any], today: date
+) -> None:
+    run(tmp_path_factory.mktemp("cube") / "h.db", history, revisions, today, groups=False)
+
+
+@SETTINGS
+@given(
+    history=st.lists(exact_row, min_size=1, max_size=120),
+    revisions=revisions_of(exact_row),
+    today=TODAYS,
+)
+def test_cube_from_cost_groups_equals_the_record_path(
+    tmp_path_factory: pytest.TempPathFactory, history: list[Any], revisions: list[Any], today: date
+) -> None:
+    """The groups summed while reading the compact rows (no record per row) give the record
+    path's values, withheld (GBP) rows and first-seen order included."""
+    run(tmp_path_factory.mktemp("cube") / "h.db", history, revisions, today, groups=True)
+
+
+def test_the_cube_reads_the_same_on_sqlite_and_postgresql(storage_path: str) -> None:
+    """A fixed history, both read paths (account "oa": cost groups; "an": a cross rate, so
+    lines), polls and day rollovers, against the record path, on either backend."""
+    rng = random.Random(7)
+    history = [
+        (acc, rng.randrange(len(STREAMS)), rng.choice(["tokens", "web_search", "other"]),
+         Decimal(rng.randrange(-5_000_000, 50_000_000)).scaleb(-6),
+         rng.choice(["USD", "USD", "GBP", "JPY"] + (["EUR"] if acc else [])),
+         rng.randrange(3000), rng.randrange(81))
+        for acc in (0, 1) for _ in range(150)
+    ]  # fmt: skip
+    revisions = [(0, 1, history[:20]), (1, 6, history[150:170]), (0, 6, history[20:40])]
+    run(storage_path, history, revisions, date(2026, 2, 27), groups=False)
+
+
+def test_an_amount_beyond_nano_units_reads_lines(tmp_path: Path) -> None:
+    """One row with 11 decimals sends its account to the exact lines (Decimal cells)."""
+    store = Store(tmp_path / "h.db")
+    try:
+        day = date(2026, 3, 1)
+        write(store, 0, day, day + timedelta(days=1), [(0, 0, "tokens", Decimal("1.5"), "USD",
+                                                        10, 0)])  # fmt: skip
+        groups, lines, _ = store.account_days("USD", ACCOUNTS[0], day, day + timedelta(days=1))
+        assert groups == [("2026-03-01", "p1", "gpt-4o", "tokens", 1_500_000_000, 1, 0, 0)]
+        assert not lines
+        write(store, 0, day, day + timedelta(days=1), [(0, 0, "tokens", Decimal("1.5"), "USD",
+                                                        10, 0),
+                                                       (0, 1, "tokens", Decimal("1E-11"), "USD",
+                                                        10, 0)])  # fmt: skip
+        groups, lines, _ = store.account_days("USD", ACCOUNTS[0], day, day + timedelta(days=1))
+        assert not groups
+        assert [line[6] for line in lines] == ["1.5", "0.00000000001"]
     finally:
         store.close()
 

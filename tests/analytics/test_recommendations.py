@@ -467,6 +467,36 @@ def test_service_publishes_recommendations_and_keeps_their_first_seen_date(tmp_p
     later.stop()
 
 
+def test_the_ledger_is_written_once_a_day_for_the_same_recommendations(tmp_path) -> None:
+    """A refresh whose live recommendations were already noted today does not write the
+    ledger again (one write per poll per replica otherwise); a new day or a new set does."""
+    now = [datetime(2026, 3, 18, 9, 0, tzinfo=UTC)]
+    rows = [use(age) for age in range(61)]
+    config = _crafted(tmp_path)
+    _seed_store(config, rows, [])
+    service = build(config, clock=lambda: now[0])
+    notes: list[int] = []
+    note = service.store.note_recommendations
+
+    def counted(seen: list[dict[str, str]], day: date) -> dict[str, date]:
+        notes.append(len(seen))
+        return note(seen, day)
+
+    service.store.note_recommendations = counted  # type: ignore[method-assign]
+    published = service.rendered.text
+    service.refresh()
+    assert notes == [] and service.rendered.text == published  # same day, same ones
+    now[0] += timedelta(days=1)
+    service.refresh()
+    assert len(notes) == 1 and notes[0] > 0  # a new day: last_seen moves on
+    service.store.replace_window(
+        "openai", "main", FetchResult(day(60), TODAY + timedelta(days=1), [], [], [], [])
+    )  # every row gone: no recommendation any more
+    service.refresh()
+    assert notes[1:] == [0]
+    service.stop()
+
+
 def test_a_dismissed_recommendation_is_no_longer_published(tmp_path) -> None:
     rows = [use(age) for age in range(31)]
     dismissed = [{"recommendation": "batch", "project": "proj_a", "reason": "chat latency"}]

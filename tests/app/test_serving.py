@@ -13,6 +13,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -63,9 +64,7 @@ def test_ready_from_the_first_publish_and_every_variant_served(serving: ServingP
     assert om.content == rendered.openmetrics
     assert "<td>openai</td><td>main</td><td>up</td><td>2026-03-02 00:00:00 UTC</td>" in page
 
-    newer = render(seeded_snapshot())
-    object.__setattr__(newer, "text", b"# newer\n")  # a different body, same shape
-    newer.__post_init__()
+    newer = replace(render(seeded_snapshot()), text_parts=(b"# newer\n",))  # same shape
     serving.publish(newer, [])
     _wait(lambda: httpx.get(base + "/metrics", headers={"Accept-Encoding": "identity"}).content
           == b"# newer\n", "the new bodies")  # fmt: skip
