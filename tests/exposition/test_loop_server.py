@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from exporter.exposition import VARIANTS, Variant
-from exporter.server import Reply
+from exporter.server import Reply, Source
 from exporter.server_loop import LoopServer, head_end
 from exporter.serving import Published
 from exporter.snapshot import ProviderHealth
@@ -66,13 +66,21 @@ class _BigSource:
         return []
 
 
+@contextlib.contextmanager
+def _serving(source: Source, web: Path | None = None) -> Iterator[LoopServer]:
+    server = LoopServer(("127.0.0.1", 0), web=load(web) if web else None)
+    server.source = source
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def loop() -> Iterator[LoopServer]:
-    s = LoopServer(("127.0.0.1", 0))
-    s.source = _Source()
-    s.start()
-    yield s
-    s.stop()
+    with _serving(_Source()) as server:
+        yield server
 
 
 def _connect(server: LoopServer, timeout: float = 10) -> socket.socket:
@@ -120,11 +128,8 @@ def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
         return n
 
     monkeypatch.setattr(os, "sendfile", counting)
-    server = LoopServer(("127.0.0.1", 0))
     source = _BigSource(filed)
-    server.source = source
-    server.start()
-    try:
+    with _serving(source) as server:
         slow = _connect(server)
         slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         first = slow.recv(1024)  # then it stops reading: the loop holds most of it unsent
@@ -146,8 +151,6 @@ def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
         slow.close()
         # from the memfd by os.sendfile, resumed from its offset (the small gzip body: sendmsg)
         assert (sum(sendfiles), len(sendfiles) > 1) == ((BIG, True) if filed else (0, False))
-    finally:
-        server.stop()
 
 
 def test_pipelined_requests_are_answered_in_order(loop: LoopServer) -> None:
@@ -309,11 +312,8 @@ def test_no_descriptor_is_left_after_many_connections(loop: LoopServer) -> None:
 
 
 def test_idle_trickling_and_unread_connections_are_closed_after_their_timeouts() -> None:
-    server = LoopServer(("127.0.0.1", 0))
-    server.idle_timeout = server.header_timeout = server.send_timeout = 0.3
-    server.source = _BigSource()
-    server.start()
-    try:
+    with _serving(_BigSource()) as server:
+        server.idle_timeout = server.header_timeout = server.send_timeout = 0.3
         idle = _connect(server)
         idle.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
         assert _read_response(idle, bytearray())[1] == b"Healthy.\n"
@@ -341,18 +341,13 @@ def test_idle_trickling_and_unread_connections_are_closed_after_their_timeouts()
         with _connect(server) as s:  # and it still serves
             s.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
             assert _read_response(s, bytearray())[1] == b"Healthy.\n"
-    finally:
-        server.stop()
 
 
 def test_basic_auth_in_the_loop_and_a_reload_that_changes_the_password(tmp_path: Path) -> None:
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prometheus: '{bcrypt_hash('s3cret')}'\n")
-    server = LoopServer(("127.0.0.1", 0), web=load(web))
-    server.source = _Source()
-    server.start()
-    url = f"http://127.0.0.1:{server.port}"
-    try:
+    with _serving(_Source(), web) as server:
+        url = f"http://127.0.0.1:{server.port}"
         with httpx.Client(timeout=10) as c:
             assert c.get(url + "/metrics").status_code == 401
             assert c.get(url + "/metrics", auth=("prometheus", "wrong")).status_code == 401
@@ -365,18 +360,13 @@ def test_basic_auth_in_the_loop_and_a_reload_that_changes_the_password(tmp_path:
             # the same request bytes that passed before are refused now
             assert c.get(url + "/metrics", auth=("prometheus", "s3cret")).status_code == 401
             assert c.get(url + "/metrics", auth=("prometheus", "n3w")).status_code == 200
-    finally:
-        server.stop()
 
 
 def test_a_reload_turns_tls_on_and_off_for_new_connections(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
     web = tmp_path / "web.yml"
     web.write_text("http_server_config: {headers: {X-Frame-Options: deny}}\n")
-    server = LoopServer(("127.0.0.1", 0), web=load(web))
-    server.source = _Source()
-    server.start()
-    try:
+    with _serving(_Source(), web) as server:
         assert httpx.get(f"http://127.0.0.1:{server.port}/metrics").status_code == 200
         web.write_text("tls_server_config: {cert_file: server.crt, key_file: server.key}\n")
         assert server.reload_web() and server.scheme == "https"
@@ -389,8 +379,6 @@ def test_a_reload_turns_tls_on_and_off_for_new_connections(tmp_path: Path) -> No
         assert server.reload_web()
         plain = httpx.get(f"http://127.0.0.1:{server.port}/metrics", timeout=10)
         assert plain.status_code == 200 and plain.headers["x-frame-options"] == "deny"
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize(
