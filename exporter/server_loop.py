@@ -197,8 +197,9 @@ class LoopServer(MetricsServer):
 
     request_queue_size = 1024  # accepting is cheap here: a larger backlog than MetricsServer
     # Bodies of at least this size that have a file (the serving process keeps its memfds)
-    # go out by os.sendfile: no copy on this side; measured 1.4x the req/s of sendmsg at
-    # 154 KiB, slower at 36 KiB (benchmarks/README.md, "scrape path").
+    # go out by os.sendfile: no copy on this side. A measured trade (benchmarks/README.md,
+    # "scrape path"): 1.4x the req/s of sendmsg for a 154 KiB body at 8 connections,
+    # slower at 36 KiB and for 185-903 KiB text bodies; None: sendmsg for every body.
     sendfile_min: int | None = 64 * 1024
     idle_timeout = IDLE_TIMEOUT
     header_timeout = HEADER_TIMEOUT

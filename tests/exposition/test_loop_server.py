@@ -24,9 +24,9 @@ from exporter.server import Reply, Source
 from exporter.server_loop import LoopServer, head_end
 from exporter.serving import Published
 from exporter.snapshot import ProviderHealth
-from exporter.webconfig import load
 from tests.exposition.certs import bcrypt_hash, make_pki
 from tests.exposition.test_server import _Source
+from tests.exposition.test_web_server import serving
 
 BIG = 32 * 1024 * 1024  # more than the kernel buffers of both ends hold (~10 MB here)
 
@@ -68,13 +68,9 @@ class _BigSource:
 
 @contextlib.contextmanager
 def _serving(source: Source, web: Path | None = None) -> Iterator[LoopServer]:
-    server = LoopServer(("127.0.0.1", 0), web=load(web) if web else None)
-    server.source = source
-    server.start()
-    try:
+    for server in serving(web, LoopServer, source):
+        assert isinstance(server, LoopServer)
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

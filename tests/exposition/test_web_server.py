@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.server import MetricsServer, Reply
+from exporter.server import MetricsServer, Reply, Source
 from exporter.webconfig import load
 from tests.exposition.certs import Pki, bcrypt_hash, make_pki
 from tests.exposition.test_server import _Source
@@ -43,10 +43,12 @@ basic_auth_users:
 
 
 def serving(
-    web_file: Path, server_type: type[MetricsServer] = MetricsServer
+    web_file: Path | None,
+    server_type: type[MetricsServer] = MetricsServer,
+    source: Source | None = None,
 ) -> Iterator[MetricsServer]:
-    server = server_type(("127.0.0.1", 0), web=load(web_file))
-    server.source = _Source()
+    server = server_type(("127.0.0.1", 0), web=load(web_file) if web_file else None)
+    server.source = source or _Source()
     server.start()
     try:
         yield server
