@@ -71,6 +71,9 @@ ALL_FAMILIES = {
 }
 
 
+CURRENCY = ["USD"]  # ``--currency``: the accounting currency of the fill and the measure
+
+
 def config(path: str, every: bool = False, recommendations: bool = True) -> Config:
     storage: dict[str, str] = (
         {"url": path, "password_env": PG_PASSWORD_ENV}
@@ -78,7 +81,7 @@ def config(path: str, every: bool = False, recommendations: bool = True) -> Conf
         else {"path": path}
     )
     return Config.model_validate(
-        {"storage": storage}
+        {"storage": storage, "currency": CURRENCY[0]}
         | ({"metrics": ALL_FAMILIES} if every else {})
         | ({} if recommendations else {"recommendations": {"enabled": False}})
     )
@@ -371,10 +374,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="recommendations.enabled: false (their rules still read decoded rows)",
     )
+    parser.add_argument(
+        "--currency",
+        default="USD",
+        help="accounting currency (default USD: the USD costs need no rate; EUR converts "
+        "each day at the bundled ECB rate, 28-digit amounts: the Decimal cells of the cube)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # the fresh measuring process
     args = parser.parse_args(argv)
+    CURRENCY[0] = args.currency
     if args.measure:
         print(
             json.dumps(
@@ -389,7 +399,16 @@ def main(argv: list[str] | None = None) -> int:
             fill_s = fill(path, args.streams, args.days, args.quiet)
         db_mib = size_mib(path)
         out = subprocess.run(
-            [sys.executable, __file__, "--measure", path, "--streams", str(args.streams)]
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                path,
+                "--streams",
+                str(args.streams),
+                "--currency",
+                args.currency,
+            ]
             + (["--all-families"] if args.all_families else [])
             + (["--no-recommendations"] if args.no_recommendations else []),
             check=True,

@@ -4,7 +4,7 @@ The snapshot builder keeps, per (provider, account), a :class:`Block` of compact
 arrays over the days ``[start, end)`` every window and governance analytic of ``today``
 reads (the 31 days from 30 days before ``today``; ``build.history_range``):
 
-* per (stream, cost_type): the day's converted cost (exact integer nano-units of the
+* per (stream, cost_type): the day's converted cost (exact integer pico-units of the
   accounting currency), whether a converted row exists that day, whether a row of it is
   *withheld* (no usable FX rate) that day;
 * per stream (provider, account, project, model): the day's cost over all cost types,
@@ -19,11 +19,12 @@ the arrays shift by a column when the day rolls over; the first refresh loads ev
 Each reload bumps the block's ``generation``, so analytics cache per-account results until
 the account is polled again.
 
-Exactness: an amount with at most :data:`SCALE` decimals is an integer of nano-units, and
+Exactness: an amount with at most :data:`SCALE` decimals is an integer of pico-units, and
 every sum of those is exact (what the :class:`~decimal.Decimal` path gives, since it never
-needs more than 28 digits). A block that meets an amount that is not (a conversion at a
-cross rate has 28 significant digits) keeps ``Decimal`` cells instead (object arrays,
-summed in the record path's order), so its values stay exactly those of the record path.
+needs more than 28 digits); converted amounts are stored at 12 decimals. A block that
+meets an amount that is not (a provider's amount with more decimals, kept as exact text)
+keeps ``Decimal`` cells instead (object arrays, summed in the record path's order), so
+its values stay exactly those of the record path.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from exporter.store.aggregates import MAX_CELL as _MAX_CELL
 from exporter.store.aggregates import CostGroup, CostLine, UsageDay
 from exporter.store.streams import DayKey
 
-SCALE = 9  # decimals of an exact integer amount (nano-units)
+SCALE = 12  # decimals of an exact integer amount (pico-units, as the store keeps money)
 ZERO = Decimal(0)
 USAGE_FIELDS = (*TOKEN_TYPES, "requests")  # the third axis of ``Block.usage``
 
@@ -52,16 +53,16 @@ Bools = npt.NDArray[np.bool_]
 Objects = npt.NDArray[np.object_]
 
 
-def to_decimal(nano: int) -> Decimal:
-    """The exact amount of ``nano`` nano-units."""
-    return Decimal(nano).scaleb(-SCALE)
+def to_decimal(units: int) -> Decimal:
+    """The exact amount of ``units`` pico-units."""
+    return Decimal(units).scaleb(-SCALE)
 
 
 _decimals = np.frompyfunc(to_decimal, 1, 1)
 
 
-def nano(text: str) -> int | None:
-    """``text`` (an exact decimal as the store writes it) in nano-units; None when it has
+def units(text: str) -> int | None:
+    """``text`` (an exact decimal as the store writes it) in pico-units; None when it has
     more than :data:`SCALE` decimals, an exponent or a magnitude beyond a cell's."""
     whole, _, frac = text.partition(".")
     if len(frac) > SCALE:
@@ -237,7 +238,7 @@ class Block:
             if amount is None:
                 self.held[k, col] = True
                 continue
-            value: int | Decimal | None = nano(amount)
+            value: int | Decimal | None = units(amount)
             if value is None:
                 value = Decimal(amount)
             if _add(key_cells, (k, col), value):

@@ -67,7 +67,7 @@ from exporter.store.rec_inputs import (
 
 PRESENT = 16  # the group has rows on that day (the store's flags use the lower bits)
 WINDOW = 2 * MONTH_DAYS + 1  # days 31-60, the last 30 days and today
-_READ_DAYS = 2  # days read per query when an account is read from scratch (a small transient)
+_READ_DAYS = 8  # days read per query when an account is read from scratch
 _BIG = 1 << 57  # billed units below this add up in int64 over 30 days
 
 Account = tuple[str, str]  # provider, account

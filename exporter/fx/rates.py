@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Context, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Any
 
 from exporter.fx import ecb
@@ -21,7 +21,7 @@ DEFAULT_SOURCE_CURRENCY = "USD"  # what providers bill in, assumed while nothing
 CONVERSION_ERRORS: tuple[str, ...] = ("no_rate", "stale")
 REFRESH_ERRORS: tuple[str, ...] = ("upstream", "timeout", "parse")
 FINAL, PROVISIONAL, ERROR = "final", "provisional", "error"
-# Rates and converted amounts keep 28 significant digits; rounding happens only on display.
+# Rates keep 28 significant digits; a stored converted amount 12 decimals (stored_amount).
 DECIMAL = Context(prec=28)
 
 Legs = tuple[str, ...]  # the non-EUR currencies of a pair, whose rates per EUR are needed
@@ -152,6 +152,22 @@ class RateTable:
         )
 
 
+STORED_EXPONENT = Decimal("1E-12")  # a stored converted amount: pico-units of its currency
+_QUANTIZE = Context(prec=60)  # room for the integer digits of any amount at 12 decimals
+
+
+def stored_amount(converted: Decimal) -> Decimal:
+    """A cost row's converted amount as it is stored: rounded half-even to 12 decimals
+    (pico-units, the integer the history keeps and the refresh's arrays sum; a cross
+    rate gives 28 significant digits that no integer holds). The rate stays exact in the
+    audit columns, so amount x rate traces the stored value to within 5e-13; an amount
+    with at most 12 decimals is kept as it is."""
+    exponent = converted.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent >= -12:
+        return converted
+    return converted.quantize(STORED_EXPONENT, ROUND_HALF_EVEN, _QUANTIZE)
+
+
 def conversion_columns(table: RateTable, record: CostRecord, currency: str) -> dict[str, Any]:
     """The FX columns of a cost row converted to ``currency`` (see ``store.FX_COLUMNS``)."""
     try:
@@ -164,7 +180,12 @@ def conversion_columns(table: RateTable, record: CostRecord, currency: str) -> d
             "fx_error": exc.reason,
         }
     return {
-        "fx_amount": format(rate.convert(record.amount), "f"),
+        "fx_amount": format(
+            record.amount
+            if rate.source == ecb.IDENTITY
+            else stored_amount(rate.convert(record.amount)),
+            "f",
+        ),
         "fx_currency": currency,
         "fx_rate": format(rate.value, "f"),
         "fx_rate_date": rate.rate_date.isoformat(),

@@ -213,36 +213,12 @@ class FxService:
         if self._needed() - self.table.currencies():
             self.table = self._load_table()
         table = self.table
-        results = self._store.reconvert_costs(
-            self.currency, since, lambda r: conversion_columns(table, r, self.currency)
+        report = _Report(self.health.last_refresh_failed)
+        self._store.reconvert_costs(
+            self.currency, since, lambda r: conversion_columns(table, r, self.currency), report
         )
-        counts = dict.fromkeys((FINAL, PROVISIONAL, ERROR), 0)
-        for _, columns in results:
-            counts[columns["fx_status"]] += 1
-        self._report(results)
-        return counts
-
-    def _report(self, results: list[tuple[CostRecord, Mapping[str, Any]]]) -> None:
-        errors: dict[tuple[str, str], list[date]] = {}
-        fallback: dict[tuple[str, str], list[date]] = {}
-        for record, columns in results:
-            key = (record.currency, columns["fx_rate_date"] or "")
-            if columns["fx_status"] == ERROR:
-                errors.setdefault((record.currency, columns["fx_error"]), []).append(record.day)
-            elif columns["fx_status"] == PROVISIONAL and self.health.last_refresh_failed:
-                fallback.setdefault(key, []).append(record.day)
-        for (currency, rate_date), days in sorted(fallback.items()):
-            log.warning(
-                "fx: ECB unreachable: %d %s cost row(s) of %s..%s converted to %s with the "
-                "fallback rate of %s; re-converted when the rate of their day arrives",
-                len(days), currency, min(days), max(days), self.currency, rate_date,
-            )  # fmt: skip
-        for (currency, reason), days in sorted(errors.items()):
-            log.error(
-                "fx: %d %s cost row(s) of %s..%s cannot be converted to %s (%s); stored "
-                "unconverted, their money metrics are withheld",
-                len(days), currency, min(days), max(days), self.currency, reason,
-            )  # fmt: skip
+        report.log(self.currency)
+        return report.counts
 
     # -- metrics -------------------------------------------------------------------------
 
@@ -275,3 +251,47 @@ class FxService:
 
 def _earliest(a: date | None, b: date | None) -> date | None:
     return min((d for d in (a, b) if d is not None), default=None)
+
+
+class _Report:
+    """What a conversion step converted, per status, and the rows to log: converted at a
+    fallback rate (ECB unreachable) or not at all, as counts and day ranges (a full
+    re-conversion can touch millions of rows)."""
+
+    def __init__(self, refresh_failed: bool) -> None:
+        self.refresh_failed = refresh_failed
+        self.counts = dict.fromkeys((FINAL, PROVISIONAL, ERROR), 0)
+        self.errors: dict[tuple[str, str], list[Any]] = {}  # -> [rows, first day, last day]
+        self.fallback: dict[tuple[str, str], list[Any]] = {}
+
+    def __call__(self, record: CostRecord, columns: Mapping[str, Any]) -> None:
+        status = columns["fx_status"]
+        self.counts[status] += 1
+        if status == ERROR:
+            self._note(self.errors, (record.currency, columns["fx_error"]), record.day)
+        elif status == PROVISIONAL and self.refresh_failed:
+            key = (record.currency, columns["fx_rate_date"] or "")
+            self._note(self.fallback, key, record.day)
+
+    @staticmethod
+    def _note(into: dict[tuple[str, str], list[Any]], key: tuple[str, str], day: date) -> None:
+        held = into.get(key)
+        if held is None:
+            into[key] = [1, day, day]
+        else:
+            held[0] += 1
+            held[1], held[2] = min(held[1], day), max(held[2], day)
+
+    def log(self, currency: str) -> None:
+        for (source, rate_date), (n, first, last) in sorted(self.fallback.items()):
+            log.warning(
+                "fx: ECB unreachable: %d %s cost row(s) of %s..%s converted to %s with the "
+                "fallback rate of %s; re-converted when the rate of their day arrives",
+                n, source, first, last, currency, rate_date,
+            )  # fmt: skip
+        for (source, reason), (n, first, last) in sorted(self.errors.items()):
+            log.error(
+                "fx: %d %s cost row(s) of %s..%s cannot be converted to %s (%s); stored "
+                "unconverted, their money metrics are withheld",
+                n, source, first, last, currency, reason,
+            )  # fmt: skip

@@ -8,7 +8,7 @@ accounting currency, final or provisional; a row already in it; else withheld). 
 plain tuples of str and int:
 
 * cost groups per (day, project, model, cost_type): ``(day, project, model, cost_type,
-  nano, converted, withheld, first_position)``, the exact sum in integer nano-units of the
+  units, converted, withheld, first_position)``, the exact sum in integer pico-units of the
   converted rows, how many rows are converted and withheld, and the position of the first
   converted row among the account's converted rows in key order (the order the record
   path meets them, which orders the series; None when the group has none), groups in
@@ -16,7 +16,7 @@ plain tuples of str and int:
 * cost lines: ``(provider, account, day, project, model, cost_type, amount, position)``
   with ``amount`` the exact decimal text in the accounting currency or None (withheld),
   converted lines in record order: only for an account whose amounts do not all fit
-  nano-units (more than 9 decimals, exact text, or beyond :data:`MAX_CELL`), read through
+  pico-units (exact text, or beyond :data:`MAX_CELL`), read through
   the store's decoders; the cube keeps Decimal cells for it;
 * usage: ``(provider, account, day, project, model, input, output, cache_read,
   cache_write, requests)`` summed per stream and day in SQL.
@@ -38,8 +38,9 @@ CostLine = tuple[str, str, str, str, str, str, str | None, int]
 CostGroup = tuple[str, str, str, str, int | None, int, int, int | None]
 UsageDay = tuple[str, str, str, str, str, int, int, int, int, int]
 
-NANO = 1000  # pico-units (the stored money) per nano-unit (the cube's cells)
-MAX_CELL = 10**16  # nano-units: a cell beyond this (10 million a day) uses Decimal cells
+# pico-units: a cell beyond this (~144,000 a day) uses Decimal cells; 31 days of cells
+# then add up within int64 (the windows' cumulative sums)
+MAX_CELL = 2**63 // 64
 _COST_COLUMNS = (
     "day", "stream", "cost_type", "currency", "amount", "amount_exact", "fx", "fx_status",
     "fx_amount", "fx_amount_exact",
@@ -56,7 +57,7 @@ class Aggregates(Database):
     ) -> tuple[list[CostGroup], list[CostLine], list[UsageDay]]:
         """(cost groups, cost lines, usage per stream and day) of one account's days
         ``[start, end)`` in ``currency``: groups when every converted amount fits
-        nano-units, else lines (and no groups)."""
+        pico-units (the stored integer, within :data:`MAX_CELL`), else lines."""
         groups = self._cost_groups(currency, account, start, end)
         lines = [] if groups is not None else self._cost_lines(currency, account, start, end)
         return groups or [], lines, self._usage_days(account, start, end)
@@ -64,14 +65,14 @@ class Aggregates(Database):
     def _cost_groups(
         self, currency: str, account: tuple[str, str], start: date, end: date
     ) -> list[CostGroup] | None:
-        """The groups, or None when an amount does not fit nano-units."""
+        """The groups, or None when an amount is exact text or beyond a cell."""
         history = cast("History", self)  # the Store this is mixed into
         streams, label = history._stream_map(), self._labels
         where, params = account_days_where(start, end, account)
         same: dict[int, bool] = {}  # currency id -> is the accounting currency
         wanted: set[int] = set()  # fx_applied ids converting to the accounting currency
         known = -1  # how many fx_applied rows ``wanted`` was built from
-        # (day, stream, cost_type) -> [nano, converted, withheld, first position]
+        # (day, stream, cost_type) -> [units, converted, withheld, first position]
         cells: dict[tuple[int, int, int], list[int]] = {}
         position = 0
         with self._lock:
@@ -98,10 +99,10 @@ class Aggregates(Database):
                     if not is_same:  # no usable rate: withheld
                         cell[2] += 1
                         continue
-                if exact is not None or units % NANO:
+                if exact is not None:
                     return None
-                cell[0] += units // NANO
-                if not -MAX_CELL < units // NANO < MAX_CELL or not -MAX_CELL < cell[0] < MAX_CELL:
+                cell[0] += units
+                if not -MAX_CELL < units < MAX_CELL or not -MAX_CELL < cell[0] < MAX_CELL:
                     return None
                 if not cell[1]:
                     cell[3] = position

@@ -12,8 +12,9 @@ Usage and cost rows are stored without repeated text:
   amount a provider reports (JSON numbers, decimal strings, cents with five decimals, the
   OpenAI split at 1e-12) round-trips exactly. The bound is |amount| <= 9,223,372.036854775807
   per row (a signed 64-bit integer, SQLite INTEGER and PostgreSQL BIGINT). An amount with
-  more than 12 decimals or beyond the bound (and the 28-digit converted amounts of a cross
-  rate) is kept as exact decimal text in ``*_exact`` instead: never rounded, never a float.
+  more than 12 decimals or beyond the bound is kept as exact decimal text in ``*_exact``
+  instead: never rounded, never a float (a converted amount is stored at 12 decimals:
+  ``fx.rates.stored_amount``).
 * The FX audit of a cost row is ``fx`` (an id of ``fx_applied``: accounting currency, rate,
   rate date, source, error; one row per distinct conversion, a few per day), ``fx_status``
   (0 final, 1 provisional, 2 error) and the converted amount.

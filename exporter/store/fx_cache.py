@@ -3,7 +3,7 @@ conversion columns of stored costs (re-converted from the source amounts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -11,10 +11,12 @@ from typing import Any
 from exporter.records import (
     CostRecord,
 )
-from exporter.store.compact import COST_PK, COST_ROW_COLUMNS, ROW_FX_PENDING, day_number
+from exporter.store.compact import COST_PK, COST_ROW_COLUMNS, ROW_FX_PENDING, SCALE, day_number
 from exporter.store.migrations import FX_COLUMNS
 from exporter.store.rows import CostAnnotator
 from exporter.store.streams import Days, StreamIndex
+
+FX_AMOUNT_SCALE = str(SCALE)  # decimals of a stored converted amount (fx.rates.stored_amount)
 
 
 class FxCache(StreamIndex):
@@ -86,56 +88,75 @@ class FxCache(StreamIndex):
             )
 
     def reconvert_costs(
-        self, currency: str, since: date | None, convert: CostAnnotator
-    ) -> list[tuple[CostRecord, Mapping[str, Any]]]:
+        self,
+        currency: str,
+        since: date | None,
+        convert: CostAnnotator,
+        seen: Callable[[CostRecord, Mapping[str, Any]], None] | None = None,
+    ) -> int:
         """Recompute the FX columns of every row not finally converted to ``currency`` (and of
         every row from ``since`` on) from its source amount, in one transaction, so a poll
-        writing the same rows meanwhile cannot interleave. Returns (row, new columns).
+        writing the same rows meanwhile cannot interleave; ``seen`` is told each row with its
+        new columns. Returns how many rows were converted.
 
         Only a changed accounting currency reads every row; otherwise the pending rows come
-        from a partial index and the ``since`` rows from the day index. The days touched get
-        their version bumped (readers caching converted rows reload them)."""
-        out: list[tuple[CostRecord, Mapping[str, Any]]] = []
+        from a partial index and the ``since`` rows from the day index (and, once, the rows
+        converted before amounts were stored at 12 decimals: ``fx_amount_scale``). Rows are
+        read and updated a day at a time, so a full re-conversion holds one day's rows in
+        memory, not the history's. The days touched get their version bumped (readers
+        caching converted rows reload them)."""
         columns = ", ".join(COST_ROW_COLUMNS)
         after = day_number(since) if since else None
+        converted = 0
         with self._transaction() as conn:
-            queries: list[tuple[str, tuple[Any, ...]]]
+            conditions: list[tuple[str, tuple[Any, ...]]]
             if self._meta(conn, "fx_currency") == currency:
-                queries = [(f"SELECT {columns} FROM cost_rows WHERE {ROW_FX_PENDING}", ())]
+                conditions = [(ROW_FX_PENDING, ())]
                 if after is not None:
-                    queries.append((f"SELECT {columns} FROM cost_rows WHERE day >= ?", (after,)))
+                    conditions.append(("day >= ?", (after,)))
             else:  # first run, or `currency` changed: every row not final in it
-                queries = [
+                conditions = [
                     (
-                        f"SELECT {columns} FROM cost_rows WHERE fx IS NULL OR fx IN (SELECT id "
-                        "FROM fx_applied WHERE currency <> ?) OR fx_status IS NULL "
-                        "OR fx_status <> 0 OR day >= ?",
+                        "fx IS NULL OR fx IN (SELECT id FROM fx_applied WHERE currency <> ?) "
+                        "OR fx_status IS NULL OR fx_status <> 0 OR day >= ?",
                         (currency, after if after is not None else 1 << 40),
                     )
                 ]
+            if self._meta(conn, "fx_amount_scale") != FX_AMOUNT_SCALE:
+                # converted before amounts were stored at 12 decimals (a cross rate's 28
+                # digits kept as text): converted again once, so each is an integer again
+                conditions.append(("fx_amount_exact IS NOT NULL", ()))
+            days_to_read: set[int] = set()
+            for condition, params in conditions:  # each on its own: the index it can use
+                sql = f"SELECT DISTINCT day FROM cost_rows WHERE {condition}"
+                days_to_read.update(d for (d,) in conn.execute(sql, params).fetchall())
+            any_of = " OR ".join(f"({c})" for c, _ in conditions)
+            any_params = tuple(p for _, ps in conditions for p in ps)
             streams, days = self._stream_map(), Days()
-            seen: set[tuple[int, ...]] = set()
-            updates = []
             touched: set[tuple[str, str, str]] = set()
-            for sql, params in queries:
-                for row in conn.execute(sql, params).fetchall():
-                    key = tuple(row[: len(COST_PK)])
-                    if key in seen:
-                        continue
-                    seen.add(key)
+            for d in sorted(days_to_read):
+                rows = conn.execute(
+                    f"SELECT {columns} FROM cost_rows WHERE day = ? AND ({any_of})",
+                    (d, *any_params),
+                ).fetchall()
+                updates = []
+                for row in rows:
                     record = self._cost_record(row, streams, days)
                     fx = {c: None for c in FX_COLUMNS} | dict(convert(record))
-                    out.append((record, fx))
-                    updates.append((*self._fx_values(conn, fx), *key))
+                    if seen is not None:
+                        seen(record, fx)
+                    updates.append((*self._fx_values(conn, fx), *row[: len(COST_PK)]))
                     touched.add((record.provider, record.account, record.day.isoformat()))
-            conn.executemany(
-                "UPDATE cost_rows SET fx = ?, fx_status = ?, fx_amount = ?, fx_amount_exact = ? "
-                f"WHERE {' AND '.join(f'{c} = ?' for c in COST_PK)}",
-                updates,
-            )
+                conn.executemany(
+                    "UPDATE cost_rows SET fx = ?, fx_status = ?, fx_amount = ?, "
+                    f"fx_amount_exact = ? WHERE {' AND '.join(f'{c} = ?' for c in COST_PK)}",
+                    updates,
+                )
+                converted += len(updates)
             self._bump(conn, sorted(touched))
             self._set_meta(conn, "fx_currency", currency)
-        return out
+            self._set_meta(conn, "fx_amount_scale", FX_AMOUNT_SCALE)
+        return converted
 
     def fx_unconverted(self, currency: str) -> dict[tuple[str, str], int]:
         """{(source currency, reason): rows} of cost rows without a usable conversion to

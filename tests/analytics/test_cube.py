@@ -1,7 +1,7 @@
 """The refresh cube and its analytics give exactly what the record path gives.
 
 Randomised histories are written through ``replace_window`` (withheld rows, revisions that
-lower or remove rows, tool costs with ``model=""``, amounts that are exact in nano-units
+lower or remove rows, tool costs with ``model=""``, amounts that are exact in pico-units
 and 28-digit cross-rate conversions, several source currencies), then the cube is updated
 incrementally (polls, day rollovers across a month boundary) and compared, field by field,
 with :func:`compute_windows` / :func:`compute_governance` over the rows read now.
@@ -23,7 +23,7 @@ from exporter.analytics import cardinality, governance
 from exporter.analytics.aggregated import CubeAnalytics
 from exporter.analytics.anomaly import NEW_STREAM_DAYS
 from exporter.analytics.build import history_range
-from exporter.analytics.cube import Cube, nano
+from exporter.analytics.cube import Cube, units
 from exporter.analytics.rollups import compute_rollups
 from exporter.analytics.windows import compute_windows, history_start
 from exporter.config import Config, MetricsConfig
@@ -67,7 +67,7 @@ def annotate(c: CostRecord) -> dict[str, Any]:
 
 amounts = st.one_of(
     st.integers(-5_000_000, 50_000_000).map(lambda n: Decimal(n).scaleb(-6)),
-    st.integers(1, 10**12).map(lambda n: Decimal(n).scaleb(-11)),  # 11 decimals: inexact
+    st.integers(1, 10**14).map(lambda n: Decimal(n).scaleb(-13)),  # 13 decimals: exact text
 )
 row = st.tuples(
     st.integers(0, 1),  # account
@@ -156,7 +156,7 @@ def check(store: Store, cube: Cube, analytics: CubeAnalytics, today: date) -> No
     ]
 
 
-exact_row = st.tuples(  # amounts that fit nano-units, no cross rate: the SQL-free groups
+exact_row = st.tuples(  # amounts that fit pico-units, no cross rate: the SQL-free groups
     st.integers(0, 1),
     st.integers(0, len(STREAMS) - 1),
     st.sampled_from(["tokens", "web_search", "other"]),
@@ -181,7 +181,7 @@ def revisions_of(rows: st.SearchStrategy[Any]) -> st.SearchStrategy[list[Any]]:
 
 def run(path: Path, history: list[Any], revisions: list[Any], today: date, *, groups: bool) -> None:
     """Write, check, re-poll and roll the day over; ``groups``: every account's read must
-    come back as cost groups (no amount beyond nano-units), else as lines."""
+    come back as cost groups (no amount beyond pico-units), else as lines."""
     store = Store(path)
     try:
         first = today - timedelta(days=70)
@@ -244,23 +244,24 @@ def test_the_cube_reads_the_same_on_sqlite_and_postgresql(storage_path: str) -> 
     run(storage_path, history, revisions, date(2026, 2, 27), groups=False)
 
 
-def test_an_amount_beyond_nano_units_reads_lines(tmp_path: Path) -> None:
-    """One row with 11 decimals sends its account to the exact lines (Decimal cells)."""
+def test_an_amount_beyond_pico_units_reads_lines(tmp_path: Path) -> None:
+    """One row with 13 decimals (kept as exact text) sends its account to the exact lines
+    (Decimal cells); 12 decimals still fit."""
     store = Store(tmp_path / "h.db")
     try:
         day = date(2026, 3, 1)
         write(store, 0, day, day + timedelta(days=1), [(0, 0, "tokens", Decimal("1.5"), "USD",
                                                         10, 0)])  # fmt: skip
         groups, lines, _ = store.account_days("USD", ACCOUNTS[0], day, day + timedelta(days=1))
-        assert groups == [("2026-03-01", "p1", "gpt-4o", "tokens", 1_500_000_000, 1, 0, 0)]
+        assert groups == [("2026-03-01", "p1", "gpt-4o", "tokens", 1_500_000_000_000, 1, 0, 0)]
         assert not lines
         write(store, 0, day, day + timedelta(days=1), [(0, 0, "tokens", Decimal("1.5"), "USD",
                                                         10, 0),
-                                                       (0, 1, "tokens", Decimal("1E-11"), "USD",
+                                                       (0, 1, "tokens", Decimal("1E-13"), "USD",
                                                         10, 0)])  # fmt: skip
         groups, lines, _ = store.account_days("USD", ACCOUNTS[0], day, day + timedelta(days=1))
         assert not groups
-        assert [line[6] for line in lines] == ["1.5", "0.00000000001"]
+        assert [line[6] for line in lines] == ["1.5", "0.0000000000001"]
     finally:
         store.close()
 
@@ -289,13 +290,14 @@ def test_only_the_changed_account_is_reloaded_and_recomputed(tmp_path: Path) -> 
     assert all(b.exact for b in cube.blocks.values())
 
 
-def test_nano_units_are_exact_or_refused() -> None:
-    assert nano("1.5") == 1_500_000_000
-    assert nano("-0.000000001") == -1
-    assert nano("12") == 12_000_000_000
-    assert nano("0.0000000001") is None  # 10 decimals
-    assert nano("1E+3") is None
-    assert nano("99999999") is None  # beyond one cell's integer range
+def test_pico_units_are_exact_or_refused() -> None:
+    assert units("1.5") == 1_500_000_000_000
+    assert units("-0.000000000001") == -1
+    assert units("12") == 12_000_000_000_000
+    assert units("0.0000000000001") is None  # 13 decimals
+    assert units("1E+3") is None
+    assert units("150000") is None  # beyond one cell's integer range (2**63 / 64 units)
+    assert units("144115") == 144_115 * 10**12
 
 
 def test_decimal_cells_sum_across_streams_in_the_record_paths_order(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pytest
@@ -73,7 +73,8 @@ def test_fx_costs_prints_the_audit_trail_of_every_stored_row(
             r["amount"], "USD", r["fx_rate"], YESTERDAY.isoformat(), r["fx_source"], "final",
             r["fx_amount"], "EUR",
         ) in printed  # fmt: skip
-        assert Decimal(r["fx_amount"]) == Decimal(r["amount"]) * Decimal(r["fx_rate"])
+        exact = Decimal(r["amount"]) * Decimal(r["fx_rate"])  # stored at 12 decimals, half-even
+        assert Decimal(r["fx_amount"]) == exact.quantize(Decimal("1E-12"), ROUND_HALF_EVEN)
 
 
 def test_fx_without_config_uses_the_bundled_history() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,9 @@ def money(service: App, window: str) -> dict[tuple[str, str, str], tuple[float, 
     return out
 
 
+PICO = Decimal("1E-12")
+
+
 def assert_windows_equal_truth(
     service: App, org: FakeOpenAIOrg, currency: str, rates_at: datetime
 ) -> None:
@@ -164,7 +167,8 @@ def test_every_money_window_equals_the_ecb_rate_of_each_day(
         for r in rows:
             rate = truth_rate(ECB_RATES, clock.now, "USD", currency, day)
             assert Decimal(r["fx_rate"]) == rate and r["fx_status"] == "final"
-            assert Decimal(r["fx_amount"]) == Decimal(r["amount"]) * rate
+            exact = Decimal(r["amount"]) * rate  # stored at 12 decimals, half-even
+            assert Decimal(r["fx_amount"]) == exact.quantize(PICO, ROUND_HALF_EVEN)
             assert r["fx_rate_date"] <= day.isoformat() and r["fx_source"].startswith("ecb-")
     labels = {"base": "USD", "quote": currency}
     assert sample(service, "aicost_fx_rate", **labels, source="ecb-daily") == float(

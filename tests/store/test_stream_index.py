@@ -94,13 +94,51 @@ def test_conversion_rereads_only_pending_rows_until_the_currency_changes(
     store = backend.open()
     window(store, D[0], D[3], cost(D[0]), cost(D[1], currency="EUR"), cost(D[2]))
     convert = _Counting()
-    assert len(store.reconvert_costs("USD", None, convert)) == 3  # first run: all unconverted
+    assert store.reconvert_costs("USD", None, convert) == 3  # first run: all unconverted
     before = store.day_versions(D[0], D[9])
-    assert store.reconvert_costs("USD", None, convert) == []  # nothing pending: no row read
+    assert store.reconvert_costs("USD", None, convert) == 0  # nothing pending: no row read
     assert store.fx_unconverted("USD") == {}
     assert store.day_versions(D[0], D[9]) == before
-    assert [r.day for r, _ in store.reconvert_costs("USD", D[2], convert)] == [D[2]]
-    assert len(store.reconvert_costs("EUR", None, convert)) == 3  # currency changed: all
+    days: list[date] = []
+    assert store.reconvert_costs("USD", D[2], convert, lambda r, _fx: days.append(r.day)) == 1
+    assert days == [D[2]]
+    assert store.reconvert_costs("EUR", None, convert) == 3  # currency changed: all
+
+
+def test_amounts_converted_before_the_12_decimal_rule_are_converted_again_once(
+    backend: Backend,
+) -> None:
+    """A history whose converted amounts kept a cross rate's 28 digits as text (before
+    ``fx_amount_scale``) has those rows, and only those, converted again at the next
+    conversion step, then never again; the cube then reads them as integers."""
+    store = backend.open()
+    third = Decimal(1) / Decimal(3)
+
+    def old_rule(record: CostRecord) -> Mapping[str, Any]:
+        rate = third if record.currency == "EUR" else Decimal(1)
+        return {"fx_amount": format(record.amount * rate, "f"), "fx_currency": "USD",
+                "fx_rate": str(rate), "fx_status": "final"}  # fmt: skip
+
+    result = FetchResult(
+        D[0], D[3], usage=[], costs=[cost(D[0]), cost(D[1], amount="1", currency="EUR")]
+    )
+    store.replace_window("openai", "acct", result, annotate=old_rule)
+    assert store.reconvert_costs("USD", None, old_rule) == 1  # the first step: 28 digits
+    with store._transaction() as conn:  # as a history written before this version left it
+        conn.execute("DELETE FROM store_meta WHERE key = 'fx_amount_scale'")
+    assert store.account_days("USD", ("openai", "acct"), D[0], D[3])[0] == []  # exact text
+
+    def new_rule(record: CostRecord) -> Mapping[str, Any]:
+        out = dict(old_rule(record))
+        out["fx_amount"] = format(Decimal(out["fx_amount"]).quantize(Decimal("1E-12")), "f")
+        return out
+
+    again: list[tuple[CostRecord, Mapping[str, Any]]] = []
+    assert store.reconvert_costs("USD", None, new_rule, lambda r, fx: again.append((r, fx))) == 1
+    assert [(r.day, r.currency) for r, _ in again] == [(D[1], "EUR")]
+    assert store.reconvert_costs("USD", None, new_rule) == 0  # once
+    groups = store.account_days("USD", ("openai", "acct"), D[0], D[3])[0]
+    assert [g[4] for g in groups] == [1_500_000_000_000, 333_333_333_333]  # 1.5, 1/3
 
 
 def test_the_migration_indexes_an_existing_history(tmp_path: Path) -> None:
