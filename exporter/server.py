@@ -122,7 +122,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.command, self.path = command, path
         if path.startswith("//"):
             self.path = "/" + path.lstrip("/")
-        headers = _Headers()
+        headers = Headers()
         for _ in range(MAX_HEADERS + 1):
             line = self.rfile.readline(MAX_LINE + 1)
             if len(line) > MAX_LINE:
@@ -130,9 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
             if line in (b"\r\n", b"\n", b""):
                 break
-            name, sep, value = line.decode("iso-8859-1").partition(":")
-            if sep and name and name == name.strip():
-                headers.setdefault(name.lower(), value.strip())
+            add_header(headers, line)
         else:
             self.send_error(431, "Too many headers", f"got more than {MAX_HEADERS} headers")
             return False
@@ -303,11 +301,40 @@ def _send_both(conn: socket.socket, head: bytes, body: Body) -> None:
         conn.sendall(memoryview(body)[sent - len(head) :])
 
 
-class _Headers(dict[str, str]):
+class Headers(dict[str, str]):
     """Request headers by lower-cased name; :meth:`get` takes any case."""
 
     def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
         return super().get(name.lower(), default)
+
+
+def add_header(headers: Headers, line: bytes) -> None:
+    """One request header line into ``headers`` (the first of repeated names kept; a line
+    without a colon or with space around the name is ignored)."""
+    name, sep, value = line.decode("iso-8859-1").partition(":")
+    if sep and name and name == name.strip():
+        headers.setdefault(name.lower(), value.strip())
+
+
+def handle_one(
+    server: MetricsServer,
+    connection: Any,
+    client_address: Any,
+    rfile: Any,
+    wfile: Any,
+) -> bool:
+    """One request read from ``rfile`` and answered by the handler of
+    :class:`MetricsServer` (the same parsing, errors, endpoints and headers) on
+    ``connection``/``wfile``, which need not be a socket (the event loop of
+    :mod:`exporter.server_loop` passes a buffer); True if the connection is to be closed
+    after it."""
+    handler = _Handler.__new__(_Handler)  # not __init__: that serves a whole connection
+    handler.server, handler.client_address = server, client_address
+    handler.request = handler.connection = connection
+    handler.rfile, handler.wfile = rfile, wfile
+    handler.close_connection = True
+    handler.handle_one_request()
+    return handler.close_connection
 
 
 def _http_version(word: str) -> tuple[int, int] | None:

@@ -3,11 +3,13 @@ waits on a refresh (the recompute is pure Python and holds the main process's in
 lock for seconds).
 
 ``serve`` (``run`` and ``demo``) starts :class:`ServingProcess`: a spawned child that owns
-the listening socket and runs a :class:`~exporter.server.MetricsServer` (TLS, basic auth
-and the web config's headers included). After every render the main process
+the listening socket and runs a :class:`~exporter.server_loop.LoopServer` (one event-loop
+thread for plain HTTP; TLS connections go to MetricsServer's thread per connection; basic
+auth and the web config's headers included). After every render the main process
 :meth:`~ServingProcess.publish`\\ es the four bodies in memfds (passed over a Unix socket,
-no file system needed) with the provider health; the child reads them into bytes (closing
-them), serves them with one ``sendmsg`` each, and swaps to the new set at once. It is
+no file system needed) with the provider health; the child maps them (keeping each memfd
+for ``os.sendfile`` of bodies of 64 KiB or more, ``LoopServer.sendfile_min``), serves
+small ones with one ``sendmsg`` from the mapping, and swaps to the new set at once. It is
 ready (``/-/ready`` 200) from the first publish on, as the in-process server is from the
 first render. Ingest POSTs are forwarded to the main process's
 :class:`~exporter.server.Ingest` over a second channel (:class:`ForwardingIngest`);
@@ -39,7 +41,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from exporter.exposition import VARIANTS, Rendered, Variant, negotiate
-from exporter.server import Ingest, MetricsServer, Reply
+from exporter.server import Ingest, Reply
+from exporter.server_loop import LoopServer
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import WebConfigError
 from exporter.webconfig import load as load_web_config
@@ -341,7 +344,7 @@ def child_main(
         return
     try:
         web = load_web_config(web_config_file) if web_config_file else None
-        server = MetricsServer(address, web=web)
+        server = LoopServer(address, web=web)
     except OSError as exc:
         control.send(("error", exc.errno or 0, exc.strerror or str(exc)))
         return
@@ -358,7 +361,7 @@ def child_main(
 
 
 def _follow(
-    server: MetricsServer, control: Connection, ingest: Connection, stop: threading.Event
+    server: LoopServer, control: Connection, ingest: Connection, stop: threading.Event
 ) -> None:
     """Apply the parent's messages until ``stop`` or EOF (the parent is gone)."""
     try:
@@ -369,7 +372,8 @@ def _follow(
                 _, sizes, health = message
                 with socket.fromfd(control.fileno(), socket.AF_UNIX, socket.SOCK_STREAM) as s:
                     fds = recvfds(s, len(sizes))
-                server.source = _Published(Published.from_fds(fds, sizes), health)
+                bodies = Published.from_fds(fds, sizes, mapped=True)  # for os.sendfile
+                server.source = _Published(bodies, health)
             elif kind == "ingest":
                 _, paths, max_body_bytes = message
                 server.ingest = ForwardingIngest(paths, max_body_bytes, ingest)

@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("intake", ("exporter.intake",)),
     ("exposition", ("exporter.metrics", "exporter.exposition")),
     ("webconfig", ("exporter.webconfig",)),
-    ("server", ("exporter.server",)),
+    ("server", ("exporter.server", "exporter.server_loop")),
     ("serving", ("exporter.serving",)),
     ("finops", ("exporter.finops",)),
     ("demo", ("exporter.demo",)),

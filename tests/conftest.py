@@ -11,6 +11,8 @@ import pytest
 
 from exporter.config import Config, validate
 from exporter.demo.openai import FakeOpenAIOrg, FakeOpenAIServer, generate_org
+from exporter.server import MetricsServer
+from exporter.server_loop import LoopServer
 from tests.helpers import close_opened
 from tests.postgres import PostgresServer, PostgresUnavailable, postgres_server
 
@@ -125,3 +127,10 @@ def config(tmp_path: Path, fake: FakeOpenAIServer) -> Config:
 @pytest.fixture
 def env(org: FakeOpenAIOrg) -> dict[str, str]:
     return {KEY_ENV: org.admin_key}
+
+
+@pytest.fixture(params=["threaded", "loop"])
+def server_type(request: pytest.FixtureRequest) -> type[MetricsServer]:
+    """The HTTP server under test: MetricsServer (thread per connection; in-process use)
+    and LoopServer (the event loop the serving process of ``run`` and ``demo`` runs)."""
+    return LoopServer if request.param == "loop" else MetricsServer

@@ -39,10 +39,10 @@ def _ipv6_loopback() -> bool:
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this host")
-def test_an_ipv6_listen_address_serves() -> None:
+def test_an_ipv6_listen_address_serves(server_type: type[MetricsServer]) -> None:
     host, port = parse_listen_address("[::1]:0")
     assert (host, port) == ("::1", 0)
-    server = MetricsServer((host, port))
+    server = server_type((host, port))
     server.start()
     try:
         response = httpx.get(f"http://[::1]:{server.port}/-/healthy", timeout=5)

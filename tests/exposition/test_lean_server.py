@@ -19,6 +19,7 @@ import pytest
 
 from exporter.exposition import VARIANTS, Rendered
 from exporter.server import ONE_WRITE, MetricsServer
+from exporter.server_loop import LoopServer
 from exporter.serving import Published
 from exporter.snapshot import ProviderHealth
 from exporter.webconfig import load
@@ -27,8 +28,8 @@ from tests.exposition.test_server import _Source
 
 
 @pytest.fixture
-def server() -> Iterator[MetricsServer]:
-    s = MetricsServer(("127.0.0.1", 0))
+def server(server_type: type[MetricsServer]) -> Iterator[MetricsServer]:
+    s = server_type(("127.0.0.1", 0))
     s.source = _Source()
     s.start()
     yield s
@@ -148,6 +149,9 @@ def test_sendfile_only_when_enabled_and_only_for_large_bodies(
         plain = c.get(base, headers={"Accept-Encoding": "identity"})
         om = c.get(base, headers={"Accept": "application/openmetrics-text", "Accept-Encoding": ""})
     assert plain.content == BIG[0] and om.content == BIG[2]
+    if isinstance(server, LoopServer):  # its own sendfile: tests/exposition/test_loop_server.py
+        assert sendfiles == []
+        return
     assert sendfiles == [len(BIG[0]), len(BIG[2])]
     server.source = _FileSource((b"small\n",) * 4)
     assert httpx.get(base, headers={"Accept-Encoding": "identity"}).content == b"small\n"
@@ -155,13 +159,13 @@ def test_sendfile_only_when_enabled_and_only_for_large_bodies(
 
 
 def test_over_tls_a_body_in_a_file_is_sent_from_memory(
-    tmp_path: Path, sendfiles: list[int]
+    tmp_path: Path, sendfiles: list[int], server_type: type[MetricsServer]
 ) -> None:
     pki = make_pki(tmp_path)
     (tmp_path / "web.yml").write_text(
         "tls_server_config: {cert_file: server.crt, key_file: server.key}\n"
     )
-    s = MetricsServer(("127.0.0.1", 0), web=load(tmp_path / "web.yml"))
+    s = server_type(("127.0.0.1", 0), web=load(tmp_path / "web.yml"))
     s.sendfile_min = 1
     s.source = _FileSource(BIG)
     s.start()
@@ -174,11 +178,13 @@ def test_over_tls_a_body_in_a_file_is_sent_from_memory(
     assert got.status_code == 200 and got.content == BIG[0] and sendfiles == []
 
 
-def test_web_config_headers_follow_a_reload(tmp_path: Path) -> None:
+def test_web_config_headers_follow_a_reload(
+    tmp_path: Path, server_type: type[MetricsServer]
+) -> None:
     pki = make_pki(tmp_path)
     web = tmp_path / "web.yml"
     web.write_text("http_server_config: {headers: {X-Frame-Options: deny}}\n")
-    s = MetricsServer(("127.0.0.1", 0), web=load(web))
+    s = server_type(("127.0.0.1", 0), web=load(web))
     s.source = _Source()
     s.start()
     try:
@@ -196,6 +202,7 @@ def test_a_client_resetting_its_connection_is_a_debug_line_not_a_traceback(
     server: MetricsServer, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="exporter.server")
+    caplog.set_level(logging.DEBUG, logger="exporter.server_loop")
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
         s.sendall(b"GET /-/healthy HTTP/1.1\r\n\r\n")
         assert s.recv(65536).startswith(b"HTTP/1.1 200")

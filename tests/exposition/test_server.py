@@ -24,8 +24,8 @@ class _Source:
 
 
 @pytest.fixture
-def server() -> Iterator[MetricsServer]:
-    s = MetricsServer(("127.0.0.1", 0))
+def server(server_type: type[MetricsServer]) -> Iterator[MetricsServer]:
+    s = server_type(("127.0.0.1", 0))
     s.start()
     yield s
     s.stop()

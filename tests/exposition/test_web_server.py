@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.server import MetricsServer, Reply
+from exporter.server import MetricsServer, Reply, Source
 from exporter.webconfig import load
 from tests.exposition.certs import Pki, bcrypt_hash, make_pki
 from tests.exposition.test_server import _Source
@@ -42,9 +42,13 @@ basic_auth_users:
 """
 
 
-def serving(web_file: Path) -> Iterator[MetricsServer]:
-    server = MetricsServer(("127.0.0.1", 0), web=load(web_file))
-    server.source = _Source()
+def serving(
+    web_file: Path | None,
+    server_type: type[MetricsServer] = MetricsServer,
+    source: Source | None = None,
+) -> Iterator[MetricsServer]:
+    server = server_type(("127.0.0.1", 0), web=load(web_file) if web_file else None)
+    server.source = source or _Source()
     server.start()
     try:
         yield server
@@ -53,8 +57,9 @@ def serving(web_file: Path) -> Iterator[MetricsServer]:
 
 
 @pytest.fixture
-def tls_server(pki: Pki) -> Iterator[MetricsServer]:
-    yield from serving(write_web(pki, TLS_AUTH.format(hash=bcrypt_hash("s3cret"))))
+def tls_server(pki: Pki, server_type: type[MetricsServer]) -> Iterator[MetricsServer]:
+    web = write_web(pki, TLS_AUTH.format(hash=bcrypt_hash("s3cret")))
+    yield from serving(web, server_type)
 
 
 def client(pki: Pki, cert: tuple[Path, Path] | None = None) -> httpx.Client:

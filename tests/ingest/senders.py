@@ -252,11 +252,15 @@ def ingest_config(tmp_path: Path, **ingest: Any) -> Any:
     )
 
 
+# The server class running() starts (tests/ingest/test_http.py runs it with each).
+SERVER_TYPE: type[MetricsServer] = MetricsServer
+
+
 @contextmanager
 def running(tmp_path: Path, clock: Any, **ingest: Any) -> Iterator[Running]:
     """The exporter of ``ingest_config`` behind a real HTTP server on loopback."""
     app = build(ingest_config(tmp_path, **ingest), clock=clock, env={TOKEN_ENV: TOKEN})
-    server = MetricsServer(("127.0.0.1", 0))
+    server = SERVER_TYPE(("127.0.0.1", 0))
     server.source, server.ingest = app, app.intake
     server.start()
     client = httpx.Client(timeout=10)

@@ -13,6 +13,8 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from exporter.server import MetricsServer
+from tests.ingest import senders
 from tests.ingest.senders import (
     AUTH,
     GenAISpan,
@@ -35,6 +37,12 @@ JSON = "application/json"
 
 def clock() -> datetime:
     return NOW
+
+
+@pytest.fixture(autouse=True)
+def _each_server(server_type: type[MetricsServer], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here over MetricsServer and over the serving process's LoopServer."""
+    monkeypatch.setattr(senders, "SERVER_TYPE", server_type)
 
 
 def test_otlp_protobuf_spans_are_counted_and_priced_like_genai_prices(tmp_path: Path) -> None:
@@ -270,10 +278,9 @@ def test_stale_and_future_requests_are_rejected(tmp_path: Path) -> None:
 def test_ingest_disabled_answers_404(tmp_path: Path) -> None:
     from exporter.app import build
     from exporter.config import validate
-    from exporter.server import MetricsServer
 
     app = build(validate({"storage": {"path": str(tmp_path / "h.db")}}), clock=clock)
-    server = MetricsServer(("127.0.0.1", 0))
+    server = senders.SERVER_TYPE(("127.0.0.1", 0))
     server.source, server.ingest = app, app.intake
     server.start()
     try:
