@@ -196,11 +196,14 @@ class LoopServer(MetricsServer):
     MetricsServer; :attr:`sendfile_min` has its own default here."""
 
     request_queue_size = 1024  # accepting is cheap here: a larger backlog than MetricsServer
-    # Bodies of at least this size that have a file (the serving process keeps its memfds)
-    # go out by os.sendfile: no copy on this side. A measured trade (benchmarks/README.md,
-    # "scrape path"): 1.4x the req/s of sendmsg for a 154 KiB body at 8 connections,
-    # slower at 36 KiB and for 185-903 KiB text bodies; None: sendmsg for every body.
+    # Bodies of at least sendfile_min and below sendfile_max bytes that have a file (the
+    # serving process keeps its memfds) go out by os.sendfile: no copy on this side. A
+    # measured trade on loopback (benchmarks/README.md, "scrape path"): 1.4x the req/s of
+    # sendmsg for a 154 KiB body at 8 connections, slower at 36 KiB, and 1.5-2x slower
+    # than one sendmsg from the mapping for bodies of 1.3 MiB and more; None: sendmsg for
+    # every body (sendfile_max None: no upper bound).
     sendfile_min: int | None = 64 * 1024
+    sendfile_max: int | None = 1024 * 1024
     idle_timeout = IDLE_TIMEOUT
     header_timeout = HEADER_TIMEOUT
     send_timeout = SEND_TIMEOUT
@@ -219,6 +222,8 @@ class LoopServer(MetricsServer):
         self._stopping = False
         self._accepting = False
         self._scrapes: dict[bytes, _Scrape] = {}
+        self._heads: dict[int, tuple[Variant, bytes, bytes]] = {}  # a variant's whole head
+        self._now = time.monotonic()  # the loop's clock, read once per wake
         self._scrapes_web: WebConfig | None = web
         super().__init__(address, web)
         self.socket.setblocking(False)
@@ -235,7 +240,9 @@ class LoopServer(MetricsServer):
         sweep = time.monotonic() + poll_interval
         try:
             while not self._stopping:
-                for fd, _ in poll(poll_interval):
+                events = poll(poll_interval)
+                self._now = time.monotonic()  # one clock reading per wake, for all of them
+                for fd, _ in events:
                     conn = conns.get(fd)
                     if conn is None:
                         if fd == listen:
@@ -302,7 +309,7 @@ class LoopServer(MetricsServer):
         if conn.inbuf:
             data = conn.inbuf + data
         else:
-            conn.since = time.monotonic()  # a request begins: its head is timed from here
+            conn.since = self._now  # a request begins: its head is timed from here
         self._serve(conn, data)
 
     def _serve(self, conn: _Conn, data: bytes) -> None:
@@ -328,7 +335,7 @@ class LoopServer(MetricsServer):
                 self._close(conn, graceful=True)
                 return
         conn.inbuf = b""
-        conn.since = time.monotonic()
+        conn.since = self._now
 
     def _answer(self, conn: _Conn, head: bytes) -> tuple[list[_Part], bool]:
         """The response to one request head, and whether to close after it."""
@@ -347,11 +354,20 @@ class LoopServer(MetricsServer):
         v = source.rendered.variant(accept, accept_encoding)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %r 200", conn.address[0], head[: head.find(b"\n")].strip())
-        response = v.head + self.common_head() + b"\r\n"
+        common = self.common_head()  # the same bytes object for a second
+        held = self._heads.get(id(v))  # holds v: its id is not reused while kept
+        if held is not None and held[0] is v and held[1] is common:
+            response = held[2]
+        else:
+            response = v.head + common + b"\r\n"
+            if len(self._heads) >= 8:
+                self._heads.clear()
+            self._heads[id(v)] = (v, common, response)
         if method_head:
             return [response], close
-        least, file = self.sendfile_min, v.file
-        if file is not None and least is not None and len(v.body) >= least:
+        least, most, file = self.sendfile_min, self.sendfile_max, v.file
+        size = len(v.body)
+        if file is not None and least is not None and least <= size < (most or size + 1):
             conn.file = _FileBody(v, file.fileno(), 0, len(v.body))
             return [response], close
         return [response, v.body], close

@@ -8,10 +8,11 @@ thread for plain HTTP; TLS connections go to MetricsServer's thread per connecti
 auth and the web config's headers included). After every render the main process
 :meth:`~ServingProcess.publish`\\ es the four bodies in memfds (passed over a Unix socket,
 no file system needed) with the provider health; the child maps them (keeping each memfd
-for ``os.sendfile`` of bodies of 64 KiB or more, ``LoopServer.sendfile_min``), serves
-small ones with one ``sendmsg`` from the mapping, and swaps to the new set at once. It is
-ready (``/-/ready`` 200) from the first publish on, as the in-process server is from the
-first render. Ingest POSTs are forwarded to the main process's
+for ``os.sendfile`` of bodies from 64 KiB up to 1 MiB, ``LoopServer.sendfile_min`` /
+``sendfile_max``), serves the others with one ``sendmsg`` from the mapping, and swaps to
+the new set at once. It is ready (``/-/ready`` 200) from the first publish on, as the
+in-process server is from the first render. Ingest POSTs are forwarded to the main
+process's
 :class:`~exporter.server.Ingest` over a second channel (:class:`ForwardingIngest`);
 ``/``, ``/-/healthy`` and ``/-/ready`` are answered by the child itself.
 

@@ -126,6 +126,7 @@ def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
     monkeypatch.setattr(os, "sendfile", counting)
     source = _BigSource(filed)
     with _serving(source) as server:
+        server.sendfile_max = None  # a 32 MB body by sendfile too (the default: sendmsg)
         slow = _connect(server)
         slow.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         first = slow.recv(1024)  # then it stops reading: the loop holds most of it unsent
@@ -409,3 +410,29 @@ def test_a_failing_request_closes_its_connection_and_the_loop_goes_on(
     assert "RuntimeError: a bug" in caplog.text
     loop.source = good
     assert httpx.get(f"http://127.0.0.1:{loop.port}/metrics", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(("most", "sent_by_file"), [(None, True), (BIG, False)])
+def test_bodies_from_sendfile_max_on_go_out_by_sendmsg(
+    most: int | None, sent_by_file: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filed body of sendfile_max bytes or more is sent from its mapping by sendmsg
+    (measured faster than sendfile for large bodies on loopback); below, by sendfile."""
+    sendfiles: list[int] = []
+    real = os.sendfile
+
+    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        n = real(out_fd, in_fd, offset, count)
+        sendfiles.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", counting)
+    source = _BigSource(True)
+    with _serving(source) as server:
+        server.sendfile_max = most
+        s = _connect(server, timeout=30)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        _head, body = _read_response(s, bytearray())
+        s.close()
+    assert body == source.rendered.plain
+    assert (sum(sendfiles) == BIG) is sent_by_file and (not sendfiles) is not sent_by_file
