@@ -283,15 +283,19 @@ class _Report:
             held[1], held[2] = min(held[1], day), max(held[2], day)
 
     def log(self, currency: str) -> None:
-        for (source, rate_date), (n, first, last) in sorted(self.fallback.items()):
-            log.warning(
-                "fx: ECB unreachable: %d %s cost row(s) of %s..%s converted to %s with the "
-                "fallback rate of %s; re-converted when the rate of their day arrives",
-                n, source, first, last, currency, rate_date,
-            )  # fmt: skip
-        for (source, reason), (n, first, last) in sorted(self.errors.items()):
-            log.error(
-                "fx: %d %s cost row(s) of %s..%s cannot be converted to %s (%s); stored "
-                "unconverted, their money metrics are withheld",
-                n, source, first, last, currency, reason,
-            )  # fmt: skip
+        for level, template, rows in (
+            (logging.WARNING, _FALLBACK_LOG, self.fallback),
+            (logging.ERROR, _ERROR_LOG, self.errors),
+        ):
+            for (source, detail), (n, first, last) in sorted(rows.items()):
+                log.log(level, template, n, source, first, last, currency, detail)
+
+
+_FALLBACK_LOG = (
+    "fx: ECB unreachable: %d %s cost row(s) of %s..%s converted to %s with the fallback rate "
+    "of %s; re-converted when the rate of their day arrives"
+)
+_ERROR_LOG = (
+    "fx: %d %s cost row(s) of %s..%s cannot be converted to %s (%s); stored unconverted, their "
+    "money metrics are withheld"
+)

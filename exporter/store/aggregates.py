@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, cast
 
 from exporter.store.compact import COST_PK, day_of
 from exporter.store.db import Database
-from exporter.store.history import account_days_where
+from exporter.store.history import ConversionRule, account_days_where
 
 if TYPE_CHECKING:
     from exporter.store.history import History
@@ -69,9 +69,7 @@ class Aggregates(Database):
         history = cast("History", self)  # the Store this is mixed into
         streams, label = history._stream_map(), self._labels
         where, params = account_days_where(start, end, account)
-        same: dict[int, bool] = {}  # currency id -> is the accounting currency
-        wanted: set[int] = set()  # fx_applied ids converting to the accounting currency
-        known = -1  # how many fx_applied rows ``wanted`` was built from
+        rule = ConversionRule(history, currency).amount
         # (day, stream, cost_type) -> [units, converted, withheld, first position]
         cells: dict[tuple[int, int, int], list[int]] = {}
         position = 0
@@ -82,24 +80,15 @@ class Aggregates(Database):
                 params,
             )
             for d, sid, cost_type, cur, units, exact, fx, status, fx_units, fx_exact in cursor:
-                if fx is not None and fx not in self._fx_refs:
-                    self._fx_ref(fx)
-                if known != len(self._fx_refs):
-                    known = len(self._fx_refs)
-                    wanted = {i for i, ref in self._fx_refs.items() if ref[0] == currency}
                 cell = cells.get((d, sid, cost_type))
                 if cell is None:
                     cell = cells[(d, sid, cost_type)] = [0, 0, 0, -1]
-                if fx in wanted and status in (0, 1):  # final, provisional
-                    units, exact = fx_units, fx_exact
-                else:
-                    is_same = same.get(cur)
-                    if is_same is None:
-                        is_same = same[cur] = label[cur] == currency
-                    if not is_same:  # no usable rate: withheld
-                        cell[2] += 1
-                        continue
-                if exact is not None:
+                counted = rule(cur, units, exact, fx, status, fx_units, fx_exact)
+                if counted is None:  # no usable rate: withheld
+                    cell[2] += 1
+                    continue
+                units, exact = counted
+                if exact is not None or units is None:
                     return None
                 cell[0] += units
                 if not -MAX_CELL < units < MAX_CELL or not -MAX_CELL < cell[0] < MAX_CELL:

@@ -362,3 +362,41 @@ def account_days_where(start: date, end: date, account: tuple[str, str]) -> tupl
 
 def retention_cutoff(today: date, retention_days: int) -> date:
     return today - timedelta(days=retention_days)
+
+
+class ConversionRule:
+    """Which amount of a compact cost row counts in ``currency``: its conversion when it was
+    converted to ``currency`` (final or provisional), its source amount when it is already
+    in ``currency``, else none (withheld): the rule of
+    :meth:`History.converted_costs_between`, for readers that sum raw rows."""
+
+    def __init__(self, store: History, currency: str) -> None:
+        self.store = store
+        self.currency = currency
+        self._same: dict[int, bool] = {}  # currency id -> is ``currency``
+        self._wanted: set[int] = set()  # fx_applied ids converting to ``currency``
+        self._known = -1  # how many fx_applied rows ``_wanted`` was built from
+
+    def amount(
+        self,
+        currency_id: int,
+        units: int | None,
+        exact: str | None,
+        fx: int | None,
+        status: int | None,
+        fx_units: int | None,
+        fx_exact: str | None,
+    ) -> tuple[int | None, str | None] | None:
+        """(pico-units, exact text) of the amount that counts, None when withheld."""
+        refs = self.store._fx_refs
+        if fx is not None and fx not in refs:
+            self.store._fx_ref(fx)
+        if self._known != len(refs):
+            self._known = len(refs)
+            self._wanted = {i for i, ref in refs.items() if ref[0] == self.currency}
+        if fx in self._wanted and status in (0, 1):  # final, provisional
+            return fx_units, fx_exact
+        same = self._same.get(currency_id)
+        if same is None:
+            same = self._same[currency_id] = self.store._labels[currency_id] == self.currency
+        return (units, exact) if same else None

@@ -19,8 +19,8 @@ from datetime import date
 from decimal import Decimal
 from typing import NamedTuple
 
-from exporter.store.compact import COST_PK, day_number, day_of, from_units
-from exporter.store.history import History, account_days_where
+from exporter.store.compact import COST_PK, day_number, day_of, decode_money, from_units
+from exporter.store.history import ConversionRule, History, account_days_where
 
 # Flags of a usage group (OR of its rows): which rows it holds.
 HAS_TOKENS = 1  # a row with any token count != 0 (priced by ``Catalogue.row_cost``)
@@ -117,7 +117,6 @@ def recommendation_billed(
     """Billed token cost per stream and day of ``[start, end)`` in ``currency``; cost rows
     without a conversion to it are left out (they are withheld everywhere)."""
     where, params = _where(start, end, account)
-    label = store._labels
     tokens = store._names.get("tokens")
     if tokens is None:
         store._load_names()
@@ -125,9 +124,7 @@ def recommendation_billed(
     if tokens is None:  # no cost row of that type was ever stored
         return []
     streams = store._stream_map()
-    same: dict[int, bool] = {}  # currency id -> is ``currency``
-    wanted: set[int] = set()  # fx_applied ids converting to ``currency``
-    known = -1
+    rule = ConversionRule(store, currency).amount
     totals: dict[tuple[int, int], int | Decimal] = {}  # (day, stream) -> sum in key order
     with store._lock:
         cursor = store.db.execute(
@@ -137,24 +134,15 @@ def recommendation_billed(
             [*params, tokens],
         )
         for d, sid, cur, units, exact, fx, status, fx_units, fx_exact in cursor:
-            if fx is not None and fx not in store._fx_refs:
-                store._fx_ref(fx)
-            if known != len(store._fx_refs):
-                known = len(store._fx_refs)
-                wanted = {i for i, ref in store._fx_refs.items() if ref[0] == currency}
-            if fx in wanted and status in (0, 1):  # final, provisional
-                units, exact = fx_units, fx_exact
-            else:
-                is_same = same.get(cur)
-                if is_same is None:
-                    is_same = same[cur] = label[cur] == currency
-                if not is_same:
-                    continue
+            counted = rule(cur, units, exact, fx, status, fx_units, fx_exact)
+            if counted is None:  # withheld
+                continue
+            units, exact = counted
             held = totals.get((d, sid), 0)
-            if exact is None and isinstance(held, int):
+            if exact is None and units is not None and isinstance(held, int):
                 totals[(d, sid)] = held + units
             else:  # exact text: Decimal from here on (exact sums so far are the same value)
-                amount = Decimal(exact) if exact is not None else from_units(units)
+                amount = decode_money(units, exact)
                 totals[(d, sid)] = (from_units(held) if isinstance(held, int) else held) + amount
     out = []
     for (d, sid), total in totals.items():

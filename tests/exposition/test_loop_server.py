@@ -111,19 +111,25 @@ def _closed_by_server(s: socket.socket) -> bool:
         return True
 
 
-@pytest.mark.parametrize("filed", [False, True], ids=["sendmsg", "sendfile"])
-def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
-    filed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    sendfiles: list[int] = []
+@pytest.fixture
+def sendfiles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The byte counts of every os.sendfile call from now on."""
+    sent: list[int] = []
     real = os.sendfile
 
     def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
         n = real(out_fd, in_fd, offset, count)
-        sendfiles.append(n)
+        sent.append(n)
         return n
 
     monkeypatch.setattr(os, "sendfile", counting)
+    return sent
+
+
+@pytest.mark.parametrize("filed", [False, True], ids=["sendmsg", "sendfile"])
+def test_a_slow_reader_of_a_large_body_does_not_hold_up_the_other_connections(
+    filed: bool, sendfiles: list[int]
+) -> None:
     source = _BigSource(filed)
     with _serving(source) as server:
         server.sendfile_max = None  # a 32 MB body by sendfile too (the default: sendmsg)
@@ -414,19 +420,10 @@ def test_a_failing_request_closes_its_connection_and_the_loop_goes_on(
 
 @pytest.mark.parametrize(("most", "sent_by_file"), [(None, True), (BIG, False)])
 def test_bodies_from_sendfile_max_on_go_out_by_sendmsg(
-    most: int | None, sent_by_file: bool, monkeypatch: pytest.MonkeyPatch
+    most: int | None, sent_by_file: bool, sendfiles: list[int]
 ) -> None:
     """A filed body of sendfile_max bytes or more is sent from its mapping by sendmsg
     (measured faster than sendfile for large bodies on loopback); below, by sendfile."""
-    sendfiles: list[int] = []
-    real = os.sendfile
-
-    def counting(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        n = real(out_fd, in_fd, offset, count)
-        sendfiles.append(n)
-        return n
-
-    monkeypatch.setattr(os, "sendfile", counting)
     source = _BigSource(True)
     with _serving(source) as server:
         server.sendfile_max = most
