@@ -41,7 +41,7 @@ import select
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -56,6 +56,7 @@ IDLE_TIMEOUT = 300.0  # seconds a keep-alive connection may wait between request
 HEADER_TIMEOUT = 60.0  # seconds from a request's first byte to the end of its head
 SEND_TIMEOUT = 60.0  # seconds a response may make no progress (also: a POST's socket I/O)
 INGEST_WORKERS = 4  # threads that run ingest POSTs
+CLOSE_WAIT = 2.0  # seconds a stop waits for ingest workers whose sockets it shut down
 RECV_SIZE = 65536
 ACCEPTS_PER_EVENT = 64
 SCRAPES_KEPT = 64  # distinct scrape request heads remembered (scrapers repeat theirs)
@@ -566,12 +567,27 @@ class LoopServer(MetricsServer):
         super().server_close()
         for conn in list(self._conns.values()):
             self._close(conn)
+        running = []
         for conn, future in list(self._lent.items()):
             if future.cancel():  # not started
                 conn.sock.close()
                 continue
             with suppress(OSError):  # a worker blocked on its socket returns (and closes it)
                 conn.sock.shutdown(socket.SHUT_RDWR)
+            running.append(future)
+        # A worker that finished just before the stop handed its connection back to a loop
+        # that no longer takes it: wait briefly for the running ones, then close every
+        # connection that came back or whose worker is done (closing twice is harmless).
+        wait(running, timeout=CLOSE_WAIT)
+        while True:
+            try:
+                conn, _rest = self._returned.get_nowait()
+            except queue.Empty:
+                break
+            conn.sock.close()
+        for conn, future in self._lent.items():
+            if future.done():
+                conn.sock.close()
         self._workers.shutdown(wait=False, cancel_futures=True)
         self._epoll.close()
         self._wake_r.close()

@@ -433,3 +433,27 @@ def test_bodies_from_sendfile_max_on_go_out_by_sendmsg(
         s.close()
     assert body == source.rendered.plain
     assert (sum(sendfiles) == BIG) is sent_by_file and (not sendfiles) is not sent_by_file
+
+
+def test_a_connection_an_ingest_worker_hands_back_as_the_loop_stops_is_closed() -> None:
+    """A worker that finished just before the stop puts its connection back for a loop
+    that no longer takes it: the stop closes it (not left to the garbage collector)."""
+    ingest = _BlockingIngest()
+    ingest.release.set()
+    with _serving(_Source()) as server:
+        server.ingest = ingest
+        server._take_back = lambda: None  # type: ignore[method-assign]  # the loop never does
+        post = _connect(server)
+        post.sendall(
+            b"POST /api/v1/events HTTP/1.1\r\nAuthorization: Bearer t0ken\r\n"
+            b"Content-Length: 4\r\n\r\n[{}]"
+        )
+        head, _body = _read_response(post, bytearray())
+        assert head.startswith(b"HTTP/1.1 2")
+        deadline = time.monotonic() + 10
+        while server._returned.empty():  # handed back, never taken
+            assert time.monotonic() < deadline, "the worker never handed it back"
+            time.sleep(0.01)
+    post.settimeout(5)
+    assert _closed_by_server(post)  # the stop closed the server's end
+    post.close()
