@@ -85,7 +85,8 @@ class _Volume(NamedTuple):
     cache_write: int
 
     def tokens(self, token_type: str) -> int:
-        return int(getattr(self, token_type))
+        count: int = getattr(self, token_type)  # Python ints already (from ndarray.tolist())
+        return count
 
 
 class _ColKey(NamedTuple):
@@ -98,13 +99,7 @@ class _ColKey(NamedTuple):
 
 def _cost(price: UnitPrices, volume: _Volume, batch: str) -> Decimal:
     """List-price cost of ``volume`` (batch at the batch discount), as ``UnitPrices.cost``."""
-    cost = (
-        Decimal(0)  # UnitPrices.tokens_cost spelled out: the same sum, in TOKEN_TYPES order
-        + volume.input * price.input
-        + volume.output * price.output
-        + volume.cache_read * price.cache_read
-        + volume.cache_write * price.cache_write
-    ) / MTOK
+    cost = price.tokens_cost(volume)
     return cost * BATCH_DISCOUNT if batch == "true" else cost
 
 
